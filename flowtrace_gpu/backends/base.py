@@ -1,0 +1,82 @@
+"""The backend protocol and the brute-force ring projector every backend can use.
+
+A backend owns only arrays and kernels. The pipeline hands it a
+:class:`~flowtrace_gpu.plan.TracePlan`, gets a *projector* back, pushes
+frames into it one at a time and asks for the image of the window that ends
+at the last frame pushed.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from flowtrace_gpu.kernels.stretch import stretch_to_uint8
+from flowtrace_gpu.kernels.window import trace_window
+
+
+class Projector(Protocol):
+    """Turns a stream of frames into one image per full window."""
+
+    def push(self, frame: np.ndarray) -> None:
+        """Add the next frame (host array of ``plan.frame_shape``, ``plan.dtype``)."""
+
+    def project(self):
+        """Image (backend array, uint8, ``plan.out_shape``) of the last F frames pushed."""
+
+
+class Backend:
+    """Base of the backends: array namespace, transfers, projector factory.
+
+    Subclasses set :attr:`name` and :attr:`xp` and may override
+    :meth:`projector` with faster kernels; transfers default to NumPy's.
+    """
+
+    name = "base"
+    xp = np
+
+    def projector(self, plan) -> Projector:
+        """A projector for ``plan``; the default recomputes each window."""
+        return RingProjector(plan, self.xp)
+
+    def to_host(self, array) -> np.ndarray:
+        """Copy a backend array to a NumPy array."""
+        return np.asarray(array)
+
+    def set_threads(self, n: int) -> None:
+        """Use at most ``n`` compute threads (a hint; the default ignores it)."""
+
+    def __repr__(self) -> str:
+        return f"<flowtrace_gpu backend {self.name!r}>"
+
+
+class RingProjector:
+    """Keeps the last F frames in a preallocated ring and recomputes each window.
+
+    The ring is one ``(F, *frame_shape)`` array written in place: frame t
+    goes to slot ``t % F``. Cost per output is O(F) -- the readable
+    reference, and what the CuPy backend runs on the device.
+    """
+
+    def __init__(self, plan, xp):
+        self.plan = plan
+        self.xp = xp
+        self.ring = xp.empty((plan.frames_to_merge,) + plan.frame_shape, dtype=plan.dtype)
+        self.count = 0
+
+    def push(self, frame) -> None:
+        self.ring[self.count % self.plan.frames_to_merge] = self.xp.asarray(frame)
+        self.count += 1
+
+    def window(self):
+        """The ring's frames oldest first (a view when the ring is in order)."""
+        start = self.count % self.plan.frames_to_merge
+        if start == 0:
+            return self.ring
+        return self.xp.concatenate((self.ring[start:], self.ring[:start]))
+
+    def project(self):
+        if self.count < self.plan.frames_to_merge:
+            raise RuntimeError("project() needs a full window of frames")
+        return stretch_to_uint8(trace_window(self.window(), self.plan, self.xp), self.xp)

@@ -1,0 +1,1 @@
+"""Reading frames and writing images: one module per format family."""

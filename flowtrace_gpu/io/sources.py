@@ -1,0 +1,127 @@
+"""Where frames come from: one interface for folders and arrays.
+
+A source knows its frame count (or None), the shape and dtype of its
+frames, and the name of each frame (what outputs are named after); it is
+iterated lazily, so decoding happens on the reader thread.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowtraceError
+from .images import IMAGE_SUFFIXES, list_images, probe_image, read_image
+
+
+class FrameSource:
+    """Base of the sources. Subclasses fill the attributes and ``_read``."""
+
+    #: Number of frames after skipping, or None if unknown.
+    n_frames: int | None = None
+    frame_shape: tuple = ()
+    dtype: np.dtype = np.dtype(np.uint8)
+    #: Frame name stems (after skipping) used to name outputs, or None.
+    names: list[str] | None = None
+    description = "frames"
+
+    def frames(self, indices):
+        """Yield the frames at ``indices`` (positions after skipping), checked."""
+        for i in indices:
+            frame = self._read(i)
+            self._check(frame, i)
+            yield frame
+
+    def _read(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _label(self, i: int) -> str:
+        return f"frame {i}"
+
+    def _check(self, frame: np.ndarray, i: int) -> None:
+        if frame.shape != self.frame_shape or frame.dtype != self.dtype:
+            raise FlowtraceError(
+                f"{self._label(i)} is {frame.shape} {frame.dtype}, but the first frame is "
+                f"{self.frame_shape} {self.dtype}; every frame must match the first"
+            )
+
+
+class ImageFolderSource(FrameSource):
+    """A directory of single-frame images, in natural order.
+
+    Parameters
+    ----------
+    directory : path-like
+    frames_to_skip : int
+        Keep every ``frames_to_skip``-th file, starting with the first.
+    probe_workers : int
+        Threads that read the file headers up front.
+    """
+
+    def __init__(self, directory, frames_to_skip: int = 1, probe_workers: int = 1):
+        path = Path(directory)
+        if not path.exists():
+            raise FlowtraceError(f"image_dir {str(path)!r} does not exist; give a folder of frames")
+        if not path.is_dir():
+            raise FlowtraceError(
+                f"image_dir {str(path)!r} is not a directory; give the folder that holds the frames"
+            )
+        files = list_images(path)
+        if not files:
+            raise FlowtraceError(
+                f"image_dir {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                "point it at the folder of frames"
+            )
+        self.directory = path
+        self.files = files[::frames_to_skip]
+        self.n_frames = len(self.files)
+        self.names = [f.stem for f in self.files]
+        self.description = str(path)
+        self._probe(probe_workers)
+
+    def _probe(self, workers: int) -> None:
+        # Read every header before any output exists, so a stray file is
+        # reported up front rather than after hours of work.
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            headers = list(pool.map(probe_image, self.files))
+        self.frame_shape, self.dtype = headers[0]
+        for path, (shape, dtype) in zip(self.files, headers):
+            if shape != self.frame_shape or dtype != self.dtype:
+                raise FlowtraceError(
+                    f"{path} is {shape} {dtype}, but {self.files[0].name} is "
+                    f"{self.frame_shape} {self.dtype}; every frame must match the first "
+                    "(move the odd file out of the folder)"
+                )
+
+    def _read(self, i):
+        return read_image(self.files[i])
+
+    def _label(self, i):
+        return str(self.files[i])
+
+
+class ArraySource(FrameSource):
+    """Frames from an array-like (N, H, W) or (N, H, W, C), e.g. an array or memmap."""
+
+    def __init__(self, frames, frames_to_skip: int = 1):
+        if not hasattr(frames, "shape") or not hasattr(frames, "dtype"):
+            frames = np.asarray(frames)
+        if len(frames.shape) not in (3, 4):
+            raise FlowtraceError(
+                f"frames must be shaped (N, H, W) or (N, H, W, C), got shape {tuple(frames.shape)}"
+            )
+        self.array = frames
+        self.skip = frames_to_skip
+        self.n_frames = len(range(0, frames.shape[0], frames_to_skip))
+        self.frame_shape = tuple(frames.shape[1:])
+        self.dtype = np.dtype(frames.dtype)
+
+    def _read(self, i):
+        return np.asarray(self.array[i * self.skip])
+
+
+def default_probe_workers() -> int:
+    return min(8, os.cpu_count() or 1)

@@ -1,0 +1,142 @@
+"""The streaming engine: reader thread -> resident ring -> writer threads.
+
+::
+
+    reader thread         compute (calling thread)          writer pool
+    decode frame t+k  ->  projector.push(frame t)       ->  encode + write image i
+      (bounded queue)     projector.project() (window)      (bounded backlog)
+
+Memory is the ring (F frames on the backend) plus ``prefetch`` decoded
+frames plus the writers' backlog, whatever the number of frames.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from . import config
+
+_END = object()
+
+
+class _Failure:
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+class Prefetcher:
+    """Iterate ``iterable`` on a background thread, ``depth`` items ahead.
+
+    Exceptions raised by the iterable are re-raised in the consumer.
+    """
+
+    def __init__(self, iterable, depth: int):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._work, args=(iterable,), name="flowtrace-reader", daemon=True
+        )
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self, iterable) -> None:
+        try:
+            for item in iterable:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._put(_Failure(exc))
+        else:
+            self._put(_END)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
+        prefetch: int | None = None, progress: bool = False):
+    """Trace ``frames`` and hand each image to ``writer``.
+
+    Parameters
+    ----------
+    frames : iterable of numpy.ndarray
+        The frames windows slide over, in order (already skipped).
+    plan : TracePlan
+    backend : Backend
+    writer : object with ``write(index, image)``, ``close()`` and ``parallel``
+    n_outputs : int
+        Images expected (for the progress bar).
+    workers : int
+        Threads for reading, compute and writing; 0 runs everything serially
+        in the calling thread (``use_parallel=False``).
+    prefetch : int, optional
+        Frames decoded ahead; default ``FLOWTRACE_PREFETCH`` (8).
+    progress : bool
+        Show a tqdm bar (frames/s, ETA) on stderr.
+
+    Returns
+    -------
+    Whatever ``writer.close()`` returns.
+    """
+    from tqdm.auto import tqdm
+
+    depth = int(config.get("prefetch") if prefetch is None else prefetch)
+    window = plan.frames_to_merge
+    projector = backend.projector(plan)
+    backend.set_threads(max(1, workers))
+
+    reader = Prefetcher(frames, depth) if workers else None
+    n_writers = (workers if writer.parallel else 1) if workers else 0
+    pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer") if n_writers else None
+    backlog: deque = deque()
+    max_backlog = max(1, n_writers * int(config.get("write_queue_per_writer")))
+    bar = tqdm(total=n_outputs, unit="frame", desc="flowtrace", disable=not progress,
+               file=sys.stderr, dynamic_ncols=True, leave=True)
+    try:
+        for t, frame in enumerate(reader if reader is not None else frames):
+            projector.push(frame)
+            if t + 1 < window:
+                continue
+            image = backend.to_host(projector.project())
+            if pool is None:
+                writer.write(t + 1 - window, image)
+                bar.update()
+                continue
+            backlog.append(pool.submit(writer.write, t + 1 - window, image))
+            while len(backlog) > max_backlog or (backlog and backlog[0].done()):
+                backlog.popleft().result()
+                bar.update()
+        while backlog:
+            backlog.popleft().result()
+            bar.update()
+    finally:
+        bar.close()
+        if reader is not None:
+            reader.close()
+        if pool is not None:
+            for future in backlog:
+                future.cancel()
+            pool.shutdown(wait=True)
+    return writer.close()
