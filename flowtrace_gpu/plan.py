@@ -165,6 +165,11 @@ class TracePlan:
                 f"frames must have an integer or float dtype, got {self.dtype}; "
                 "convert them with numpy.asarray(frames, dtype=...)"
             )
+        if self.options.color_series and self.is_color_input and self.frame_shape[2] != 3:
+            raise FlowtraceError(
+                f"color_series tints grayscale or RGB frames, got {self.frame_shape[2]} channels "
+                f"(frame shape {self.frame_shape}); drop the extra channels or color_series"
+            )
         check_window(self.frames_to_merge, None, 1, self.options)
 
     @property

@@ -1,0 +1,40 @@
+# Two commands on a fresh machine with Python 3.10+:  make demo  /  make test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench bench-quick wheel-check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+## make demo: trace the built-in synthetic movie into demo_output/
+demo: $(VENV)/.installed
+	$(BIN)/flowtrace demo demo_output
+
+## make test: the whole suite (parity with ../shared/reference where present)
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+## make bench: kernel and end-to-end benchmarks; tables on stdout, JSON in bench/results/
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/run_all.py
+
+bench-quick: $(VENV)/.installed-test
+	$(BIN)/python bench/run_all.py --quick
+
+## make wheel-check: the built wheel carries flowtrace_gpu.kernels
+wheel-check: $(VENV)/.installed-test
+	bash .ci/wheel_check.sh
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info demo_output bench/results

@@ -1,0 +1,76 @@
+"""Plain per-window references, written from the original's description.
+
+Slow and obvious on purpose: every backend and kernel is checked against
+these. They share no code with the package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def naive_sequence(n_frames, frames_to_merge, windows="original"):
+    """Frame indices windows slide over: the original never reads frame F."""
+    if windows == "original" and n_frames > frames_to_merge:
+        return [i for i in range(n_frames) if i != frames_to_merge]
+    return list(range(n_frames))
+
+
+def naive_colors(k):
+    """The original's cmap1D((90, 10, 250), (255, 153, 0), k) / 255."""
+    start = [c / 255.0 for c in (90, 10, 250)]
+    end = [c / 255.0 for c in (255, 153, 0)]
+    columns = [np.linspace(start[c], end[c], k) for c in range(3)]
+    return np.array(columns).T / 255.0
+
+
+def naive_stretch(proj):
+    peak = proj.max()
+    scaled = proj * (255.0 / peak) if peak != 0 else proj
+    return np.floor(np.clip(scaled, 0, 255) + 0.5).astype(np.uint8)
+
+
+def naive_window(window, *, invert_color=False, take_diff=False, diff_order=1,
+                 subtract_median=False, subtract_first=False, add_first_frame=False,
+                 color_series=False, invert_offset=255.0):
+    """Float64 projection of one window (F, H, W[, C]), step by step."""
+    stack = np.array(window, dtype=np.float64)
+    first = stack[0].copy()
+    if subtract_first:
+        stack = np.stack([frame - first for frame in stack])
+    if subtract_median:
+        stack = stack - np.median(stack, axis=0)
+    if take_diff:
+        for _ in range(diff_order):
+            stack = stack[1:] - stack[:-1]
+    if add_first_frame:
+        stack = np.concatenate([stack, first[None]])
+    if color_series:
+        colors = naive_colors(len(stack))
+        tinted = []
+        for j, frame in enumerate(stack):
+            if frame.ndim == 2:
+                tinted.append(np.stack([frame * colors[j, c] for c in range(3)], axis=-1))
+            else:
+                tinted.append(np.stack([frame[..., c] * colors[j, c] for c in range(3)], axis=-1))
+        stack = np.array(tinted)
+    if invert_color:
+        return invert_offset - stack.min(axis=0)
+    return stack.max(axis=0)
+
+
+def invert_offset_for(dtype):
+    dtype = np.dtype(dtype)
+    return float(np.iinfo(dtype).max) if dtype.kind in "ui" and dtype.itemsize > 1 else 255.0
+
+
+def naive_trace(frames, frames_to_merge, frames_to_skip=1, *, windows="original", **options):
+    """All images flowtrace_array should return, one window at a time."""
+    frames = np.asarray(frames)[::frames_to_skip]
+    sequence = naive_sequence(len(frames), frames_to_merge, windows)
+    images = []
+    for i in range(len(sequence) - frames_to_merge + 1):
+        window = frames[sequence[i:i + frames_to_merge]]
+        proj = naive_window(window, invert_offset=invert_offset_for(frames.dtype), **options)
+        images.append(naive_stretch(proj))
+    return np.array(images)

@@ -1,0 +1,149 @@
+"""The streaming engine: threads, order, memory flat in the movie's length."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from conftest import BACKENDS
+from naive import naive_trace
+
+from flowtrace_gpu import flowtrace_array, get_backend, pipeline
+from flowtrace_gpu.plan import TraceOptions, TracePlan
+
+
+class CountingWriter:
+    parallel = True
+
+    def __init__(self):
+        self.count = 0
+        self.checksum = 0
+        self.threads = set()
+        self._lock = threading.Lock()
+
+    def write(self, index, image):
+        with self._lock:
+            self.count += 1
+            self.checksum += int(image[0, 0])
+            self.threads.add(threading.current_thread().name)
+
+    def close(self):
+        return self.count
+
+
+def _frames(n, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        yield rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def _peak_bytes(n, shape=(128, 128), f=8, backend="numpy"):
+    plan = TracePlan(f, shape, np.uint8, TraceOptions(subtract_median=True))
+    writer = CountingWriter()
+    tracemalloc.start()
+    try:
+        count = pipeline.run(_frames(n, shape), plan, get_backend(backend), writer, n - f + 1,
+                             workers=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == n - f + 1
+    return peak
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_peak_memory_is_flat_in_movie_length(backend):
+    _peak_bytes(20, backend=backend)  # warm caches and compiled kernels
+    short = _peak_bytes(40, backend=backend)
+    long = _peak_bytes(400, backend=backend)
+    frame = 128 * 128
+    # Ten times the frames may not cost more than a few frames' worth of memory.
+    assert long < short + 8 * frame * 8, (short, long)
+    # And the whole run holds O(window + queues), far below the movie (400 frames).
+    assert long < 100 * frame * 8
+
+
+def test_writes_run_on_writer_threads_and_reading_on_the_reader():
+    seen = []
+
+    def frames():
+        for frame in _frames(30, (4, 4)):
+            seen.append(threading.current_thread().name)
+            yield frame
+
+    plan = TracePlan(5, (4, 4), np.uint8)
+    writer = CountingWriter()
+    pipeline.run(frames(), plan, get_backend("numpy"), writer, 26, workers=2)
+    assert writer.count == 26
+    assert set(seen) == {"flowtrace-reader"}
+    assert all(name.startswith("flowtrace-writer") for name in writer.threads)
+
+
+def test_serial_run_uses_the_calling_thread_only():
+    seen = []
+
+    def frames():
+        for frame in _frames(12, (4, 4)):
+            seen.append(threading.current_thread())
+            yield frame
+
+    writer = CountingWriter()
+    pipeline.run(frames(), TracePlan(3, (4, 4), np.uint8), get_backend("numpy"), writer, 10,
+                 workers=0)
+    assert set(seen) == {threading.current_thread()}
+    assert writer.threads == {threading.current_thread().name}
+
+
+def test_reader_errors_reach_the_caller():
+    def frames():
+        yield np.zeros((2, 2), np.uint8)
+        raise OSError("disk went away")
+
+    with pytest.raises(OSError, match="disk went away"):
+        pipeline.run(frames(), TracePlan(1, (2, 2), np.uint8), get_backend("numpy"),
+                     CountingWriter(), 2, workers=2)
+
+
+def test_writer_errors_reach_the_caller():
+    class Failing(CountingWriter):
+        def write(self, index, image):
+            if index == 3:
+                raise OSError("no space left")
+
+    with pytest.raises(OSError, match="no space left"):
+        pipeline.run(_frames(50, (4, 4)), TracePlan(2, (4, 4), np.uint8), get_backend("numpy"),
+                     Failing(), 49, workers=2)
+
+
+def test_ordered_writer_sees_images_in_order():
+    class Ordered(CountingWriter):
+        parallel = False
+
+        def __init__(self):
+            super().__init__()
+            self.order = []
+
+        def write(self, index, image):
+            self.order.append(index)
+
+    writer = Ordered()
+    pipeline.run(_frames(40, (4, 4)), TracePlan(4, (4, 4), np.uint8), get_backend("numpy"),
+                 writer, 37, workers=4)
+    assert writer.order == list(range(37))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parallel_and_serial_agree(backend):
+    movie = np.random.default_rng(3).integers(0, 4096, (30, 9, 11), dtype=np.uint16)
+    serial = flowtrace_array(movie, 6, use_parallel=False, backend=backend, subtract_median=True)
+    parallel = flowtrace_array(movie, 6, max_cores=4, backend=backend, subtract_median=True)
+    np.testing.assert_array_equal(serial, parallel)
+    np.testing.assert_array_equal(serial, naive_trace(movie, 6, subtract_median=True))
+
+
+def test_progress_bar_reports_frames(capsys):
+    movie = np.zeros((12, 3, 3), np.uint8)
+    flowtrace_array(movie, 2, progress=True)
+    err = capsys.readouterr().err
+    assert "10/10" in err and "frame" in err
