@@ -35,7 +35,7 @@ def deflate(data, level: int = 1) -> bytes:
     return zlib.compress(data, level)
 
 
-def encode_png(image: np.ndarray, level: int = 1) -> bytes:
+def encode_png(image: np.ndarray, level: int = 1, compress=None) -> bytes:
     """Encode an 8- or 16-bit gray (H, W) or RGB(A) (H, W, C) image as PNG bytes.
 
     Parameters
@@ -43,6 +43,8 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     image : numpy.ndarray of uint8 or uint16
     level : int
         Deflate level, 0-9.
+    compress : callable, optional
+        ``compress(rows) -> zlib stream``, replacing :func:`deflate` (benchmarks).
     """
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"PNG holds uint8 or uint16 pixels, got {image.dtype}")
@@ -58,6 +60,6 @@ def encode_png(image: np.ndarray, level: int = 1) -> bytes:
     return b"".join((
         _SIGNATURE,
         _chunk(b"IHDR", header),
-        _chunk(b"IDAT", deflate(rows, level)),
+        _chunk(b"IDAT", compress(rows) if compress else deflate(rows, level)),
         _chunk(b"IEND", b""),
     ))

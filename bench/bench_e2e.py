@@ -1,0 +1,137 @@
+"""End to end: a TIFF sequence on disk -> pathline PNGs, output frames per second.
+
+    python bench/bench_e2e.py [--quick] [--frames 300] [--size 1024]
+
+For each option set, in one run: flowtrace_gpu on every backend that loads;
+(a) the I/O floor -- the same reader thread, writer threads and PNG encoder,
+with a backend that computes nothing (it hands back the last frame); (b) the
+original's algorithm (bench/baseline_original.py), serial, timed on its first
+``--baseline-frames`` outputs. Also the original's 62-frame sample, if
+../shared/reference is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline_original import run_original  # noqa: E402
+from common import save, table  # noqa: E402
+
+from flowtrace_gpu import available_backends, flowtrace, flowtrace_array, get_backend  # noqa: E402
+from flowtrace_gpu.backends.base import Backend  # noqa: E402
+from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sample_data"
+
+
+class _LastFrame:
+    def __init__(self, plan):
+        self.frame = None
+
+    def push(self, frame):
+        self.frame = frame
+
+    def project(self):
+        return self.frame
+
+
+class IOFloorBackend(Backend):
+    """Computes nothing: each 'image' is the newest frame. Times reading + writing alone."""
+
+    name = "io-floor"
+
+    def projector(self, plan):
+        return _LastFrame(plan)
+
+
+def write_movie(directory: Path, frames: int, size: int) -> list[Path]:
+    import tifffile
+
+    movie = synthetic_movie(frames, (size, size), seed=0)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(movie):
+        path = directory / f"frame{i:05d}.tif"
+        tifffile.imwrite(path, frame)
+        paths.append(path)
+    return paths
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="256x256 x 120 frames")
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--window", type=int, default=30)
+    ap.add_argument("--baseline-frames", type=int, default=20,
+                    help="outputs the (slow) original's algorithm is timed on")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.frames, args.size = 120, 256
+    f = args.window
+    work = Path(tempfile.mkdtemp(prefix="flowtrace-bench-"))
+    rows = []
+    try:
+        files = write_movie(work / "movie", args.frames, args.size)
+        n_out = args.frames - f
+        option_sets = {"default": {}, "subtract_median": {"subtract_median": True}}
+        for label, options in option_sets.items():
+            out = work / "out"
+            engines = available_backends()
+            for name in engines + ["io-floor"]:
+                backend = IOFloorBackend() if name == "io-floor" else get_backend(name)
+                if name != "io-floor":  # compile kernels before timing
+                    flowtrace_array(np.zeros((f + 2, 32, 32), np.uint8), f, backend=backend,
+                                    **options)
+                shutil.rmtree(out, ignore_errors=True)
+                seconds = timed(lambda: flowtrace(work / "movie", f, out, backend=backend,
+                                                  progress=False, **options))
+                rows.append({"options": label, "method": name, "outputs": n_out,
+                             "ms_per_frame": seconds / n_out * 1e3, "fps": n_out / seconds})
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            k = min(args.baseline_frames, n_out)
+            seconds = timed(lambda: run_original(files, f, out, max_outputs=k, **options))
+            rows.append({"options": label, "method": "original (serial)", "outputs": k,
+                         "ms_per_frame": seconds / k * 1e3, "fps": k / seconds})
+        for label in option_sets:
+            group = [r for r in rows if r["options"] == label]
+            base = next(r for r in group if r["method"] == "original (serial)")["ms_per_frame"]
+            floor = next(r for r in group if r["method"] == "io-floor")["ms_per_frame"]
+            for r in group:
+                r["x_original"] = base / r["ms_per_frame"]
+                r["x_io_floor"] = r["ms_per_frame"] / floor
+        if REFERENCE.is_dir():
+            for name in available_backends():
+                out = work / f"sample-{name}"
+                flowtrace(REFERENCE, 10, out, backend=name, progress=False)  # warm
+                seconds = timed(lambda: flowtrace(REFERENCE, 10, out, backend=name, progress=False))
+                rows.append({"options": "sample_data F=10", "method": name, "outputs": 52,
+                             "ms_per_frame": seconds / 52 * 1e3, "fps": 52 / seconds})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"End to end: {args.frames} TIFF frames {args.size}x{args.size} uint8 -> PNGs, "
+          f"F={f}; x_original = speedup over the original's algorithm, "
+          f"x_io_floor = time / (read + write only)")
+    print(table(rows, ["options", "method", "outputs", "ms_per_frame", "fps", "x_original",
+                       "x_io_floor"]))
+    print("wrote", save("e2e", {"frames": args.frames, "size": args.size, "window": f,
+                                "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
