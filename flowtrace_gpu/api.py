@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,10 +29,24 @@ def _plan(source, frames_to_merge, frames_to_skip, options) -> tuple[TracePlan, 
     return plan, trace_sequence(source.n_frames, f, options.windows)
 
 
+def _trace(source, sequence, plan, backend, writer, *, workers, progress):
+    """Run the pipeline; with normalize='global', a measuring pass first."""
+    n_out = len(sequence) - plan.frames_to_merge + 1
+    if plan.scaling == "float":
+        # One scale for the whole run needs the brightest value of every
+        # image before the first is written: trace once without writing.
+        peak = pipeline.run(source.frames(sequence), plan, backend, pipeline.PeakRecorder(),
+                            n_out, workers=workers, progress=progress, desc="measuring")
+        plan = replace(plan, scaling="fixed", peak=peak)
+    return pipeline.run(source.frames(sequence), plan, backend, writer, n_out,
+                        workers=workers, progress=progress)
+
+
 def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max_cores=8,
               frames_to_skip=1, *, invert_color=False, take_diff=False, diff_order=1,
               subtract_median=False, subtract_first=False, add_first_frame=False,
-              color_series=False, windows="original", backend="auto", progress=None):
+              color_series=False, windows="original", normalize="frame", bit_depth=None,
+              colormap=None, fade_tails=False, backend="auto", progress=None):
     """Write one pathline image per window of frames, as the original flowtrace.
 
     Parameters
@@ -69,6 +83,22 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         ``'original'`` reproduces the original's pixels, which never read
         frame F (the (F+1)-th): N-F images. ``'sliding'`` uses every
         window of F consecutive frames: N-F+1 images.
+    normalize : {'frame', 'global', 'none'}, default 'frame'
+        ``'frame'``: each image stretched so its brightest value is 255 (the
+        original; a sequence flickers). ``'global'``: one scale for the whole
+        run, from a first pass that measures the brightest value of every
+        image (the frames are read twice). ``'none'``: the raw projection
+        values in the input dtype (16-bit stays 16-bit), rounded and clipped.
+    bit_depth : int, optional
+        Bits actually used by integer frames (10 or 12 for many cameras that
+        store 16 bits): ``invert_color`` then uses ``2**bit_depth - 1``.
+    colormap : str or sequence of colors, optional
+        With ``color_series``: a matplotlib colormap name, or two or more
+        colors (RGB 0-255 or 0-1, or '#rrggbb') spaced evenly in time.
+        Default: the original's purple -> orange ramp.
+    fade_tails : bool
+        Weight frame j of the window's K by j/(K-1), oldest frame black, as
+        the MATLAB flowtrace's fade_tails.
     backend : {'auto', 'cupy', 'numba', 'numpy'}
         Array backend; ``'auto'`` honours ``FLOWTRACE_BACKEND``.
     progress : bool, optional
@@ -89,11 +119,17 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     >>> flowtrace('sample_data', 30, 'sample_output/', subtract_median=True)  # doctest: +SKIP
     """
     options = TraceOptions(invert_color, take_diff, diff_order, subtract_median,
-                           subtract_first, add_first_frame, color_series, windows)
+                           subtract_first, add_first_frame, color_series, windows,
+                           normalize, bit_depth, colormap, fade_tails)
     skip = _positive_int("frames_to_skip", frames_to_skip)
     workers = _workers(use_parallel, max_cores)
     source = ImageFolderSource(image_dir, skip, probe_workers=default_probe_workers() if workers else 1)
     plan, sequence = _plan(source, frames_to_merge, skip, options)
+    if plan.image_dtype not in (np.uint8, np.uint16):
+        raise FlowtraceError(
+            f"normalize='none' keeps the frames' {plan.image_dtype} values, which PNG cannot "
+            "hold (8- or 16-bit integers); use normalize='frame' or 'global'"
+        )
     engine = get_backend(backend)
     target = prepare_out_dir(source.directory if _is_same(out_dir) else out_dir)
     n_out = len(sequence) - plan.frames_to_merge + 1
@@ -101,8 +137,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     writer = PngFolderWriter(target, [source.names[i] + suffix for i in range(n_out)])
     if progress is None:
         progress = sys.stderr.isatty()
-    return pipeline.run(source.frames(sequence), plan, engine, writer, n_out,
-                        workers=workers, progress=progress)
+    return _trace(source, sequence, plan, engine, writer, workers=workers, progress=progress)
 
 
 def _is_same(out_dir) -> bool:
@@ -112,6 +147,7 @@ def _is_same(out_dir) -> bool:
 def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=False,
                     take_diff=False, diff_order=1, subtract_median=False, subtract_first=False,
                     add_first_frame=False, color_series=False, windows="original",
+                    normalize="frame", bit_depth=None, colormap=None, fade_tails=False,
                     backend="auto", use_parallel=True, max_cores=8, progress=False):
     """Pathline images of frames held in memory.
 
@@ -125,9 +161,10 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
 
     Returns
     -------
-    numpy.ndarray of uint8, shape (M, H, W) or (M, H, W, 3)
+    numpy.ndarray, shape (M, H, W) or (M, H, W, 3)
         The images :func:`flowtrace` would write, in order: M = N-F with
-        ``windows='original'`` (1 when N == F), N-F+1 with ``'sliding'``.
+        ``windows='original'`` (1 when N == F), N-F+1 with ``'sliding'``;
+        uint8, or the input dtype with ``normalize='none'``.
 
     Examples
     --------
@@ -139,13 +176,14 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
     (31, 64, 64, 3)
     """
     options = TraceOptions(invert_color, take_diff, diff_order, subtract_median,
-                           subtract_first, add_first_frame, color_series, windows)
+                           subtract_first, add_first_frame, color_series, windows,
+                           normalize, bit_depth, colormap, fade_tails)
     skip = _positive_int("frames_to_skip", frames_to_skip)
     workers = _workers(use_parallel, max_cores)
     source = ArraySource(frames, skip)
     plan, sequence = _plan(source, frames_to_merge, skip, options)
     engine = get_backend(backend)
     n_out = len(sequence) - plan.frames_to_merge + 1
-    out = np.empty((n_out,) + plan.out_shape, dtype=np.uint8)
-    return pipeline.run(source.frames(sequence), plan, engine, ArrayWriter(out), n_out,
-                        workers=workers, progress=progress)
+    out = np.empty((n_out,) + plan.out_shape, dtype=plan.image_dtype)
+    return _trace(source, sequence, plan, engine, ArrayWriter(out), workers=workers,
+                  progress=progress)

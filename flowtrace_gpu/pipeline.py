@@ -75,8 +75,26 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
+class PeakRecorder:
+    """A writer that keeps only the largest value of all images (the global peak)."""
+
+    parallel = True
+
+    def __init__(self):
+        self.peak = None
+        self._lock = threading.Lock()
+
+    def write(self, index, image) -> None:
+        value = float(image.max())
+        with self._lock:
+            self.peak = value if self.peak is None else max(self.peak, value)
+
+    def close(self) -> float:
+        return 0.0 if self.peak is None else self.peak
+
+
 def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
-        prefetch: int | None = None, progress: bool = False):
+        prefetch: int | None = None, progress: bool = False, desc: str = "flowtrace"):
     """Trace ``frames`` and hand each image to ``writer``.
 
     Parameters
@@ -95,6 +113,8 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
         Frames decoded ahead; default ``FLOWTRACE_PREFETCH`` (8).
     progress : bool
         Show a tqdm bar (frames/s, ETA) on stderr.
+    desc : str
+        Label of the bar.
 
     Returns
     -------
@@ -112,7 +132,7 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer") if n_writers else None
     backlog: deque = deque()
     max_backlog = max(1, n_writers * int(config.get("write_queue_per_writer")))
-    bar = tqdm(total=n_outputs, unit="frame", desc="flowtrace", disable=not progress,
+    bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=True)
     try:
         for t, frame in enumerate(reader if reader is not None else frames):

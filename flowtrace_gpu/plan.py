@@ -21,6 +21,15 @@ RAMP_END = (255, 153, 0)
 #: How windows are laid over the frames (see :func:`trace_sequence`).
 WINDOW_SCHEMES = ("original", "sliding")
 
+#: How projections become output values (see README, "Scaling").
+NORMALIZE_MODES = ("frame", "global", "none")
+
+#: What a projector returns, decided by the plan: 'frame' (8-bit, each image
+#: stretched on its own), 'fixed' (8-bit, one given peak for every image),
+#: 'none' (raw values in the input dtype) and 'float' (the float64
+#: projection, for measuring the global peak).
+SCALINGS = ("frame", "fixed", "none", "float")
+
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
     try:
@@ -47,10 +56,14 @@ class TraceOptions:
     add_first_frame: bool = False
     color_series: bool = False
     windows: str = "original"
+    normalize: str = "frame"
+    bit_depth: int | None = None
+    colormap: object = None
+    fade_tails: bool = False
 
     def __post_init__(self):
         for name in ("invert_color", "take_diff", "subtract_median", "subtract_first",
-                     "add_first_frame", "color_series"):
+                     "add_first_frame", "color_series", "fade_tails"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise FlowtraceError(f"{name} must be True or False, got {value!r}")
@@ -61,6 +74,21 @@ class TraceOptions:
                 f"windows must be one of {', '.join(map(repr, WINDOW_SCHEMES))}, "
                 f"got {self.windows!r}"
             )
+        if self.normalize not in NORMALIZE_MODES:
+            raise FlowtraceError(
+                f"normalize must be one of {', '.join(map(repr, NORMALIZE_MODES))}, "
+                f"got {self.normalize!r}"
+            )
+        if self.bit_depth is not None:
+            bits = _positive_int("bit_depth", self.bit_depth)
+            if bits > 16:
+                raise FlowtraceError(f"bit_depth must be 1..16 (bits per pixel stored), got {bits}")
+            object.__setattr__(self, "bit_depth", bits)
+        if self.colormap is not None:
+            if not self.color_series:
+                raise FlowtraceError("colormap colors the time series: pass color_series=True too")
+            # Resolve now: a bad name fails before any frame is read.
+            object.__setattr__(self, "colormap", resolve_colormap(self.colormap))
 
     def stack_length(self, frames_to_merge: int) -> int:
         """Frames left in a window after ``take_diff`` and ``add_first_frame``."""
@@ -119,6 +147,67 @@ def count_outputs(n_frames: int, frames_to_merge: int, windows: str = "original"
     return len(trace_sequence(n_frames, frames_to_merge, windows)) - frames_to_merge + 1
 
 
+def resolve_colormap(colormap) -> str | tuple:
+    """Validate a colormap: a matplotlib name, or two or more colors.
+
+    Colors are RGB triples in 0-1 or 0-255, or ``'#rrggbb'`` strings;
+    returns the name, or a tuple of RGB triples in 0-1.
+    """
+    if isinstance(colormap, str) and not colormap.startswith("#"):
+        try:
+            import matplotlib
+        except ImportError:
+            raise FlowtraceError(
+                f"colormap={colormap!r} names a matplotlib colormap, but matplotlib is not "
+                "installed; pip install matplotlib, or give a list of colors"
+            ) from None
+        if colormap not in matplotlib.colormaps:
+            raise FlowtraceError(
+                f"colormap {colormap!r} is not a matplotlib colormap name (e.g. 'viridis', "
+                "'plasma'), nor a list of colors"
+            )
+        return colormap
+    try:
+        colors = [_rgb(c) for c in colormap]
+    except (TypeError, ValueError):
+        colors = []
+    if len(colors) < 2:
+        raise FlowtraceError(
+            f"colormap must be a matplotlib name or two or more colors such as "
+            f"[(90, 10, 250), (255, 153, 0)] or ['#5a0afa', '#ff9900'], got {colormap!r}"
+        )
+    return tuple(colors)
+
+
+def _rgb(color) -> tuple:
+    if isinstance(color, str):
+        text = color.lstrip("#")
+        if len(text) != 6:
+            raise ValueError(color)
+        return tuple(int(text[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
+    rgb = tuple(float(c) for c in color)
+    if len(rgb) != 3 or min(rgb) < 0 or max(rgb) > 255:
+        raise ValueError(color)
+    return tuple(c / 255.0 for c in rgb) if max(rgb) > 1 else rgb
+
+
+def colormap_colors(colormap, k: int) -> np.ndarray:
+    """(k, 3) RGB in 0-1 sampled evenly along ``colormap``, oldest frame first."""
+    positions = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
+    if isinstance(colormap, str):
+        import matplotlib
+
+        return np.asarray(matplotlib.colormaps[colormap](positions), dtype=np.float64)[:, :3]
+    stops = np.asarray(colormap, dtype=np.float64)
+    anchors = np.linspace(0.0, 1.0, len(stops))
+    return np.stack([np.interp(positions, anchors, stops[:, c]) for c in range(3)], axis=1)
+
+
+def fade_weights(k: int) -> np.ndarray:
+    """The MATLAB flowtrace's ``fade_tails`` ramp: 0 for the oldest frame, 1 for the newest."""
+    return np.linspace(0.0, 1.0, k) if k > 1 else np.ones(1)
+
+
 def ramp_colors(k: int) -> np.ndarray:
     """The original's time ramp as (k, 3) float64 weights, frame 0 first.
 
@@ -152,8 +241,19 @@ class TracePlan:
     frame_shape: tuple
     dtype: np.dtype
     options: TraceOptions = field(default_factory=TraceOptions)
+    #: One of SCALINGS; None derives it from ``options.normalize``.
+    scaling: str | None = None
+    #: The one peak every image is scaled by when ``scaling == 'fixed'``.
+    peak: float | None = None
 
     def __post_init__(self):
+        if self.scaling is None:
+            derived = {"frame": "frame", "global": "float", "none": "none"}[self.options.normalize]
+            object.__setattr__(self, "scaling", derived)
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.scaling == "fixed" and self.peak is None:
+            raise ValueError("scaling='fixed' needs the peak")
         object.__setattr__(self, "dtype", np.dtype(self.dtype))
         object.__setattr__(self, "frame_shape", tuple(int(s) for s in self.frame_shape))
         if len(self.frame_shape) not in (2, 3):
@@ -170,6 +270,12 @@ class TracePlan:
                 f"color_series tints grayscale or RGB frames, got {self.frame_shape[2]} channels "
                 f"(frame shape {self.frame_shape}); drop the extra channels or color_series"
             )
+        bits = self.options.bit_depth
+        if bits is not None and (self.dtype.kind not in "ui" or bits > 8 * self.dtype.itemsize):
+            raise FlowtraceError(
+                f"bit_depth={bits} does not fit {self.dtype} frames; bit_depth describes "
+                f"integer frames of at least that many bits (e.g. 12-bit data in uint16)"
+            )
         check_window(self.frames_to_merge, None, 1, self.options)
 
     @property
@@ -183,8 +289,28 @@ class TracePlan:
 
     @property
     def colors(self) -> np.ndarray | None:
-        """(K, 3) color_series weights, or None."""
-        return ramp_colors(self.stack_length) if self.options.color_series else None
+        """Per-frame weights of the window's K frames, oldest first, or None.
+
+        (K, 3) with ``color_series`` (times the fade with ``fade_tails``),
+        (K,) with ``fade_tails`` alone. The original's default ramp keeps its
+        extra 1/255 factor, which the 8-bit stretch cancels, so its products
+        round exactly as the original's; with ``normalize='none'`` colors
+        are in 0-1.
+        """
+        opts = self.options
+        k = self.stack_length
+        weights = None
+        if opts.color_series:
+            if opts.colormap is not None:
+                weights = colormap_colors(opts.colormap, k)
+            elif self.scaling == "none":
+                weights = ramp_colors(k) * 255.0
+            else:
+                weights = ramp_colors(k)
+        if opts.fade_tails:
+            fade = fade_weights(k)
+            weights = fade if weights is None else weights * fade[:, None]
+        return weights
 
     @property
     def out_shape(self) -> tuple:
@@ -194,12 +320,27 @@ class TracePlan:
         return self.frame_shape
 
     @property
+    def image_dtype(self) -> np.dtype:
+        """dtype of the images a run delivers: uint8, or the input's with ``normalize='none'``."""
+        if self.options.normalize == "none" and self.dtype.kind != "b":
+            return self.dtype
+        return np.dtype(np.uint8)
+
+    @property
+    def out_dtype(self) -> np.dtype:
+        """dtype of what a projector returns: the image's, or float64 when measuring."""
+        return np.dtype(np.float64) if self.scaling == "float" else self.image_dtype
+
+    @property
     def invert_offset(self) -> float:
         """``invert_color`` computes ``invert_offset - min``.
 
         255, as the original, for 8-bit and float frames; the dtype's maximum
-        for wider integers, where 255 - min would be negative everywhere.
+        for wider integers, where 255 - min would be negative everywhere;
+        ``2**bit_depth - 1`` when ``bit_depth`` is given.
         """
+        if self.options.bit_depth is not None:
+            return float(2 ** self.options.bit_depth - 1)
         if self.dtype.kind in "ui" and self.dtype.itemsize > 1:
             return float(np.iinfo(self.dtype).max)
         return 255.0

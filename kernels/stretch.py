@@ -1,6 +1,50 @@
-"""Projection (float) -> 8-bit image, the original's per-image stretch."""
+"""Projection (float64) -> output image: the plan's scaling, xp-generic."""
 
 from __future__ import annotations
+
+
+def finalize(proj, plan, xp):
+    """Turn a float64 projection into the image the plan asks for.
+
+    ``plan.scaling``: 'frame' stretches each image on its own (the
+    original); 'fixed' scales every image by the same ``plan.peak``
+    (``normalize='global'``); 'none' rounds the raw values into the input
+    dtype, clipped to its range; 'float' returns the projection itself.
+    """
+    if plan.scaling == "frame":
+        return stretch_to_uint8(proj, xp)
+    if plan.scaling == "fixed":
+        return scale_to_uint8(proj, plan.peak, xp)
+    if plan.scaling == "none":
+        return to_dtype(proj, plan.out_dtype, xp)
+    return proj
+
+
+def scale_to_uint8(proj, peak, xp, out=None):
+    """``floor(clip(v * (255 / peak), 0, 255) + 0.5)``; peak 0 means no scaling."""
+    scaled = proj * (255.0 / peak if peak != 0 else 1.0)
+    return _round_uint8(scaled, xp, out)
+
+
+def to_dtype(proj, dtype, xp):
+    """Raw projection values as ``dtype``: ints rounded half up and clipped to the dtype's range."""
+    import numpy as np
+
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return proj.astype(dtype)
+    info = np.iinfo(dtype)
+    return xp.floor(xp.clip(proj, info.min, info.max) + 0.5).astype(dtype)
+
+
+def _round_uint8(scaled, xp, out=None):
+    xp.clip(scaled, 0.0, 255.0, out=scaled)
+    scaled += 0.5
+    # Non-negative, so truncation is floor.
+    if out is None:
+        return scaled.astype(xp.uint8)
+    out[...] = scaled
+    return out
 
 
 def stretch_to_uint8(proj, xp, out=None):
@@ -22,11 +66,4 @@ def stretch_to_uint8(proj, xp, out=None):
     peak = proj.max()
     # where() keeps the scale on the device: no host round trip for the peak.
     scale = 255.0 / xp.where(peak == 0, 255.0, peak)
-    scaled = proj * scale
-    xp.clip(scaled, 0.0, 255.0, out=scaled)
-    scaled += 0.5
-    # Non-negative, so truncation is floor.
-    if out is None:
-        return scaled.astype(xp.uint8)
-    out[...] = scaled
-    return out
+    return _round_uint8(proj * scale, xp, out)

@@ -35,12 +35,14 @@ def trace_window(window, plan, xp):
         stack = xp.diff(stack, n=opts.diff_order, axis=0)
     if opts.add_first_frame:
         stack = xp.concatenate([stack, raw_first[None]], axis=0)
-    if opts.color_series:
-        colors = xp.asarray(plan.colors)
-        if not plan.is_color_input:
+    weights = plan.colors
+    if weights is not None:
+        weights = xp.asarray(weights)
+        if weights.ndim == 2 and not plan.is_color_input:
             stack = stack[..., None]
-        # Frame j is tinted by colors[j]; RGB input is tinted channel by channel.
-        stack = stack * colors.reshape((colors.shape[0],) + (1,) * (stack.ndim - 2) + (3,))
+        # Frame j times weights[j]: a color (RGB input channel by channel) or a fade.
+        trailing = (1,) * (stack.ndim - 1 - (weights.ndim - 1)) + weights.shape[1:]
+        stack = stack * weights.reshape((weights.shape[0],) + trailing)
     if opts.invert_color:
         return plan.invert_offset - stack.min(axis=0)
     return stack.max(axis=0)

@@ -74,3 +74,59 @@ def naive_trace(frames, frames_to_merge, frames_to_skip=1, *, windows="original"
         proj = naive_window(window, invert_offset=invert_offset_for(frames.dtype), **options)
         images.append(naive_stretch(proj))
     return np.array(images)
+
+
+# --- issue 5 options: scaling, colormaps, fades, bit depth ------------------------------
+
+def naive_fade(k):
+    return np.linspace(0.0, 1.0, k) if k > 1 else np.ones(1)
+
+
+def naive_to_dtype(proj, dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return proj.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.floor(np.clip(proj, info.min, info.max) + 0.5).astype(dtype)
+
+
+def naive_trace_ext(frames, frames_to_merge, frames_to_skip=1, *, windows="original",
+                    normalize="frame", colors=None, fade_tails=False, bit_depth=None,
+                    invert_color=False, **options):
+    """naive_trace plus normalize / per-frame colors (a (K, 3) array in 0-1) / fade / bit_depth."""
+    frames = np.asarray(frames)[::frames_to_skip]
+    sequence = naive_sequence(len(frames), frames_to_merge, windows)
+    offset = float(2 ** bit_depth - 1) if bit_depth else invert_offset_for(frames.dtype)
+    projections = []
+    for i in range(len(sequence) - frames_to_merge + 1):
+        window = frames[sequence[i:i + frames_to_merge]].astype(np.float64)
+        first = window[0].copy()
+        if options.get("subtract_first"):
+            window = window - first
+        if options.get("subtract_median"):
+            window = window - np.median(window, axis=0)
+        if options.get("take_diff"):
+            window = np.diff(window, n=options.get("diff_order", 1), axis=0)
+        if options.get("add_first_frame"):
+            window = np.concatenate([window, first[None]])
+        k = len(window)
+        layers = []
+        for j in range(k):
+            layer = window[j]
+            if colors is not None:
+                layer = np.stack([(layer if layer.ndim == 2 else layer[..., c]) * colors[j][c]
+                                  for c in range(3)], axis=-1)
+            if fade_tails:
+                layer = layer * naive_fade(k)[j]
+            layers.append(layer)
+        stack = np.array(layers)
+        proj = offset - stack.min(axis=0) if invert_color else stack.max(axis=0)
+        projections.append(proj)
+    projections = np.array(projections)
+    if normalize == "frame":
+        return np.array([naive_stretch(p) for p in projections])
+    if normalize == "global":
+        peak = projections.max()
+        scaled = projections * (255.0 / peak) if peak != 0 else projections
+        return np.floor(np.clip(scaled, 0, 255) + 0.5).astype(np.uint8)
+    return naive_to_dtype(projections, frames.dtype)

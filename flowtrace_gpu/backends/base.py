@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from flowtrace_gpu.kernels.stretch import stretch_to_uint8
+from flowtrace_gpu.kernels.stretch import finalize
 from flowtrace_gpu.kernels.window import trace_window
 
 
@@ -23,7 +23,10 @@ class Projector(Protocol):
         """Add the next frame (host array of ``plan.frame_shape``, ``plan.dtype``)."""
 
     def project(self):
-        """Image (backend array, uint8, ``plan.out_shape``) of the last F frames pushed."""
+        """Image of the last F frames pushed: a backend array of ``plan.out_shape``
+        and ``plan.out_dtype``, scaled as ``plan.scaling`` says (see
+        :func:`flowtrace_gpu.kernels.stretch.finalize`). A new array each call:
+        writer threads may hold it while the next window is computed."""
 
 
 class Backend:
@@ -79,4 +82,4 @@ class RingProjector:
     def project(self):
         if self.count < self.plan.frames_to_merge:
             raise RuntimeError("project() needs a full window of frames")
-        return stretch_to_uint8(trace_window(self.window(), self.plan, self.xp), self.xp)
+        return finalize(trace_window(self.window(), self.plan, self.xp), self.plan, self.xp)
