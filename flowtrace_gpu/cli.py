@@ -48,6 +48,17 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--color-series", action="store_true", help="tint frames by time (RGB out)")
     g.add_argument("--invert-color", action="store_true",
                    help="dark particles on a light background")
+    g.add_argument("--fade-tails", action="store_true",
+                   help="fade older frames: weight j/(K-1) in a window of K (oldest black)")
+    g.add_argument("--colormap", metavar="MAP",
+                   help="with --color-series: a matplotlib colormap name, or colors "
+                        "separated by commas ('#5a0afa,#ff9900')")
+    g.add_argument("--normalize", choices=("frame", "global", "none"), default="frame",
+                   help="'frame': each image stretched to 255 (the original; flickers); "
+                        "'global': one scale for the whole run (reads the frames twice); "
+                        "'none': raw values in the input's dtype (default frame)")
+    g.add_argument("--bit-depth", type=int, metavar="BITS",
+                   help="bits used by 16-bit frames (e.g. 12): --invert-color uses 2**BITS-1")
     g.add_argument("--windows", choices=("original", "sliding"), default="original",
                    help="'original' reproduces the original's pixels (it never reads frame "
                         "FRAMES); 'sliding' uses every window (default original)")
@@ -61,7 +72,15 @@ def _options(args) -> dict:
     return dict(subtract_median=args.subtract_median, subtract_first=args.subtract_first,
                 take_diff=args.take_diff, diff_order=args.diff_order,
                 add_first_frame=args.add_first_frame, color_series=args.color_series,
-                invert_color=args.invert_color, windows=args.windows, backend=args.backend)
+                invert_color=args.invert_color, windows=args.windows, backend=args.backend,
+                fade_tails=args.fade_tails, colormap=_colormap(args.colormap),
+                normalize=args.normalize, bit_depth=args.bit_depth)
+
+
+def _colormap(text):
+    if text is None or "," not in text:
+        return text
+    return [part.strip() for part in text.split(",")]
 
 
 def _demo_parser() -> argparse.ArgumentParser:
@@ -115,7 +134,8 @@ def _demo(args) -> int:
     options = _options(args)
     backend = options.pop("backend")
     if not any(options[k] for k in ("subtract_median", "subtract_first", "take_diff",
-                                    "add_first_frame", "color_series", "invert_color")):
+                                    "add_first_frame", "color_series", "invert_color",
+                                    "fade_tails")):
         options.pop("subtract_median")  # demo default: median subtracted
     result = run_demo(args.out_dir, backend=backend, progress=_progress(args), **options)
     print(f"flowtrace demo: traced {result['n_frames']} synthetic frames into "

@@ -76,3 +76,16 @@ def test_demo_writes_pathlines_and_preview(tmp_path, capsys):
     raw = tifffile.imread(frames[0])
     assert read_png(images[0]).mean() > raw.mean()
     assert "preview" in capsys.readouterr().out
+
+
+def test_cli_scaling_and_color_options(movie_dir, tmp_path):
+    from naive import naive_trace_ext
+
+    d, movie = movie_dir
+    out = tmp_path / "o"
+    assert main([str(d), "3", str(out), "--normalize", "global", "--fade-tails", "--color-series",
+                 "--colormap", "#000000,#ffffff", "--backend", "numpy", "-q"]) == 0
+    gray = np.linspace(0, 1, 3)[:, None].repeat(3, axis=1)
+    expected = naive_trace_ext(movie, 3, normalize="global", fade_tails=True, colors=gray)
+    got = np.stack([read_png(out / f"frame{i}_streamlines_frames3.png") for i in range(len(expected))])
+    np.testing.assert_array_equal(got, expected)
