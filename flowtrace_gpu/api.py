@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from . import pipeline
 from .backends import get_backend
 from .errors import FlowtraceError
-from .io.sources import ArraySource, ImageFolderSource, default_probe_workers
-from .io.writers import ArrayWriter, PngFolderWriter, prepare_out_dir
+from .io.formats import open_source, open_writer
+from .io.iterable import IterableSource
+from .io.sources import ArraySource, default_probe_workers
+from .io.writers import ArrayWriter, ListWriter
 from .plan import TraceOptions, TracePlan, _positive_int, check_window, trace_sequence
 
 
@@ -23,42 +26,62 @@ def _workers(use_parallel, max_cores) -> int:
     return max(1, min(cores, os.cpu_count() or 1))
 
 
-def _plan(source, frames_to_merge, frames_to_skip, options) -> tuple[TracePlan, list[int]]:
+def _plan(source, frames_to_merge, frames_to_skip, options):
+    """The plan, the frame indices windows slide over, and the number of images (or None)."""
     f = check_window(frames_to_merge, source.n_frames, frames_to_skip, options)
+    if options.bit_depth is None and source.bit_depth is not None and source.dtype.itemsize > 1:
+        options = replace(options, bit_depth=source.bit_depth)  # e.g. a 12-bit camera file
     plan = TracePlan(f, source.frame_shape, source.dtype, options)
-    return plan, trace_sequence(source.n_frames, f, options.windows)
+    sequence = trace_sequence(source.n_frames, f, options.windows)
+    n_out = None if source.n_frames is None else len(sequence) - f + 1
+    return plan, sequence, n_out
 
 
-def _trace(source, sequence, plan, backend, writer, *, workers, progress):
+def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress):
     """Run the pipeline; with normalize='global', a measuring pass first."""
-    n_out = len(sequence) - plan.frames_to_merge + 1
     if plan.scaling == "float":
+        if source.n_frames is None:
+            raise FlowtraceError(
+                "normalize='global' reads the frames twice, but an iterable of frames can be "
+                "read once; pass an array or a file, or use normalize='frame' or 'none'"
+            )
         # One scale for the whole run needs the brightest value of every
         # image before the first is written: trace once without writing.
         peak = pipeline.run(source.frames(sequence), plan, backend, pipeline.PeakRecorder(),
                             n_out, workers=workers, progress=progress, desc="measuring")
         plan = replace(plan, scaling="fixed", peak=peak)
-    return pipeline.run(source.frames(sequence), plan, backend, writer, n_out,
-                        workers=workers, progress=progress)
+    result = pipeline.run(source.frames(sequence), plan, backend, writer, n_out,
+                          workers=workers, progress=progress)
+    if n_out is None and len(result) == 0:
+        raise FlowtraceError(
+            f"frames_to_merge={plan.frames_to_merge} but the iterable held fewer frames; "
+            "give more frames or a shorter window"
+        )
+    return result
 
 
 def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max_cores=8,
               frames_to_skip=1, *, invert_color=False, take_diff=False, diff_order=1,
               subtract_median=False, subtract_first=False, add_first_frame=False,
               color_series=False, windows="original", normalize="frame", bit_depth=None,
-              colormap=None, fade_tails=False, backend="auto", progress=None):
+              colormap=None, fade_tails=False, format=None, fps=None, grayscale=False,
+              backend="auto", progress=None):
     """Write one pathline image per window of frames, as the original flowtrace.
 
     Parameters
     ----------
     image_dir : path-like
-        Folder of frames (``.tif``, ``.tiff``, ``.png``, ``.jpg``, ``.bmp``),
-        read in natural order (``frame2`` before ``frame10``).
+        The recording: a folder of frames (``.tif``, ``.tiff``, ``.png``,
+        ``.jpg``, ``.bmp``, read in natural order, ``frame2`` before
+        ``frame10``), a multi-page TIFF, a video (``.mp4``, ``.avi``,
+        ``.mov``, ``.mkv``), a Photron ``.mraw`` or a Phantom ``.cine``.
     frames_to_merge : int
         Frames per window, F.
     out_dir : path-like, default 'same'
-        Folder for the images, created if missing; ``'same'`` writes beside
-        the frames. Output i is ``<frame i stem>_streamlines_frames<F>.png``.
+        A folder for one image per window (created if missing; ``'same'``:
+        beside the recording), a ``.tif``/``.tiff`` file (one multi-page
+        TIFF) or a video file (``.mp4``, ``.avi``, ``.mov``, ``.mkv``).
+        Image i of a folder is ``<frame i's name>_streamlines_frames<F>.png``.
     use_parallel : bool, default True
         Read, compute and write on separate threads; False runs serially.
     max_cores : int, default 8
@@ -99,6 +122,13 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     fade_tails : bool
         Weight frame j of the window's K by j/(K-1), oldest frame black, as
         the MATLAB flowtrace's fade_tails.
+    format : {'png', 'tiff', 'video'}, optional
+        Output kind; default from ``out_dir`` (a folder: PNG). ``'tiff'``
+        with a folder writes one TIFF per window (16 bits kept).
+    fps : float, optional
+        Frame rate of a video output; default the recording's, else 30.
+    grayscale : bool
+        Trace the luma of color frames (BT.601) instead of each channel.
     backend : {'auto', 'cupy', 'numba', 'numpy'}
         Array backend; ``'auto'`` honours ``FLOWTRACE_BACKEND``.
     progress : bool, optional
@@ -106,8 +136,8 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
 
     Returns
     -------
-    list of pathlib.Path
-        The images written, in order.
+    list of pathlib.Path, or pathlib.Path
+        The images written, in order; the file, for a TIFF stack or video.
 
     Raises
     ------
@@ -123,25 +153,27 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
                            normalize, bit_depth, colormap, fade_tails)
     skip = _positive_int("frames_to_skip", frames_to_skip)
     workers = _workers(use_parallel, max_cores)
-    source = ImageFolderSource(image_dir, skip, probe_workers=default_probe_workers() if workers else 1)
-    plan, sequence = _plan(source, frames_to_merge, skip, options)
+    if image_dir is None or not isinstance(image_dir, (str, os.PathLike)):
+        raise FlowtraceError(f"image_dir must be a path to a folder or file, got {image_dir!r}")
+    source = open_source(image_dir, skip, grayscale=grayscale,
+                         probe_workers=default_probe_workers() if workers else 1)
+    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
     if plan.image_dtype not in (np.uint8, np.uint16):
         raise FlowtraceError(
-            f"normalize='none' keeps the frames' {plan.image_dtype} values, which PNG cannot "
-            "hold (8- or 16-bit integers); use normalize='frame' or 'global'"
+            f"normalize='none' keeps the frames' {plan.image_dtype} values, which image files "
+            "cannot hold (8- or 16-bit integers); use normalize='frame' or 'global'"
         )
     engine = get_backend(backend)
-    target = prepare_out_dir(source.directory if _is_same(out_dir) else out_dir)
-    n_out = len(sequence) - plan.frames_to_merge + 1
-    suffix = f"_streamlines_frames{plan.frames_to_merge}.png"
-    writer = PngFolderWriter(target, [source.names[i] + suffix for i in range(n_out)])
+    if isinstance(out_dir, str) and out_dir == "same":
+        location = Path(image_dir)
+        out_dir = location if location.is_dir() else location.parent
+    suffix = f"_streamlines_frames{plan.frames_to_merge}"
+    writer = open_writer(out_dir, [source.names[i] + suffix for i in range(n_out)],
+                         format=format, fps=fps, source_fps=source.fps, dtype=plan.image_dtype)
     if progress is None:
         progress = sys.stderr.isatty()
-    return _trace(source, sequence, plan, engine, writer, workers=workers, progress=progress)
-
-
-def _is_same(out_dir) -> bool:
-    return isinstance(out_dir, str) and out_dir == "same"
+    return _trace(source, sequence, n_out, plan, engine, writer, workers=workers,
+                  progress=progress)
 
 
 def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=False,
@@ -149,13 +181,13 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
                     add_first_frame=False, color_series=False, windows="original",
                     normalize="frame", bit_depth=None, colormap=None, fade_tails=False,
                     backend="auto", use_parallel=True, max_cores=8, progress=False):
-    """Pathline images of frames held in memory.
+    """Pathline images of frames in memory, in a memmap or zarr array, or from an iterable.
 
     Parameters
     ----------
-    frames : array-like, shape (N, H, W) or (N, H, W, C)
-        Any integer or float dtype; NumPy arrays and memmaps are read one
-        frame at a time.
+    frames : array-like (N, H, W) or (N, H, W, C), or iterable of (H, W[, C]) frames
+        Any integer or float dtype. Arrays, memmaps and zarr arrays are read
+        one frame at a time; an iterable (e.g. a generator) is walked once.
     frames_to_merge, frames_to_skip, invert_color, ..., backend
         As for :func:`flowtrace`.
 
@@ -180,10 +212,15 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
                            normalize, bit_depth, colormap, fade_tails)
     skip = _positive_int("frames_to_skip", frames_to_skip)
     workers = _workers(use_parallel, max_cores)
-    source = ArraySource(frames, skip)
-    plan, sequence = _plan(source, frames_to_merge, skip, options)
+    if hasattr(frames, "shape") and hasattr(frames, "dtype") or isinstance(frames, (list, tuple)):
+        source = ArraySource(frames, skip)
+    else:
+        source = IterableSource(frames, skip)
+    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
     engine = get_backend(backend)
-    n_out = len(sequence) - plan.frames_to_merge + 1
-    out = np.empty((n_out,) + plan.out_shape, dtype=plan.image_dtype)
-    return _trace(source, sequence, plan, engine, ArrayWriter(out), workers=workers,
+    if n_out is None:
+        writer = ListWriter()
+    else:
+        writer = ArrayWriter(np.empty((n_out,) + plan.out_shape, dtype=plan.image_dtype))
+    return _trace(source, sequence, n_out, plan, engine, writer, workers=workers,
                   progress=progress)

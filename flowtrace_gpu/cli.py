@@ -22,10 +22,17 @@ def _parser() -> argparse.ArgumentParser:
                     "'flowtrace demo [OUT_DIR]' traces a built-in synthetic movie.",
         epilog="Example: flowtrace sample_data 30 sample_output --subtract-median",
     )
-    p.add_argument("source", metavar="SOURCE", help="folder of frames (tif, png, jpg, bmp)")
+    p.add_argument("source", metavar="SOURCE",
+                   help="folder of frames (tif, png, jpg, bmp), multi-page .tif, video "
+                        "(.mp4 .avi .mov .mkv), Photron .mraw or Phantom .cine")
     p.add_argument("frames", metavar="FRAMES", type=int, help="frames per window (frames_to_merge)")
-    p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", default="same",
-                   help="where to write the images (default: beside the frames)")
+    p.add_argument("out_dir", metavar="OUT", nargs="?", default="same",
+                   help="a folder (PNG per window), a .tif (one stack) or a video file "
+                        "(.mp4 .avi .mov .mkv); default: beside the source")
+    p.add_argument("--format", choices=("png", "tiff", "video"),
+                   help="output kind (default from OUT); 'tiff' with a folder: one TIFF per window")
+    p.add_argument("--fps", type=float, help="frame rate of a video output (default: the source's, else 30)")
+    p.add_argument("--grayscale", action="store_true", help="trace the luma of color frames")
     _add_options(p)
     p.add_argument("--frames-to-skip", type=int, default=1, metavar="N",
                    help="keep every N-th frame (default 1)")
@@ -119,12 +126,16 @@ def _progress(args) -> bool:
 def _trace(args) -> int:
     from .api import flowtrace
 
-    images = flowtrace(args.source, args.frames, args.out_dir, use_parallel=not args.no_parallel,
+    result = flowtrace(args.source, args.frames, args.out_dir, use_parallel=not args.no_parallel,
                        max_cores=args.max_cores, frames_to_skip=args.frames_to_skip,
+                       format=args.format, fps=args.fps, grayscale=args.grayscale,
                        progress=_progress(args), **_options(args))
     if not args.quiet:
-        where = images[0].parent if images else args.out_dir
-        print(f"flowtrace: wrote {len(images)} images to {where}", file=sys.stderr)
+        if isinstance(result, list):
+            where = result[0].parent if result else args.out_dir
+            print(f"flowtrace: wrote {len(result)} images to {where}", file=sys.stderr)
+        else:
+            print(f"flowtrace: wrote {result}", file=sys.stderr)
     return 0
 
 

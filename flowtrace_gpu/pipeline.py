@@ -103,9 +103,10 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
         The frames windows slide over, in order (already skipped).
     plan : TracePlan
     backend : Backend
-    writer : object with ``write(index, image)``, ``close()`` and ``parallel``
-    n_outputs : int
-        Images expected (for the progress bar).
+    writer : object with ``write(index, image)``, ``close()``, ``parallel`` and
+        optionally ``abort()`` (called when the run fails)
+    n_outputs : int or None
+        Images expected (for the progress bar), None if unknown.
     workers : int
         Threads for reading, compute and writing; 0 runs everything serially
         in the calling thread (``use_parallel=False``).
@@ -151,6 +152,16 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
         while backlog:
             backlog.popleft().result()
             bar.update()
+    except BaseException:
+        for future in backlog:
+            future.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True)
+            pool = None
+        abort = getattr(writer, "abort", None)
+        if abort is not None:
+            abort()  # e.g. remove a half-written video
+        raise
     finally:
         bar.close()
         if reader is not None:

@@ -7,6 +7,7 @@ the color weights and the output shape before the first frame is read.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from dataclasses import dataclass, field
 
@@ -125,7 +126,7 @@ def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
     return f
 
 
-def trace_sequence(n_frames: int, frames_to_merge: int, windows: str = "original") -> list[int]:
+def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "original"):
     """Indices of the frames that windows slide over, in order.
 
     ``'sliding'`` keeps every frame: window i holds frames i .. i+F-1, and
@@ -134,8 +135,13 @@ def trace_sequence(n_frames: int, frames_to_merge: int, windows: str = "original
     reads frame i+F for window i, so frame F is never read: windows slide
     over the frames with frame F removed (N-F windows; with N == F, where the
     original writes nothing, the one window of all frames). Either way
-    output i is named after frame i.
+    output i is named after frame i. With ``n_frames`` None (a stream of
+    unknown length) the indices come as an endless iterator.
     """
+    if n_frames is None:
+        if windows == "original":
+            return itertools.chain(range(frames_to_merge), itertools.count(frames_to_merge + 1))
+        return itertools.count()
     indices = list(range(n_frames))
     if windows == "original" and n_frames > frames_to_merge:
         del indices[frames_to_merge]

@@ -89,3 +89,19 @@ def test_cli_scaling_and_color_options(movie_dir, tmp_path):
     expected = naive_trace_ext(movie, 3, normalize="global", fade_tails=True, colors=gray)
     got = np.stack([read_png(out / f"frame{i}_streamlines_frames3.png") for i in range(len(expected))])
     np.testing.assert_array_equal(got, expected)
+
+
+def test_cli_movie_in_movie_out(tmp_path):
+    import av  # noqa: F401  (a dependency: video support)
+
+    from flowtrace_gpu.io.formats import open_source
+    from flowtrace_gpu.synthetic import synthetic_movie
+
+    stack = tmp_path / "stack.tif"
+    movie = synthetic_movie(20, (32, 48), n_particles=10)
+    tifffile.imwrite(stack, movie)
+    out = tmp_path / "paths.mp4"
+    assert main([str(stack), "5", str(out), "--fps", "12", "--backend", "numpy", "-q"]) == 0
+    video = open_source(out, grayscale=True)
+    assert video.n_frames == 20 - 5 and video.frame_shape == (32, 48)
+    assert abs(video.fps - 12) < 1e-6

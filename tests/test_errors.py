@@ -44,9 +44,16 @@ def test_missing_image_dir(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_image_dir_is_a_file(frames_dir, capsys, tmp_path):
+def test_source_of_unsupported_kind(frames_dir, capsys, tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("not a movie")
+    check_both((f, 3, tmp_path / "o"), {}, r"notes\.txt.*not supported.*a folder of frames",
+               capsys, [f, 3, tmp_path / "o"])
+
+
+def test_single_page_tiff_is_a_one_frame_stack(frames_dir, capsys, tmp_path):
     f = frames_dir / "f00.tif"
-    check_both((f, 3, tmp_path / "o"), {}, "not a directory", capsys, [f, 3, tmp_path / "o"])
+    check_both((f, 3, tmp_path / "o"), {}, "only 1 frames remain", capsys, [f, 3, tmp_path / "o"])
 
 
 def test_image_dir_without_images(tmp_path, capsys):

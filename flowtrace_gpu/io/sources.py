@@ -27,6 +27,10 @@ class FrameSource:
     #: Frame name stems (after skipping) used to name outputs, or None.
     names: list[str] | None = None
     description = "frames"
+    #: Frames per second of the recording, where the file says.
+    fps: float | None = None
+    #: Bits really used by integer pixels (e.g. 12 in uint16), where the file says.
+    bit_depth: int | None = None
 
     def frames(self, indices):
         """Yield the frames at ``indices`` (positions after skipping), checked."""

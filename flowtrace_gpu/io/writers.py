@@ -2,14 +2,18 @@
 
 A writer receives ``write(index, image)`` calls, from several threads at
 once when its ``parallel`` attribute is true, else from one thread in index
-order. Each file is written under a temporary name and renamed into place,
-so an interrupted run never leaves a half-written image.
+order; ``close()`` returns the result and ``abort()`` cleans up after an
+error. Each file is written under a temporary name and renamed into place,
+so an interrupted run never leaves a half-written image. Single-file
+writers (TIFF stack, video) live with their formats and are chosen by
+:func:`flowtrace_gpu.io.formats.open_writer`.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,59 @@ def prepare_out_dir(out_dir) -> Path:
             "choose a folder you can write to"
         ) from None
     return path
+
+
+def prepare_out_file(out_file) -> Path:
+    """Check that the single output file ``out_file`` can be created.
+
+    Creates its folder if needed and writes a probe file there; nothing is
+    written at ``out_file`` itself until the writer closes.
+    """
+    path = Path(out_file)
+    if path.is_dir():
+        raise FlowtraceError(
+            f"output {str(path)!r} is a folder, but its suffix {path.suffix!r} asks for one file; "
+            "give a file path that does not name a folder"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise FlowtraceError(
+            f"cannot write {str(path)!r} ({exc.strerror or exc}); choose a location you can write to"
+        ) from None
+    return path
+
+
+class PartialFile:
+    """A temporary name beside ``path``, renamed to ``path`` on :meth:`commit`.
+
+    If the owner is dropped (or the interpreter exits) before ``commit``, the
+    temporary file is removed, so a failed run never leaves a half-written
+    output. The temporary name keeps ``path``'s suffix (encoders pick the
+    container from it) and starts with a dot.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.part{self.path.suffix}")
+        self._finalizer = weakref.finalize(self, _remove, self.tmp)
+
+    def commit(self) -> Path:
+        os.replace(self.tmp, self.path)
+        self._finalizer.detach()
+        return self.path
+
+    def discard(self) -> None:
+        self._finalizer()
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -76,6 +133,9 @@ class PngFolderWriter:
     def close(self) -> list[Path]:
         return [self.out_dir / name for name in self.names]
 
+    def abort(self) -> None:
+        """Nothing to undo: each file is complete or absent."""
+
 
 class ArrayWriter:
     """Collects the images into one preallocated array (for flowtrace_array)."""
@@ -90,3 +150,30 @@ class ArrayWriter:
 
     def close(self) -> np.ndarray:
         return self.out
+
+    def abort(self) -> None:
+        """Nothing to undo."""
+
+
+class ListWriter:
+    """Collects images of an unknown count; ``close()`` stacks them in order.
+
+    For sources of unknown length (an iterable of frames), where
+    :class:`ArrayWriter` cannot preallocate.
+    """
+
+    parallel = True
+
+    def __init__(self):
+        self.images: dict[int, np.ndarray] = {}
+
+    def write(self, index: int, image: np.ndarray) -> None:
+        self.images[index] = image  # dict item assignment is atomic under the GIL
+
+    def close(self) -> np.ndarray:
+        if not self.images:
+            return np.empty((0,), dtype=np.uint8)
+        return np.stack([self.images[i] for i in range(len(self.images))])
+
+    def abort(self) -> None:
+        self.images.clear()

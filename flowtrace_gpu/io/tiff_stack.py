@@ -1,0 +1,237 @@
+"""Multi-page TIFF and ImageJ stacks: one file, many frames (read and write).
+
+Reading memory-maps the pixel data where the file allows it (uncompressed,
+contiguous, as ImageJ and most cameras write) and otherwise decodes one page
+per frame; a stack is never loaded whole.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowtraceError
+from .formats import first_line as _reason, frame_names
+from .sources import FrameSource
+from .writers import PartialFile, write_atomically
+
+#: Axis letters tifffile uses for the pixels of one frame.
+_SPATIAL = ("Y", "X", "S")
+# Above this a classic TIFF's 32-bit offsets overflow: switch to BigTIFF.
+_CLASSIC_LIMIT = 2**32 - 2**25
+
+
+class TiffStackSource(FrameSource):
+    """The frames of one multi-page TIFF or ImageJ hyperstack.
+
+    Frames run along the one non-spatial axis of the file's first series
+    (T, Z, C or tifffile's I/Q for plain page sequences); a hyperstack with
+    two such axes longer than 1 (e.g. T and Z) is refused, as its frame order
+    would be a guess.
+
+    Parameters
+    ----------
+    path : path-like
+    frames_to_skip : int
+        Keep every ``frames_to_skip``-th frame, starting with the first.
+    """
+
+    def __init__(self, path, frames_to_skip: int = 1):
+        import tifffile
+
+        self.path = Path(path)
+        self.skip = frames_to_skip
+        self.description = str(self.path)
+        try:
+            with tifffile.TiffFile(self.path) as tif:
+                series = tif.series[0]
+                shape, axes = tuple(series.shape), series.axes
+                dtype = np.dtype(series.dtype)
+                n_pages = len(series.pages)
+        except Exception as exc:
+            raise _unreadable(self.path, exc) from None
+        n_lead = len(axes.rstrip("".join(_SPATIAL)))
+        lead, frame_shape = shape[:n_lead], shape[n_lead:]
+        long_axes = [a for a, n in zip(axes[:n_lead], lead) if n > 1]
+        if len(long_axes) > 1:
+            raise FlowtraceError(
+                f"{self.path} is a hyperstack with axes {axes} {shape}: more than one of "
+                f"{', '.join(long_axes)} is longer than 1, so the frame order is ambiguous; "
+                "save the time series alone (e.g. ImageJ: Image > Hyperstacks > Reduce Dimensionality)"
+            )
+        if axes[n_lead:] == "SYX":  # planar RGB: one plane per color
+            frame_shape = frame_shape[1:] + frame_shape[:1]
+            self._planar = True
+        else:
+            self._planar = False
+        self.n_raw = math.prod(lead)
+        self.frame_shape = tuple(frame_shape)
+        self.dtype = dtype.newbyteorder("=")
+        self.n_frames = len(range(0, self.n_raw, frames_to_skip))
+        self.names = frame_names(self.path.stem, self.n_raw, frames_to_skip)
+        self._memmap = self._try_memmap(tifffile)
+        if self._memmap is None and n_pages != self.n_raw:
+            raise FlowtraceError(
+                f"{self.path} holds {n_pages} pages for {self.n_raw} frames of {axes} {shape}; "
+                "only stacks with one page per frame are read page by page "
+                "(save it uncompressed, or as one page per frame)"
+            )
+
+    def _try_memmap(self, tifffile):
+        # Uncompressed contiguous data: map it, decode nothing.
+        try:
+            mapped = tifffile.memmap(self.path, mode="r")
+        except ValueError as exc:
+            if "memory-mappable" in str(exc):
+                return None  # compressed or scattered: read page by page
+            raise _unreadable(self.path, exc) from None  # e.g. shorter than its header says
+        except Exception as exc:
+            raise _unreadable(self.path, exc) from None
+        planes = mapped.reshape((self.n_raw,) + tuple(mapped.shape[mapped.ndim - len(self.frame_shape):]))
+        return planes
+
+    def frames(self, indices):
+        if self._memmap is not None:
+            yield from super().frames(indices)
+            return
+        import tifffile
+
+        # One open file for the whole pass, on the reader thread.
+        try:
+            tif = tifffile.TiffFile(self.path)
+        except Exception as exc:
+            raise _unreadable(self.path, exc) from None
+        with tif:
+            pages = tif.series[0].pages
+            for i in indices:
+                try:
+                    frame = pages[i * self.skip].asarray()
+                except Exception as exc:
+                    raise FlowtraceError(
+                        f"cannot decode page {i * self.skip} of {self.path} ({_reason(exc)}); "
+                        "the file may be truncated or corrupt"
+                    ) from None
+                frame = self._orient(frame)
+                self._check(frame, i)
+                yield frame
+
+    def _read(self, i):
+        # A copy, so the page faults happen here on the reader thread, not in compute.
+        return self._orient(np.array(self._memmap[i * self.skip]))
+
+    def _orient(self, frame):
+        if self._planar:
+            frame = np.moveaxis(frame, 0, -1)
+        if not frame.dtype.isnative:
+            frame = frame.astype(self.dtype)
+        return frame
+
+    def _label(self, i):
+        return f"frame {i * self.skip} of {self.path}"
+
+
+def _unreadable(path: Path, exc: BaseException) -> FlowtraceError:
+    return FlowtraceError(
+        f"cannot read {path} as a TIFF stack ({_reason(exc)}); "
+        "give an intact .tif/.tiff file (multi-page or ImageJ stack)"
+    )
+
+
+def _photometric(image: np.ndarray) -> str:
+    return "rgb" if image.ndim == 3 and image.shape[2] in (3, 4) else "minisblack"
+
+
+class TiffStackWriter:
+    """All output images as the pages of one TIFF, written as they come.
+
+    Written uncompressed, as an ImageJ stack where ImageJ can hold the
+    images (Fiji opens it as frames, and it can be memory-mapped), as BigTIFF
+    when it would pass 4 GiB. The
+    file appears at ``path`` only when :meth:`close` succeeds.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The ``.tif``/``.tiff`` to create (see ``prepare_out_file``).
+    n_images : int
+        Images expected; ``close`` checks that all came.
+    """
+
+    parallel = False  # pages go in order through one file handle
+
+    def __init__(self, path: Path, n_images: int):
+        self.partial = PartialFile(path)
+        self.n_images = n_images
+        self._tif = None
+        self._next = 0
+
+    def write(self, index: int, image: np.ndarray) -> None:
+        import tifffile
+
+        if index != self._next:
+            raise RuntimeError(f"TiffStackWriter got image {index}, expected {self._next}")
+        if image.dtype not in (np.uint8, np.uint16):
+            raise FlowtraceError(f"TIFF output holds uint8 or uint16 images, got {image.dtype}")
+        if self._tif is None:
+            big = image.nbytes * self.n_images > _CLASSIC_LIMIT
+            # ImageJ's format holds gray uint8/uint16 and RGB uint8 only.
+            imagej = not big and (image.ndim == 2 or (image.shape[2] == 3 and image.dtype == np.uint8))
+            self._tif = tifffile.TiffWriter(self.partial.tmp, bigtiff=big, imagej=imagej)
+        self._tif.write(image, contiguous=True, photometric=_photometric(image))
+        self._next += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns its path."""
+        if self._tif is None:
+            self.abort()
+            raise FlowtraceError(f"no images were written, so {self.partial.path} was not created")
+        self._tif.close()
+        if self._next != self.n_images:
+            self.partial.discard()
+            raise FlowtraceError(
+                f"{self.partial.path}: {self._next} of {self.n_images} images arrived; nothing was written"
+            )
+        return self.partial.commit()
+
+    def abort(self) -> None:
+        """Drop the partial file (after an error)."""
+        if self._tif is not None:
+            try:
+                self._tif.close()
+            except Exception:
+                pass
+        self.partial.discard()
+
+
+class TiffFolderWriter:
+    """One TIFF per output image (uint8 or uint16 kept), like the PNG folder.
+
+    Parameters
+    ----------
+    out_dir : pathlib.Path
+        An existing, writable folder (see ``prepare_out_dir``).
+    names : sequence of str
+        File name of output ``i`` is ``names[i]`` (ending ``.tif``).
+    """
+
+    parallel = True
+
+    def __init__(self, out_dir: Path, names):
+        self.out_dir = Path(out_dir)
+        self.names = list(names)
+
+    def write(self, index: int, image: np.ndarray) -> None:
+        import tifffile
+
+        buffer = io.BytesIO()
+        tifffile.imwrite(buffer, image, photometric=_photometric(image))
+        write_atomically(self.out_dir / self.names[index], buffer.getvalue())
+
+    def close(self) -> list[Path]:
+        return [self.out_dir / name for name in self.names]
+
+    def abort(self) -> None:
+        """Nothing to undo: each file is complete or absent."""

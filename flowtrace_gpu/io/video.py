@@ -1,0 +1,229 @@
+"""Video files in and out, streamed through PyAV (package ``av``, FFmpeg inside).
+
+Reading decodes one frame at a time on the reader thread. Gray videos
+(``gray``, ``gray16`` pixel formats, e.g. FFV1) come through as (H, W) uint8
+or uint16; every other video as 8-bit RGB (H, W, 3). Writing encodes H.264
+(libx264, yuv420p, CRF 18) into a temporary file renamed into place when
+complete.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowtraceError
+from .formats import first_line as _reason, frame_names, require
+from .sources import FrameSource
+from .writers import PartialFile
+
+
+def _av():
+    return require("av", "av", "reading and writing video")
+
+
+def _decode_format(pix_fmt: str | None) -> tuple[str, np.dtype]:
+    """PyAV format to decode to, and the dtype it gives."""
+    if pix_fmt in ("gray", "gray8"):
+        return "gray", np.dtype(np.uint8)
+    if pix_fmt and pix_fmt.startswith("gray") and pix_fmt[4:6].isdigit():
+        return "gray16le", np.dtype(np.uint16)  # 10/12/16-bit gray, scaled to 16 bits
+    return "rgb24", np.dtype(np.uint8)
+
+
+class VideoSource(FrameSource):
+    """Frames of the first video stream of a file.
+
+    The frame count comes from the container's metadata (MP4, MOV, AVI);
+    where the container has none (often MKV) the packets are counted once at
+    open, which reads the file without decoding it. The first frame is
+    decoded at open, so an undecodable file fails before any output.
+
+    Parameters
+    ----------
+    path : path-like
+    frames_to_skip : int
+        Keep every ``frames_to_skip``-th frame, starting with the first.
+
+    Attributes
+    ----------
+    fps : float or None
+        The stream's average frame rate.
+    """
+
+    def __init__(self, path, frames_to_skip: int = 1):
+        av = _av()
+        self.path = Path(path)
+        self.skip = frames_to_skip
+        self.description = str(self.path)
+        try:
+            with av.open(str(self.path)) as container:
+                if not container.streams.video:
+                    raise FlowtraceError(
+                        f"{self.path} has no video stream; give a video file (.mp4 .avi .mov .mkv)"
+                    )
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate
+                self.fps = float(rate) if rate else None
+                self._format, self.dtype = _decode_format(stream.codec_context.pix_fmt)
+                n_raw = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+            first = next(self._decode(), None)
+        except FlowtraceError:
+            raise
+        except Exception as exc:
+            raise _unreadable(self.path, exc) from None
+        if first is None or n_raw == 0:
+            raise FlowtraceError(f"{self.path} holds no decodable video frames; give a video with frames")
+        self.n_raw = n_raw
+        self.frame_shape = first.shape
+        self.n_frames = len(range(0, n_raw, frames_to_skip))
+        self.names = frame_names(self.path.stem, n_raw, frames_to_skip)
+
+    def _decode(self):
+        """Every frame of the file as an array, in order."""
+        av = _av()
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # FFmpeg's own frame/slice threads
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format=self._format)
+
+    def frames(self, indices):
+        """Yield the frames at ``indices``; sequential reads are decoded once."""
+        decoder, position = None, 0  # position: raw index the decoder yields next
+        try:
+            for i in indices:
+                raw = i * self.skip
+                if decoder is None or raw < position:  # start, or seek back by restarting
+                    decoder, position = self._decode(), 0
+                frame = None
+                while position <= raw:
+                    frame = next(decoder, None)
+                    if frame is None:
+                        raise FlowtraceError(
+                            f"{self.path} ended after {position} frames, but its header announced "
+                            f"{self.n_raw}; the file may be truncated (re-encode or re-copy it)"
+                        )
+                    position += 1
+                self._check(frame, i)
+                yield frame
+        except FlowtraceError:
+            raise
+        except Exception as exc:
+            raise FlowtraceError(
+                f"cannot decode frame {position} of {self.path} ({_reason(exc)}); "
+                "the file may be truncated or corrupt"
+            ) from None
+        finally:
+            if decoder is not None:
+                decoder.close()
+
+    def _label(self, i):
+        return f"frame {i * self.skip} of {self.path}"
+
+
+def _unreadable(path: Path, exc: BaseException) -> FlowtraceError:
+    return FlowtraceError(
+        f"cannot open {path} as a video ({_reason(exc)}); give an intact .mp4, .avi, .mov or .mkv file"
+    )
+
+
+def check_video_dtype(dtype, out) -> None:
+    """Refuse images a video cannot hold, before anything is written."""
+    if np.dtype(dtype) != np.uint8:
+        raise FlowtraceError(
+            f"video holds 8-bit; use normalize='frame'/'global' or a .tif output "
+            f"(got {np.dtype(dtype)} images for {out})"
+        )
+
+
+class VideoWriter:
+    """Output images as the frames of one H.264 video.
+
+    Images are padded by one replicated row/column where height or width is
+    odd (yuv420p needs even sizes). Gray and RGB images alike become yuv420p,
+    the pixel format every player takes; read a gray result back with
+    ``grayscale=True``.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        ``.mp4``, ``.avi``, ``.mov`` or ``.mkv`` to create (container from the suffix).
+    n_images : int
+        Images expected; ``close`` checks that all came.
+    fps : float
+        Frame rate written into the stream.
+    crf : int, default 18
+        libx264 constant rate factor: 0 lossless .. 51 worst; 18 is visually
+        lossless for most footage.
+    """
+
+    parallel = False  # one encoder, frames in order
+
+    def __init__(self, path: Path, n_images: int, fps: float, crf: int = 18):
+        _av()  # fail now, not at the first image, if PyAV is missing
+        self.partial = PartialFile(path)
+        self.n_images = n_images
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self.crf = crf
+        self._container = None
+        self._stream = None
+        self._next = 0
+
+    def _open(self, image: np.ndarray) -> None:
+        av = _av()
+        height, width = image.shape[:2]
+        self._container = av.open(str(self.partial.tmp), mode="w")
+        stream = self._container.add_stream("libx264", rate=self.rate)
+        stream.width, stream.height = width + width % 2, height + height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(self.crf)}
+        self._stream = stream
+
+    def write(self, index: int, image: np.ndarray) -> None:
+        if index != self._next:
+            raise RuntimeError(f"VideoWriter got image {index}, expected {self._next}")
+        check_video_dtype(image.dtype, self.partial.path)
+        if self._container is None:
+            self._open(image)
+        height, width = image.shape[:2]
+        if height % 2 or width % 2:
+            pad = ((0, height % 2), (0, width % 2)) + ((0, 0),) * (image.ndim - 2)
+            image = np.pad(image, pad, mode="edge")
+        if image.ndim == 3:
+            image = image[..., :3]  # alpha has no place in yuv420p
+        fmt = "gray" if image.ndim == 2 else "rgb24"
+        frame = _av().VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self._next += 1
+
+    def close(self) -> Path:
+        """Flush the encoder, finish the file and move it into place; returns its path."""
+        if self._container is None:
+            self.abort()
+            raise FlowtraceError(f"no images were written, so {self.partial.path} was not created")
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+        except BaseException:
+            self.abort()
+            raise
+        if self._next != self.n_images:
+            self.partial.discard()
+            raise FlowtraceError(
+                f"{self.partial.path}: {self._next} of {self.n_images} images arrived; nothing was written"
+            )
+        return self.partial.commit()
+
+    def abort(self) -> None:
+        """Drop the partial file (after an error)."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:
+                pass
+        self.partial.discard()
