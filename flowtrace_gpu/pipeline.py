@@ -135,20 +135,31 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     max_backlog = max(1, n_writers * int(config.get("write_queue_per_writer")))
     bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=True)
+
+    def emit(index, image) -> None:
+        image = backend.to_host(image)
+        if pool is None:
+            writer.write(index, image)
+            bar.update()
+            return
+        backlog.append(pool.submit(writer.write, index, image))
+        while len(backlog) > max_backlog or (backlog and backlog[0].done()):
+            backlog.popleft().result()
+            bar.update()
+
+    pending = None  # (index, backend image) not yet brought to the host
     try:
         for t, frame in enumerate(reader if reader is not None else frames):
             projector.push(frame)
-            if t + 1 < window:
-                continue
-            image = backend.to_host(projector.project())
-            if pool is None:
-                writer.write(t + 1 - window, image)
-                bar.update()
-                continue
-            backlog.append(pool.submit(writer.write, t + 1 - window, image))
-            while len(backlog) > max_backlog or (backlog and backlog[0].done()):
-                backlog.popleft().result()
-                bar.update()
+            # Bring the previous image down only now: on a GPU its download
+            # then waits while this frame's upload is already queued.
+            if pending is not None:
+                emit(*pending)
+                pending = None
+            if t + 1 >= window:
+                pending = (t + 1 - window, projector.project())
+        if pending is not None:
+            emit(*pending)
         while backlog:
             backlog.popleft().result()
             bar.update()

@@ -1,0 +1,174 @@
+"""The CuPy backend on a CUDA device: kernels, transfers, end to end.
+
+    python bench/bench_gpu.py [--quick] [--size 1024] [--frames 300] [--standin]
+
+* kernel ms per output frame (``project()`` until the device is idle) for
+  max / median / color at F = 10, 30, 100 on ``size``x``size`` uint8 frames,
+  and the whole step (push + project + download) for comparison;
+* host <-> device throughput from pinned and from pageable memory;
+* end-to-end output frames per second through ``flowtrace_array`` and
+  through ``flowtrace`` (TIFF folder -> PNG folder).
+
+Where no device is found it prints why and writes JSON saying so.
+``--standin`` runs the same measurements on the NumPy stand-in
+(``CupyBackend(xp=numpy)``) to check this script, into ``gpu_standin.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save, table  # noqa: E402
+
+from flowtrace_gpu import flowtrace, flowtrace_array  # noqa: E402
+from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
+from flowtrace_gpu.backends import cupy_backend as cb  # noqa: E402
+from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+MODES = {"max": {}, "median": {"subtract_median": True}, "color": {"color_series": True}}
+
+
+def _sync(backend) -> None:
+    compute, copy = backend.streams()
+    copy.synchronize()
+    compute.synchronize()
+
+
+def kernel_times(backend, size: int, windows, repeats: int) -> list[dict]:
+    """ms per output frame of project() alone, and of a whole pipeline step."""
+    rows = []
+    frames = synthetic_movie(max(windows) + 8, (size, size), seed=1)
+    for mode, options in MODES.items():
+        for f in windows:
+            plan = TracePlan(f, (size, size), np.uint8, TraceOptions(**options))
+            proj = backend.projector(plan)
+            for frame in frames[:f]:
+                proj.push(frame)
+            backend.to_host(proj.project())  # compile and warm the pool
+            _sync(backend)
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                image = proj.project()
+                _sync(backend)
+                samples.append(time.perf_counter() - t0)
+                del image
+            step = []
+            for t in range(repeats):
+                t0 = time.perf_counter()
+                proj.push(frames[f + t % 8])
+                backend.to_host(proj.project())
+                step.append(time.perf_counter() - t0)
+            rows.append({"mode": mode, "F": f, "size": size,
+                         "kernel_ms": 1e3 * statistics.median(samples),
+                         "step_ms": 1e3 * statistics.median(step)})
+            del proj
+    return rows
+
+
+def transfer_rates(backend, mib: int, repeats: int) -> list[dict]:
+    """GB/s host -> device and back, pinned and pageable."""
+    rt, xp = backend.runtime, backend.xp
+    compute, _ = backend.streams()
+    n = mib * 2**20
+    rows = []
+    with rt.activate():
+        device = xp.empty(n, dtype=xp.uint8)
+        for kind, host in (("pinned", rt.empty_pinned(n, np.uint8)),
+                           ("pageable", np.empty(n, np.uint8))):
+            host[...] = 1
+            for direction in ("h2d", "d2h"):
+                samples = []
+                for _ in range(repeats + 1):
+                    t0 = time.perf_counter()
+                    if direction == "h2d":
+                        rt.upload(device, host, compute)
+                        compute.synchronize()
+                    else:
+                        rt.download(device, host, compute)
+                    samples.append(time.perf_counter() - t0)
+                rows.append({"memory": kind, "direction": direction, "MiB": mib,
+                             "GB_per_s": n / statistics.median(samples[1:]) / 1e9})
+    return rows
+
+
+def end_to_end(backend, size: int, n_frames: int, f: int) -> list[dict]:
+    """Output frames per second through the public calls."""
+    import tifffile
+
+    movie = synthetic_movie(n_frames, (size, size), seed=0)
+    rows = []
+    flowtrace_array(movie[: f + 2], f, backend=backend)  # warm up
+    t0 = time.perf_counter()
+    out = flowtrace_array(movie, f, backend=backend)
+    rows.append({"call": "flowtrace_array", "F": f, "size": size, "outputs": len(out),
+                 "fps": len(out) / (time.perf_counter() - t0)})
+    work = Path(tempfile.mkdtemp(prefix="flowtrace_bench_gpu_"))
+    try:
+        for i, frame in enumerate(movie):
+            tifffile.imwrite(work / f"frame{i:05d}.tif", frame)
+        t0 = time.perf_counter()
+        written = flowtrace(work, f, work / "out", backend=backend, progress=False)
+        rows.append({"call": "flowtrace (tif -> png)", "F": f, "size": size,
+                     "outputs": len(written), "fps": len(written) / (time.perf_counter() - t0)})
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and frames")
+    parser.add_argument("--size", type=int, default=None, help="frame side (default 1024)")
+    parser.add_argument("--frames", type=int, default=None, help="frames end to end (default 300)")
+    parser.add_argument("--standin", action="store_true",
+                        help="run on the NumPy stand-in (checks this script; no GPU figures)")
+    args = parser.parse_args(argv)
+
+    name = "gpu_standin" if args.standin else "gpu"
+    if args.standin:
+        backend = cb.CupyBackend(xp=np)
+    else:
+        try:
+            cb._probe()
+        except BackendUnavailable as exc:
+            reason = str(exc)
+            print(f"bench_gpu: skipped, no CUDA device: {reason}")
+            path = save(name, {"skipped": True, "reason": reason})
+            print(f"wrote {path}")
+            return 0
+        backend = cb.CupyBackend()
+
+    quick = args.quick or args.standin
+    size = args.size or (256 if args.standin else 1024)
+    n_frames = args.frames or (60 if quick else 300)
+    windows = (10, 30) if args.standin else (10, 30, 100)
+    repeats = 5 if quick else 30
+
+    print(f"device: {backend.device_name}")
+    kernels = kernel_times(backend, size, windows, repeats)
+    print(table(kernels, ["mode", "F", "size", "kernel_ms", "step_ms"]))
+    transfers = transfer_rates(backend, 16 if quick else 256, 3 if quick else 10)
+    print(table(transfers, ["memory", "direction", "MiB", "GB_per_s"]))
+    e2e = end_to_end(backend, size, n_frames, 30 if n_frames > 30 else 10)
+    print(table(e2e, ["call", "F", "size", "outputs", "fps"]))
+
+    path = save(name, {"skipped": False, "device": backend.device_name, "standin": args.standin,
+                       "size": size, "kernels": kernels, "transfers": transfers,
+                       "end_to_end": e2e})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
