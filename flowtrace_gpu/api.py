@@ -65,7 +65,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
               subtract_median=False, subtract_first=False, add_first_frame=False,
               color_series=False, windows="original", normalize="frame", bit_depth=None,
               colormap=None, fade_tails=False, format=None, fps=None, grayscale=False,
-              backend="auto", progress=None):
+              backend="auto", device=None, progress=None):
     """Write one pathline image per window of frames, as the original flowtrace.
 
     Parameters
@@ -131,6 +131,8 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         Trace the luma of color frames (BT.601) instead of each channel.
     backend : {'auto', 'cupy', 'numba', 'numpy'}
         Array backend; ``'auto'`` honours ``FLOWTRACE_BACKEND``.
+    device : int, optional
+        CUDA device of the cupy backend; default ``FLOWTRACE_DEVICE`` (0).
     progress : bool, optional
         Progress bar on stderr; default: only when stderr is a terminal.
 
@@ -163,7 +165,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
             f"normalize='none' keeps the frames' {plan.image_dtype} values, which image files "
             "cannot hold (8- or 16-bit integers); use normalize='frame' or 'global'"
         )
-    engine = get_backend(backend)
+    engine = get_backend(backend, device)
     if isinstance(out_dir, str) and out_dir == "same":
         location = Path(image_dir)
         out_dir = location if location.is_dir() else location.parent
@@ -180,7 +182,8 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
                     take_diff=False, diff_order=1, subtract_median=False, subtract_first=False,
                     add_first_frame=False, color_series=False, windows="original",
                     normalize="frame", bit_depth=None, colormap=None, fade_tails=False,
-                    backend="auto", use_parallel=True, max_cores=8, progress=False):
+                    backend="auto", device=None, use_parallel=True, max_cores=8,
+                    progress=False):
     """Pathline images of frames in memory, in a memmap or zarr array, or from an iterable.
 
     Parameters
@@ -217,7 +220,7 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
     else:
         source = IterableSource(frames, skip)
     plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
-    engine = get_backend(backend)
+    engine = get_backend(backend, device)
     if n_out is None:
         writer = ListWriter()
     else:

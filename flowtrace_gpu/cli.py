@@ -72,6 +72,8 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("how it runs")
     r.add_argument("--backend", default="auto", choices=("auto", "cupy", "numba", "numpy"),
                    help="array backend (default auto: cupy on a CUDA GPU, else numba)")
+    r.add_argument("--device", type=int, metavar="N",
+                   help="CUDA device for --backend cupy (default FLOWTRACE_DEVICE or 0)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -80,6 +82,7 @@ def _options(args) -> dict:
                 take_diff=args.take_diff, diff_order=args.diff_order,
                 add_first_frame=args.add_first_frame, color_series=args.color_series,
                 invert_color=args.invert_color, windows=args.windows, backend=args.backend,
+                device=args.device,
                 fade_tails=args.fade_tails, colormap=_colormap(args.colormap),
                 normalize=args.normalize, bit_depth=args.bit_depth)
 
@@ -144,6 +147,7 @@ def _demo(args) -> int:
 
     options = _options(args)
     backend = options.pop("backend")
+    options.pop("device")
     if not any(options[k] for k in ("subtract_median", "subtract_first", "take_diff",
                                     "add_first_frame", "color_series", "invert_color",
                                     "fade_tails")):

@@ -557,3 +557,13 @@ def test_gpu_to_host_returns_owned_host_arrays(gpu_backend):
             out.append(gpu_backend.to_host(proj.project()))
     assert all(type(o) is np.ndarray for o in out)
     np.testing.assert_array_equal(np.stack(out), trace(frames, 3, "numpy", windows="sliding"))
+
+
+def test_device_option_selects_the_cuda_device(monkeypatch, fresh_registry):
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(count=2))
+    assert get_backend("cupy").device == 0
+    assert get_backend("cupy", device=1).device == 1
+    assert get_backend("auto", device=1).device == 1
+    with pytest.raises(FlowtraceError, match="device=2 but CUDA found 2 devices"):
+        get_backend("cupy", device=2)
+    assert get_backend("numpy", device=1).name == "numpy"  # CPU backends ignore it

@@ -61,7 +61,7 @@ def available_backends() -> list[str]:
     return names
 
 
-def get_backend(name: str | Backend = "auto") -> Backend:
+def get_backend(name: str | Backend = "auto", device: int | None = None) -> Backend:
     """Return the backend called ``name``.
 
     Parameters
@@ -70,6 +70,9 @@ def get_backend(name: str | Backend = "auto") -> Backend:
         ``'auto'`` reads ``FLOWTRACE_BACKEND`` (default ``auto``) and then
         takes the first backend that loads, in the order cupy, numba, numpy.
         A backend object is returned as it is.
+    device : int, optional
+        CUDA device for the cupy backend; default ``FLOWTRACE_DEVICE`` (0).
+        CPU backends ignore it.
 
     Raises
     ------
@@ -79,6 +82,15 @@ def get_backend(name: str | Backend = "auto") -> Backend:
     """
     if isinstance(name, Backend):
         return name
+    backend = _resolve(name)
+    if device is not None and backend.name == "cupy" and device != getattr(backend, "device", None):
+        from .cupy_backend import CupyBackend
+
+        backend = CupyBackend(device=device)
+    return backend
+
+
+def _resolve(name) -> Backend:
     if not isinstance(name, str):
         raise FlowtraceError(f"backend must be a name such as 'auto' or 'numpy', got {name!r}")
     requested = name.strip().lower()
