@@ -32,7 +32,9 @@ def to_dtype(proj, dtype, xp):
 
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
-        return proj.astype(dtype)
+        # + 0.0 turns -0.0 into 0.0: backends that take max/min in another
+        # order then agree bit for bit.
+        return (proj + 0.0).astype(dtype)
     info = np.iinfo(dtype)
     return xp.floor(xp.clip(proj, info.min, info.max) + 0.5).astype(dtype)
 

@@ -1,0 +1,332 @@
+"""The Numba backend: CPU kernels whose cost per output frame does not grow with F.
+
+:class:`NumbaProjector` keeps O(1)-per-frame state instead of recomputing
+each window:
+
+* a sliding maximum (or minimum, for ``invert_color``) of the frames, or of
+  their ``diff_order`` differences (:mod:`kernels.numba_sliding`);
+* for ``subtract_median``, the window's two middle order statistics
+  (:mod:`kernels.numba_median`: a histogram for 8-bit frames, a sorted
+  window otherwise);
+* a ring of the last F raw frames where the window's first frame, the
+  leaving value or the whole window is needed.
+
+Each option is then a constant shift of the sliding extreme (see
+:mod:`kernels.numba_project` for why that is exact). ``color_series``
+weights each frame by its position, which no sliding state can absorb; it
+runs one fused pass over each pixel's window, as do ``take_diff`` combined
+with ``subtract_first``/``subtract_median`` on float (or 64-bit integer)
+frames, where the differences of shifted frames need not equal the
+differences of the frames. Results equal the NumPy reference bit for bit
+(NaNs aside).
+
+Memory, P = values per frame (pixels x channels), s = bytes per value:
+ring ``F * P * s`` (when needed), sliding buffer ``(F - d + 1) * P`` values
+of the difference dtype (s without take_diff), median ``256 * P`` bytes
+(8-bit histogram, F <= 255) or ``F * P * s`` (sorted window).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import Backend, RingProjector
+
+#: Values per parallel task (tests shrink it so tiny frames span many chunks).
+CHUNK = 8192
+
+#: Largest histogram state (bytes) the 8-bit median may allocate before the
+#: sorted window, smaller for F < 256, is used instead.
+HIST_BUDGET = 2 << 30
+
+
+def _kernels():
+    from flowtrace_gpu.kernels import numba_median, numba_project, numba_sliding
+
+    return numba_sliding, numba_median, numba_project
+
+
+def _storage_dtype(dtype: np.dtype) -> np.dtype:
+    """Dtype the frames are kept in: same values, one Numba can index."""
+    if dtype.kind == "b":
+        return np.dtype(np.uint8)
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def _diff_dtype(dtype: np.dtype, order: int) -> np.dtype:
+    """Smallest dtype holding every ``order``-th difference of ``dtype`` exactly.
+
+    Differences are computed in float64 as NumPy does; for integers of at
+    most 32 bits they are exact integers of magnitude <= 2**order * max|x|.
+    """
+    if dtype.kind in "biu" and dtype.itemsize <= 4:
+        bound = (1 if dtype.kind == "b" else
+                 max(abs(int(np.iinfo(dtype).min)), int(np.iinfo(dtype).max))) << order
+        if bound < 2 ** 15:
+            return np.dtype(np.int16)
+        if bound < 2 ** 31:
+            return np.dtype(np.int32)
+    return np.dtype(np.float64)
+
+
+class NumbaProjector:
+    """Sliding-state projector: push a frame, project the last F.
+
+    Parameters
+    ----------
+    plan : flowtrace_gpu.plan.TracePlan
+        What to compute.
+    chunk : int, optional
+        Values per parallel task (default :data:`CHUNK`).
+    median : {'auto', 'histogram', 'sorted'}
+        Sliding-median method; ``'auto'`` takes the histogram for 8-bit
+        frames when it fits :data:`HIST_BUDGET`.
+    hist_layout : {'bin', 'pixel'}
+        Histogram memory order (bin-major is faster on images).
+    """
+
+    def __init__(self, plan, chunk: int | None = None, median: str = "auto",
+                 hist_layout: str = "bin"):
+        nsl, nmed, _ = _kernels()
+        self.plan = plan
+        opts = plan.options
+        self.chunk = int(chunk or CHUNK)
+        f = plan.frames_to_merge
+        d = opts.diff_order if opts.take_diff else 0
+        self.f, self.d, self.length = f, d, f - d
+        self.xdtype = _storage_dtype(plan.dtype)
+        self.npix = math.prod(plan.frame_shape)
+        self.is_max = not opts.invert_color
+        self.offset = float(plan.invert_offset)
+        self.count = 0
+        self.nchunks = max(1, -(-self.npix // self.chunk))
+        self.chunk_max = np.empty(self.nchunks, np.float64)
+
+        ydtype = _diff_dtype(self.xdtype, d) if d else self.xdtype
+        shifted = opts.subtract_first or opts.subtract_median
+        weights = plan.colors
+        # diff(x - c) == diff(x) only when every step is exact: small integers.
+        diff_exact = ydtype.kind == "i"
+        self.sliding = weights is None and not (d and shifted and not diff_exact)
+        self.use_median = opts.subtract_median and (not self.sliding or d == 0)
+        need_x0 = opts.add_first_frame or (opts.subtract_first and d == 0)
+        if not self.sliding or self.use_median or need_x0:
+            ring_len = f
+        else:
+            ring_len = d + 1 if d else 0
+        self.ring = np.empty((ring_len, self.npix) if ring_len else (1, 1), self.xdtype)
+        self.ring_len = ring_len
+        self.x = np.empty(self.npix, self.xdtype)  # the frame being pushed
+
+        if self.sliding:
+            self.buf = np.empty((self.length, self.npix), ydtype)
+            self.prefix = np.empty(self.npix, ydtype)
+            self.y = np.empty(self.npix, ydtype) if d else None
+            self.n_y = 0
+            # Scratch of the projection: the window extreme, or the shifted float64.
+            self.ext = np.empty(self.npix, ydtype)
+            self.proj = np.empty(self.npix, np.float64)
+
+        self.median_method = None
+        self.off = 0.0
+        # lo/hi: middle order statistics; dummies keep the kernels' types fixed.
+        self.lo = self.hi = np.zeros(1, self.xdtype)
+        if self.use_median:
+            self._init_median(median, hist_layout)
+        # Weights as (K, columns) and how pixels pick a column (see project_window).
+        if weights is None:
+            self.weights, self.wmode = np.zeros((0, 1), np.float64), 0
+        elif weights.ndim == 1:
+            self.weights, self.wmode = np.ascontiguousarray(weights[:, None], np.float64), 1
+        else:
+            self.weights = np.ascontiguousarray(weights, np.float64)
+            self.wmode = 2 if plan.is_color_input else 3
+        if not self.sliding:
+            self.proj = np.empty(math.prod(plan.out_shape), np.float64)
+        # How the projection becomes the image (kernels.stretch.finalize).
+        if plan.scaling == "frame":
+            self.scale_mode, self.scale = 0, 1.0
+        elif plan.scaling == "fixed":
+            peak = float(plan.peak)
+            self.scale_mode, self.scale = 1, (255.0 / peak if peak != 0 else 1.0)
+        else:  # 'none' and 'float' finish the float64 projection in NumPy
+            self.scale_mode, self.scale = 2, 1.0
+
+    def _init_median(self, method, layout):
+        f, npix = self.f, self.npix
+        self.k1, self.k2 = (f - 1) // 2, f // 2
+        count_dtype = np.uint8 if f <= 255 else (np.uint16 if f <= 65535 else np.int32)
+        hist_bytes = 256 * npix * np.dtype(count_dtype).itemsize
+        if method == "auto":
+            method = ("histogram" if self.xdtype.itemsize == 1 and hist_bytes <= HIST_BUDGET
+                      else "sorted")
+        if method == "histogram" and self.xdtype.itemsize != 1:
+            raise ValueError("the histogram median needs 8-bit frames")
+        if method not in ("histogram", "sorted"):
+            raise ValueError(f"median must be 'auto', 'histogram' or 'sorted', got {method!r}")
+        self.median_method = method
+        if method == "histogram":
+            self.hoff = 128 if self.xdtype.kind == "i" else 0
+            self.off = float(self.hoff)
+            if layout == "bin":
+                self.hist = np.zeros((256, npix), count_dtype).T
+            elif layout == "pixel":
+                self.hist = np.zeros((npix, 256), count_dtype)
+            else:
+                raise ValueError(f"hist_layout must be 'bin' or 'pixel', got {layout!r}")
+            self.lo = np.zeros(npix, np.uint8)
+            self.blo = np.zeros(npix, np.int32)
+            if self.k2 != self.k1:
+                self.hi = np.zeros(npix, np.uint8)
+                self.bhi = np.zeros(npix, np.int32)
+            else:
+                self.hi, self.bhi = self.lo, self.blo
+        else:
+            self.srt = np.empty((npix, f), self.xdtype)
+            self.lo = np.empty(npix, self.xdtype)
+            self.hi = np.empty(npix, self.xdtype)
+
+    # -- streaming ------------------------------------------------------------
+
+    def push(self, frame) -> None:
+        """Add the next frame (``plan.frame_shape``, values of ``plan.dtype``)."""
+        nsl, nmed, _ = _kernels()
+        frame = np.asarray(frame)
+        if frame.shape != self.plan.frame_shape:
+            raise ValueError(f"frame shape {frame.shape} != plan's {self.plan.frame_shape}")
+        if frame.dtype == self.xdtype and frame.flags.c_contiguous:
+            x = frame.reshape(-1)  # read, never kept: no copy needed
+        else:
+            x = self.x
+            np.copyto(x.reshape(frame.shape), frame, casting="unsafe")
+        t = self.count
+        f, ch = self.f, self.chunk
+
+        if self.use_median:
+            self._push_median(x, t)
+        if self.sliding:
+            d = self.d
+            if d == 0:
+                y = x
+            elif t >= d:
+                slots = np.arange(t - d, t, dtype=np.int64) % self.ring_len
+                nsl.diff_frame(x, self.ring, slots, self.y, ch)
+                y = self.y
+            else:
+                y = None
+            if y is not None:
+                s = self.n_y % self.length
+                nsl.ext_push(y, self.buf, self.prefix, s, self.is_max, ch)
+                if s == self.length - 1 and self.length > 2:
+                    nsl.ext_suffix(self.buf, self.is_max, ch)
+                self.n_y += 1
+        if self.ring_len:
+            self.ring[t % self.ring_len] = x
+        self.count = t + 1
+
+    def _push_median(self, x, t):
+        _, nmed, _ = _kernels()
+        f, ch = self.f, self.chunk
+        if self.median_method == "histogram":
+            if t < f:
+                nmed.hist_add(x, self.hist, self.hoff, ch)
+                if t == f - 1:
+                    nmed.hist_init(self.hist, self.k1, self.k2, self.lo, self.blo,
+                                   self.hi, self.bhi, ch)
+            else:
+                nmed.hist_update(self.ring[t % f], x, self.hist, self.hoff, self.k1, self.k2,
+                                 self.lo, self.blo, self.hi, self.bhi, ch)
+        else:
+            if t < f:
+                nmed.sorted_insert(x, self.srt, t, ch)
+                if t == f - 1:
+                    nmed.sorted_stats(self.srt, self.k1, self.k2, self.lo, self.hi, ch)
+            else:
+                nmed.sorted_update(self.ring[t % f], x, self.srt, self.k1, self.k2,
+                                   self.lo, self.hi, ch)
+
+    def project(self):
+        """Image of the last F frames pushed (``plan.out_shape``, ``plan.out_dtype``)."""
+        if self.count < self.f:
+            raise RuntimeError("project() needs a full window of frames")
+        _, _, nproj = _kernels()
+        opts = self.plan.options
+        mode, scale = self.scale_mode, self.scale
+        out = np.empty(self.plan.out_shape if mode != 2 else 0, np.uint8)
+        flat = out.reshape(-1)
+        if self.sliding:
+            s1 = (self.n_y - 1) % self.length + 1
+            x0slot = (self.count - self.f) % self.ring_len if self.ring_len else 0
+            shift = self.d == 0  # with take_diff (integers) the shifts cancel
+            if mode != 2 and not (shift and (opts.subtract_first or opts.subtract_median)):
+                nproj.project_plain(
+                    self.buf, self.prefix, s1, self.ring, x0slot, opts.add_first_frame,
+                    self.is_max, self.offset, self.ext, mode, scale, flat,
+                    self.chunk_max, self.chunk)
+                return out
+            nproj.project_sliding(
+                self.buf, self.prefix, s1, self.ring, x0slot, self.lo, self.hi, self.off,
+                opts.subtract_first and shift, opts.subtract_median and shift,
+                opts.add_first_frame, self.is_max, self.offset,
+                self.proj, mode, scale, flat, self.chunk_max, self.chunk)
+        else:
+            nproj.project_window(
+                self.ring, self.count % self.f, self.d, self.lo, self.hi, self.off,
+                opts.subtract_first, opts.subtract_median, opts.add_first_frame,
+                self.weights, self.wmode, self.is_max, self.offset,
+                self.proj, mode, scale, flat, self.chunk_max, self.chunk)
+        if mode != 2:
+            return out
+        from flowtrace_gpu.kernels.stretch import finalize
+
+        image = finalize(self.proj.reshape(self.plan.out_shape), self.plan, np)
+        return image.copy() if image.base is self.proj else image
+
+
+def supports(plan) -> bool:
+    """Whether :class:`NumbaProjector` handles ``plan`` (else the ring reference runs)."""
+    dtype = _storage_dtype(plan.dtype)
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+        return False
+    return True
+
+
+class NumbaBackend(Backend):
+    """CPU kernels compiled by Numba; O(1) work per frame for max, min and median."""
+
+    name = "numba"
+    xp = np
+
+    def projector(self, plan):
+        """A :class:`NumbaProjector` for ``plan`` (the ring reference where unsupported)."""
+        if not supports(plan):
+            return RingProjector(plan, np)
+        return NumbaProjector(plan)
+
+    def set_threads(self, n: int) -> None:
+        """Use at most ``n`` threads in the kernels (of the calling thread)."""
+        import numba
+
+        numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+def load() -> NumbaBackend:
+    """Return the backend, or raise ``BackendUnavailable`` if Numba is missing."""
+    from . import BackendUnavailable
+
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"numba cannot be imported ({exc}); pip install numba") from None
+    try:
+        _kernels()
+    except Exception as exc:  # a broken numba/llvmlite install fails here
+        raise BackendUnavailable(
+            f"numba kernels failed to load ({type(exc).__name__}: {exc}); "
+            "pip install --upgrade numba") from None
+    return NumbaBackend()

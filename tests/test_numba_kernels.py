@@ -1,0 +1,333 @@
+"""The Numba kernels and projector against plain per-window NumPy.
+
+Chunk sizes are shrunk so that frames of a few pixels span many parallel
+chunks; streams run past several sliding blocks so every block position and
+the suffix scans are exercised.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
+from flowtrace_gpu.backends import numba_backend as nb  # noqa: E402
+from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
+from flowtrace_gpu.kernels import numba_median as nmed  # noqa: E402
+from flowtrace_gpu.kernels import numba_sliding as nsl  # noqa: E402
+from flowtrace_gpu.kernels.stretch import finalize  # noqa: E402
+from flowtrace_gpu.kernels.window import trace_window  # noqa: E402
+from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+
+FLAGS = ("invert_color", "take_diff", "subtract_median", "subtract_first",
+         "add_first_frame", "color_series")
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def make_frames(rng, n, shape, dtype, style="full"):
+    """Frames with ties, extremes and (style 'flat') constant images."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        scale = {"full": 1e3, "narrow": 1.0, "flat": 0.0}[style]
+        vals = rng.standard_normal((n,) + shape) * scale
+        if style == "full":  # exact ties and zeros too
+            vals[rng.random(vals.shape) < 0.2] = 0.0
+        return vals.astype(dtype)
+    if dtype.kind == "b":
+        return rng.random((n,) + shape) < 0.5
+    info = np.iinfo(dtype)
+    if style == "full":
+        lo, hi = int(info.min), int(info.max)
+    elif style == "narrow":
+        lo, hi = 3, 6
+    else:
+        lo = hi = int(rng.integers(0, 5))
+    return rng.integers(lo, hi, (n,) + shape, endpoint=True, dtype=np.int64).astype(dtype)
+
+
+def oracle(frames, plan):
+    """Images of every full window by the per-window NumPy semantics."""
+    f = plan.frames_to_merge
+    return [finalize(trace_window(frames[i - f + 1:i + 1], plan, np), plan, np)
+            for i in range(f - 1, len(frames))]
+
+
+def stream(projector, frames, f):
+    images = []
+    for i, frame in enumerate(frames):
+        projector.push(frame)
+        if i >= f - 1:
+            images.append(projector.project())
+    return images
+
+
+def check_against_reference(plan, frames, **kw):
+    got = stream(nb.NumbaProjector(plan, **kw), frames, plan.frames_to_merge)
+    ring = stream(RingProjector(plan, np), frames, plan.frames_to_merge)
+    naive = oracle(frames, plan)
+    for i, (g, r, o) in enumerate(zip(got, ring, naive)):
+        np.testing.assert_array_equal(r, o)  # the reference is the oracle
+        assert g.dtype == plan.out_dtype and g.shape == plan.out_shape
+        assert g.tobytes() == r.tobytes(), f"window {i}, {plan}, {kw}:\n{g}\n!=\n{r}"
+
+
+# --- kernels -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("is_max", [True, False])
+@pytest.mark.parametrize("length", [1, 2, 3, 7])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float64])
+def test_sliding_extreme_kernels(is_max, length, dtype):
+    rng = np.random.default_rng(length)
+    npix, chunk = 11, 3
+    ys = make_frames(rng, 4 * length + 5, (npix,), dtype)
+    buf = np.empty((length, npix), dtype)
+    prefix = np.empty(npix, dtype)
+    ext = np.max if is_max else np.min
+    for t, y in enumerate(ys):
+        s = t % length
+        nsl.ext_push(y, buf, prefix, s, is_max, chunk)
+        if t >= length - 1:
+            window = ys[t - length + 1:t + 1]
+            got = prefix if s == length - 1 else (np.maximum if is_max else np.minimum)(
+                buf[s + 1], prefix)
+            np.testing.assert_array_equal(got, ext(window, axis=0))
+        if s == length - 1:
+            nsl.ext_suffix(buf, is_max, chunk)
+            for k in range(1, length):
+                np.testing.assert_array_equal(buf[k], ext(ys[t - length + 1 + k:t + 1], axis=0))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 5])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_diff_frame_matches_numpy(d, dtype):
+    rng = np.random.default_rng(d)
+    frames = make_frames(rng, d + 1, (13,), dtype)
+    ring = np.ascontiguousarray(frames[:d][::-1])  # rows in any order: slots say which
+    slots = np.arange(d, dtype=np.int64)[::-1].copy()
+    out = np.empty(13, np.float64)
+    nsl.diff_frame(frames[d], ring, slots, out, 4)
+    expect = np.diff(frames.astype(np.float64), n=d, axis=0)[-1]
+    assert out.tobytes() == expect.tobytes()  # bit for bit
+
+
+def _median_stream(method, f, frames, chunk, layout="bin"):
+    """Run the median kernels over ``frames``; yield (window, lo, hi)."""
+    dtype = frames.dtype
+    npix = frames.shape[1]
+    k1, k2 = (f - 1) // 2, f // 2
+    ring = np.empty((f, npix), dtype)
+    if method == "histogram":
+        off = 128 if dtype.kind == "i" else 0
+        hist = np.zeros((256, npix), np.uint8).T if layout == "bin" else np.zeros(
+            (npix, 256), np.uint8)
+        lo, blo = np.zeros(npix, np.uint8), np.zeros(npix, np.int32)
+        hi, bhi = (np.zeros(npix, np.uint8), np.zeros(npix, np.int32)) if k1 != k2 else (lo, blo)
+    else:
+        off = 0
+        srt = np.empty((npix, f), dtype)
+        lo, hi = np.empty(npix, dtype), np.empty(npix, dtype)
+    for t, x in enumerate(frames):
+        if method == "histogram":
+            if t < f:
+                nmed.hist_add(x, hist, off, chunk)
+                if t == f - 1:
+                    nmed.hist_init(hist, k1, k2, lo, blo, hi, bhi, chunk)
+            else:
+                nmed.hist_update(ring[t % f], x, hist, off, k1, k2, lo, blo, hi, bhi, chunk)
+        else:
+            if t < f:
+                nmed.sorted_insert(x, srt, t, chunk)
+                if t == f - 1:
+                    nmed.sorted_stats(srt, k1, k2, lo, hi, chunk)
+            else:
+                nmed.sorted_update(ring[t % f], x, srt, k1, k2, lo, hi, chunk)
+        ring[t % f] = x
+        if t >= f - 1:
+            yield (frames[t - f + 1:t + 1], lo.astype(np.float64) - off,
+                   hi.astype(np.float64) - off)
+
+
+@pytest.mark.parametrize("f", [1, 2, 3, 4, 9])
+@pytest.mark.parametrize("method,dtype,layout", [
+    ("histogram", np.uint8, "bin"), ("histogram", np.uint8, "pixel"),
+    ("histogram", np.int8, "bin"), ("sorted", np.uint16, None),
+    ("sorted", np.float32, None), ("sorted", np.uint8, None)])
+def test_median_kernels_order_statistics(f, method, dtype, layout):
+    rng = np.random.default_rng(f)
+    for style in ("full", "narrow"):
+        frames = make_frames(rng, 3 * f + 6, (17,), dtype, style)
+        for window, lo, hi in _median_stream(method, f, frames, 5, layout or "bin"):
+            ordered = np.sort(window.astype(np.float64), axis=0)
+            np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
+            np.testing.assert_array_equal(hi, ordered[f // 2])
+            mid = (lo.astype(np.float64) + hi) / 2.0
+            np.testing.assert_array_equal(mid, np.median(window.astype(np.float64), axis=0))
+
+
+def test_histogram_survives_large_jumps():
+    """The median pointer crosses empty bins in one step (0 <-> 255)."""
+    f = 4
+    frames = np.array([[0], [255], [0], [255], [255], [255], [0], [0], [0], [128]], np.uint8)
+    for window, lo, hi in _median_stream("histogram", f, frames, 1):
+        ordered = np.sort(window, axis=0)
+        assert lo[0] == ordered[1, 0] and hi[0] == ordered[2, 0]
+
+
+# --- the projector ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("flags", list(itertools.product([False, True], repeat=6)),
+                         ids=lambda fl: "".join("ITMFAC"[i] if v else "-" for i, v in enumerate(fl)))
+def test_every_option_combination(dtype, flags):
+    opts = TraceOptions(**dict(zip(FLAGS, flags)))
+    rng = np.random.default_rng(sum(flags) + 7 * np.dtype(dtype).itemsize)
+    for shape, f in (((3, 5), 4), ((2, 3, 3), 3)):
+        plan = TracePlan(f, shape, dtype, opts)
+        check_against_reference(plan, make_frames(rng, 3 * f + 2, shape, dtype), chunk=4)
+
+
+@st.composite
+def cases(draw):
+    f = draw(st.integers(1, 6))
+    flags = dict(zip(FLAGS, draw(st.tuples(*[st.booleans()] * 6))))
+    if f == 1:
+        flags["take_diff"] = False
+    order = draw(st.integers(1, min(3, f - 1))) if flags["take_diff"] else 1
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
+    extra = {}
+    if draw(st.booleans()):
+        extra["fade_tails"] = True
+    if flags["color_series"] and draw(st.booleans()):
+        extra["colormap"] = [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
+    if dtype == np.uint16 and draw(st.booleans()):
+        extra["bit_depth"] = 12
+    normalize = draw(st.sampled_from(["frame", "frame", "global", "none"]))
+    opts = TraceOptions(diff_order=order, normalize=normalize, **flags, **extra)
+    h, w = draw(st.integers(1, 4)), draw(st.sampled_from([1, 2, 3, 5, 7]))
+    shape = (h, w, 3) if draw(st.booleans()) else (h, w)
+    scaling = {}
+    if normalize == "global" and draw(st.booleans()):
+        scaling = {"scaling": "fixed", "peak": draw(st.sampled_from([0.0, 1.0, 97.5, 3e4]))}
+    n = f + draw(st.integers(0, 2 * f + 3))  # n == f: a single window
+    style = draw(st.sampled_from(["full", "full", "narrow", "flat"]))
+    chunk = draw(st.sampled_from([1, 2, 3, 5, 8192]))
+    median = "auto"
+    if opts.subtract_median and np.dtype(dtype).itemsize == 1:
+        median = draw(st.sampled_from(["histogram", "sorted"]))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    return TracePlan(f, shape, dtype, opts, **scaling), n, style, chunk, median, seed
+
+
+@SETTINGS
+@given(cases())
+def test_projector_matches_reference(case):
+    plan, n, style, chunk, median, seed = case
+    frames = make_frames(np.random.default_rng(seed), n, plan.frame_shape, plan.dtype, style)
+    check_against_reference(plan, frames, chunk=chunk, median=median)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.bool_, np.float64, np.uint32])
+@pytest.mark.parametrize("flags", [(False,) * 6, (True, True, True, True, True, False),
+                                   (False, True, True, False, True, False),
+                                   (False, False, True, True, False, True)])
+def test_other_dtypes(dtype, flags):
+    opts = TraceOptions(**dict(zip(FLAGS, flags)))
+    rng = np.random.default_rng(3)
+    plan = TracePlan(4, (3, 5), dtype, opts)
+    check_against_reference(plan, make_frames(rng, 11, (3, 5), dtype), chunk=3)
+
+
+def test_diff_order_two_with_shifts_is_exact():
+    """take_diff + subtract_* on floats takes the per-window path, still exact."""
+    opts = TraceOptions(take_diff=True, diff_order=2, subtract_median=True,
+                        subtract_first=True)
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.uint16):
+        plan = TracePlan(5, (4, 3), dtype, opts)
+        proj = nb.NumbaProjector(plan, chunk=2)
+        assert proj.sliding == (dtype == np.uint16)
+        check_against_reference(plan, make_frames(rng, 14, (4, 3), dtype), chunk=2)
+
+
+def test_long_window_uses_wide_histogram_counts():
+    plan = TracePlan(300, (2, 3), np.uint8, TraceOptions(subtract_median=True))
+    proj = nb.NumbaProjector(plan)
+    assert proj.median_method == "histogram" and proj.hist.dtype == np.uint16
+    frames = make_frames(np.random.default_rng(1), 306, (2, 3), np.uint8, "narrow")
+    check_against_reference(plan, frames, chunk=4)
+
+
+def test_project_needs_a_full_window_and_returns_fresh_images():
+    plan = TracePlan(3, (2, 2), np.uint8)
+    proj = nb.NumbaProjector(plan)
+    proj.push(np.ones((2, 2), np.uint8))
+    with pytest.raises(RuntimeError):
+        proj.project()
+    proj.push(np.ones((2, 2), np.uint8))
+    proj.push(np.full((2, 2), 9, np.uint8))
+    first = proj.project()
+    proj.push(np.zeros((2, 2), np.uint8))
+    second = proj.project()
+    assert first is not second and first[0, 0] == 255
+    with pytest.raises(ValueError):
+        proj.push(np.ones((3, 2), np.uint8))
+
+
+def test_push_copies_the_frame():
+    plan = TracePlan(2, (2, 2), np.uint8, TraceOptions(subtract_first=True))
+    frames = make_frames(np.random.default_rng(0), 5, (2, 2), np.uint8)
+    proj = nb.NumbaProjector(plan)
+    ref = RingProjector(plan, np)
+    for frame in frames:
+        mine = frame.copy()
+        proj.push(mine)
+        ref.push(frame)
+        mine[...] = 77  # the caller reuses its buffer
+    np.testing.assert_array_equal(proj.project(), ref.project())
+
+
+# --- the backend -----------------------------------------------------------------
+
+
+def test_backend_loads_and_configures():
+    backend = nb.load()
+    assert isinstance(backend, nb.NumbaBackend) and backend.name == "numba"
+    assert backend.xp is np
+    plan = TracePlan(3, (2, 2), np.uint8)
+    assert isinstance(backend.projector(plan), nb.NumbaProjector)
+    before = numba.get_num_threads()
+    try:
+        backend.set_threads(1)
+        assert numba.get_num_threads() == 1
+        backend.set_threads(10 ** 6)
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8, reason="longdouble is float64 here")
+def test_unsupported_plans_fall_back_to_the_reference():
+    plan = TracePlan(2, (2, 2), np.longdouble)
+    assert isinstance(nb.NumbaBackend().projector(plan), RingProjector)
+
+
+def test_registry_finds_numba():
+    from flowtrace_gpu.backends import get_backend
+
+    assert get_backend("numba").name == "numba"
+
+
+def test_load_without_numba_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
+    with pytest.raises(BackendUnavailable, match="pip install numba"):
+        nb.load()
