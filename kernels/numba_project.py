@@ -327,6 +327,143 @@ def project_window(ring, start, diff_order, lo, hi, off,
     f = ring.shape[0]
     n = ring.shape[1]
     nchunks = chunk_max.shape[0]
+    if diff_order == 0:
+        _weighted_frames_outer(ring, start, lo, hi, off, sub_first, sub_median, add_first,
+                               weights, wmode, is_max, offset, proj, chunk_max, chunk)
+    else:
+        _columns(ring, start, diff_order, lo, hi, off, sub_first, sub_median, add_first,
+                 weights, wmode, is_max, offset, proj, chunk_max, chunk)
+    if scale_mode == 2:
+        return
+    if scale_mode == 0:
+        scale = _stretch_scale(chunk_max)
+    m_out = proj.shape[0]
+    per = m_out // n
+    for c in prange(nchunks):
+        start = c * chunk * per
+        stop = min((c * chunk + chunk) * per, m_out)
+        pv = proj[start:stop]
+        res = out[start:stop]
+        for i in range(pv.shape[0]):
+            res[i] = _to_uint8(pv[i], scale)
+
+
+@njit(cache=True)
+def _fold(acc, v, w, is_max):
+    """acc = max(acc, v * w) (or min), elementwise, w a scalar: a loop that vectorizes."""
+    if is_max:
+        for i in range(acc.shape[0]):
+            t = v[i] * w
+            acc[i] = t if t > acc[i] else acc[i]
+    else:
+        for i in range(acc.shape[0]):
+            t = v[i] * w
+            acc[i] = t if t < acc[i] else acc[i]
+
+
+@njit(cache=True)
+def _fold_each(acc, v, w, is_max):
+    """acc = max(acc, v * w) (or min), elementwise, w an array (RGB input)."""
+    if is_max:
+        for i in range(acc.shape[0]):
+            t = v[i] * w[i]
+            acc[i] = t if t > acc[i] else acc[i]
+    else:
+        for i in range(acc.shape[0]):
+            t = v[i] * w[i]
+            acc[i] = t if t < acc[i] else acc[i]
+
+
+@njit(parallel=True, cache=True)
+def _weighted_frames_outer(ring, start, lo, hi, off, sub_first, sub_median, add_first,
+                           weights, wmode, is_max, offset, proj, chunk_max, chunk):
+    """Weighted projection without take_diff: frames outer, pixels inner.
+
+    Walking each chunk of pixels frame by frame keeps every inner loop
+    contiguous and vectorizable (the per-pixel column walk of
+    :func:`_columns` gathers across rows). Each value goes through the same
+    float operations as :func:`kernels.window.trace_window`, ``(x - x0) - m``
+    then ``* w`` (subtracting 0.0 when an option is off is exact), so the
+    result is NumPy's bit for bit.
+    """
+    n = ring.shape[1]
+    nchunks = chunk_max.shape[0]
+    for c in prange(nchunks):
+        peak = -np.inf
+        # Sub-blocks small enough that the accumulators and the row stay in L1.
+        for b0 in range(c * chunk, min(c * chunk + chunk, n), _BLOCK):
+            m = min(b0 + _BLOCK, min(c * chunk + chunk, n)) - b0
+            block_peak = _weighted_block(ring, start, b0, m, lo, hi, off, sub_first, sub_median,
+                                         add_first, weights, wmode, is_max, offset, proj)
+            peak = block_peak if block_peak > peak else peak
+        chunk_max[c] = peak
+
+
+#: Pixels per sub-block of :func:`_weighted_frames_outer`: 3 accumulators and
+#: one row of float64 in 32 KiB of L1 cache.
+_BLOCK = 1024
+
+
+@njit(cache=True)
+def _weighted_block(ring, start, p0, m, lo, hi, off, sub_first, sub_median, add_first,
+                    weights, wmode, is_max, offset, proj):
+    """One block of :func:`_weighted_frames_outer`; returns its peak."""
+    f = ring.shape[0]
+    nacc = 3 if wmode == 3 else 1
+    init = -np.inf if is_max else np.inf
+    x0 = np.empty(m, np.float64)
+    for i in range(m):
+        x0[i] = np.float64(ring[start, p0 + i])
+    shift = sub_first or sub_median
+    first = np.zeros(m, np.float64)
+    if sub_first:
+        first[:] = x0
+    med = np.zeros(m, np.float64)
+    if sub_median:
+        for i in range(m):
+            a = np.float64(lo[p0 + i]) - off
+            b = np.float64(hi[p0 + i]) - off
+            if sub_first:
+                a = a - x0[i]
+                b = b - x0[i]
+            med[i] = (a + b) / 2.0
+    acc = np.full((nacc, m), init)
+    v = np.empty(m, np.float64)
+    w = np.empty(m, np.float64)
+    for j in range(f + (1 if add_first else 0)):
+        if j == f:  # add_first_frame: the raw first frame, unshifted
+            v[:] = x0
+        elif shift:
+            row = ring[(start + j) % f, p0:p0 + m]
+            for i in range(m):
+                v[i] = (np.float64(row[i]) - first[i]) - med[i]
+        else:
+            row = ring[(start + j) % f, p0:p0 + m]
+            for i in range(m):
+                v[i] = np.float64(row[i])
+        if wmode == 2:  # RGB input: value p takes color column p % 3
+            for i in range(m):
+                w[i] = weights[j, (p0 + i) % 3]
+            _fold_each(acc[0], v, w, is_max)
+        else:
+            for a in range(nacc):
+                _fold(acc[a], v, 1.0 if wmode == 0 else weights[j, a], is_max)
+    peak = -np.inf
+    for a in range(nacc):
+        for i in range(m):
+            e = acc[a, i] if is_max else offset - acc[a, i]
+            proj[(p0 + i) * nacc + a] = e
+            peak = e if e > peak else peak
+    return peak
+
+
+@njit(parallel=True, cache=True)
+def _columns(ring, start, diff_order, lo, hi, off, sub_first, sub_median, add_first,
+             weights, wmode, is_max, offset, proj, chunk_max, chunk):
+    """The projection pixel by pixel: each pixel's window copied to a column (take_diff)."""
+    f = ring.shape[0]
+    n = ring.shape[1]
+    nchunks = chunk_max.shape[0]
     for c in prange(nchunks):
         col = np.empty(f + 1, np.float64)
         peak = -np.inf
@@ -380,16 +517,4 @@ def project_window(ring, start, diff_order, lo, hi, off,
                 if e > peak:
                     peak = e
         chunk_max[c] = peak
-    if scale_mode == 2:
-        return
-    if scale_mode == 0:
-        scale = _stretch_scale(chunk_max)
-    m_out = proj.shape[0]
-    per = m_out // n
-    for c in prange(nchunks):
-        start = c * chunk * per
-        stop = min((c * chunk + chunk) * per, m_out)
-        pv = proj[start:stop]
-        res = out[start:stop]
-        for i in range(pv.shape[0]):
-            res[i] = _to_uint8(pv[i], scale)
+
