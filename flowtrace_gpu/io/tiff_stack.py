@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import FlowtraceError
 from .formats import first_line as _reason, frame_names
 from .sources import FrameSource
-from .writers import PartialFile, write_atomically
+from .writers import StreamedFileWriter, write_atomically
 
 #: Axis letters tifffile uses for the pixels of one frame.
 _SPATIAL = ("Y", "X", "S")
@@ -144,7 +144,7 @@ def _photometric(image: np.ndarray) -> str:
     return "rgb" if image.ndim == 3 and image.shape[2] in (3, 4) else "minisblack"
 
 
-class TiffStackWriter:
+class TiffStackWriter(StreamedFileWriter):
     """All output images as the pages of one TIFF, written as they come.
 
     Written uncompressed, as an ImageJ stack where ImageJ can hold the
@@ -160,50 +160,20 @@ class TiffStackWriter:
         Images expected; ``close`` checks that all came.
     """
 
-    parallel = False  # pages go in order through one file handle
-
-    def __init__(self, path: Path, n_images: int):
-        self.partial = PartialFile(path)
-        self.n_images = n_images
-        self._tif = None
-        self._next = 0
-
-    def write(self, index: int, image: np.ndarray) -> None:
-        import tifffile
-
-        if index != self._next:
-            raise RuntimeError(f"TiffStackWriter got image {index}, expected {self._next}")
+    def _check(self, image: np.ndarray) -> None:
         if image.dtype not in (np.uint8, np.uint16):
             raise FlowtraceError(f"TIFF output holds uint8 or uint16 images, got {image.dtype}")
-        if self._tif is None:
-            big = image.nbytes * self.n_images > _CLASSIC_LIMIT
-            # ImageJ's format holds gray uint8/uint16 and RGB uint8 only.
-            imagej = not big and (image.ndim == 2 or (image.shape[2] == 3 and image.dtype == np.uint8))
-            self._tif = tifffile.TiffWriter(self.partial.tmp, bigtiff=big, imagej=imagej)
-        self._tif.write(image, contiguous=True, photometric=_photometric(image))
-        self._next += 1
 
-    def close(self) -> Path:
-        """Finish the file and move it into place; returns its path."""
-        if self._tif is None:
-            self.abort()
-            raise FlowtraceError(f"no images were written, so {self.partial.path} was not created")
-        self._tif.close()
-        if self._next != self.n_images:
-            self.partial.discard()
-            raise FlowtraceError(
-                f"{self.partial.path}: {self._next} of {self.n_images} images arrived; nothing was written"
-            )
-        return self.partial.commit()
+    def _open(self, image: np.ndarray):
+        import tifffile
 
-    def abort(self) -> None:
-        """Drop the partial file (after an error)."""
-        if self._tif is not None:
-            try:
-                self._tif.close()
-            except Exception:
-                pass
-        self.partial.discard()
+        big = image.nbytes * self.n_images > _CLASSIC_LIMIT
+        # ImageJ's format holds gray uint8/uint16 and RGB uint8 only.
+        imagej = not big and (image.ndim == 2 or (image.shape[2] == 3 and image.dtype == np.uint8))
+        return tifffile.TiffWriter(self.partial.tmp, bigtiff=big, imagej=imagej)
+
+    def _append(self, image: np.ndarray) -> None:
+        self._handle.write(image, contiguous=True, photometric=_photometric(image))
 
 
 class TiffFolderWriter:

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import FlowtraceError
 from .formats import first_line as _reason, frame_names, require
 from .sources import FrameSource
-from .writers import PartialFile
+from .writers import StreamedFileWriter
 
 
 def _av():
@@ -139,7 +139,7 @@ def check_video_dtype(dtype, out) -> None:
         )
 
 
-class VideoWriter:
+class VideoWriter(StreamedFileWriter):
     """Output images as the frames of one H.264 video.
 
     Images are padded by one replicated row/column where height or width is
@@ -160,34 +160,27 @@ class VideoWriter:
         lossless for most footage.
     """
 
-    parallel = False  # one encoder, frames in order
-
     def __init__(self, path: Path, n_images: int, fps: float, crf: int = 18):
         _av()  # fail now, not at the first image, if PyAV is missing
-        self.partial = PartialFile(path)
-        self.n_images = n_images
+        super().__init__(path, n_images)
         self.rate = Fraction(fps).limit_denominator(1001)
         self.crf = crf
-        self._container = None
         self._stream = None
-        self._next = 0
 
-    def _open(self, image: np.ndarray) -> None:
-        av = _av()
+    def _check(self, image: np.ndarray) -> None:
+        check_video_dtype(image.dtype, self.partial.path)
+
+    def _open(self, image: np.ndarray):
         height, width = image.shape[:2]
-        self._container = av.open(str(self.partial.tmp), mode="w")
-        stream = self._container.add_stream("libx264", rate=self.rate)
+        container = _av().open(str(self.partial.tmp), mode="w")
+        stream = container.add_stream("libx264", rate=self.rate)
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(self.crf)}
         self._stream = stream
+        return container
 
-    def write(self, index: int, image: np.ndarray) -> None:
-        if index != self._next:
-            raise RuntimeError(f"VideoWriter got image {index}, expected {self._next}")
-        check_video_dtype(image.dtype, self.partial.path)
-        if self._container is None:
-            self._open(image)
+    def _append(self, image: np.ndarray) -> None:
         height, width = image.shape[:2]
         if height % 2 or width % 2:
             pad = ((0, height % 2), (0, width % 2)) + ((0, 0),) * (image.ndim - 2)
@@ -197,33 +190,9 @@ class VideoWriter:
         fmt = "gray" if image.ndim == 2 else "rgb24"
         frame = _av().VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self._next += 1
+            self._handle.mux(packet)
 
-    def close(self) -> Path:
-        """Flush the encoder, finish the file and move it into place; returns its path."""
-        if self._container is None:
-            self.abort()
-            raise FlowtraceError(f"no images were written, so {self.partial.path} was not created")
-        try:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-            self._container.close()
-        except BaseException:
-            self.abort()
-            raise
-        if self._next != self.n_images:
-            self.partial.discard()
-            raise FlowtraceError(
-                f"{self.partial.path}: {self._next} of {self.n_images} images arrived; nothing was written"
-            )
-        return self.partial.commit()
-
-    def abort(self) -> None:
-        """Drop the partial file (after an error)."""
-        if self._container is not None:
-            try:
-                self._container.close()
-            except Exception:
-                pass
-        self.partial.discard()
+    def _finish(self) -> None:
+        for packet in self._stream.encode(None):  # flush the encoder
+            self._handle.mux(packet)
+        self._handle.close()

@@ -93,6 +93,74 @@ def _remove(path: Path) -> None:
         pass
 
 
+class StreamedFileWriter:
+    """Base of the writers that stream every image, in index order, into one file.
+
+    The file is written under a temporary name (:class:`PartialFile`) and
+    appears at its path only when :meth:`close` has checked that all
+    ``n_images`` arrived; after an error :meth:`abort` removes it.
+    Subclasses say how to check an image (``_check``), open the encoder on
+    the first image (``_open``, returning a handle with ``close()``), append
+    an image (``_append``) and finish the file (``_finish``).
+    """
+
+    parallel = False  # one file handle: images in order
+
+    def __init__(self, path: Path, n_images: int):
+        self.partial = PartialFile(path)
+        self.n_images = n_images
+        self._handle = None
+        self._next = 0
+
+    def _check(self, image: np.ndarray) -> None:
+        """Raise FlowtraceError if the format cannot hold ``image``."""
+
+    def _open(self, image: np.ndarray):
+        raise NotImplementedError
+
+    def _append(self, image: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        self._handle.close()
+
+    def write(self, index: int, image: np.ndarray) -> None:
+        if index != self._next:
+            raise RuntimeError(f"{type(self).__name__} got image {index}, expected {self._next}")
+        self._check(image)
+        if self._handle is None:
+            self._handle = self._open(image)
+        self._append(image)
+        self._next += 1
+
+    def close(self) -> Path:
+        """Finish the file and move it into place; returns its path."""
+        if self._handle is None:
+            self.abort()
+            raise FlowtraceError(f"no images were written, so {self.partial.path} was not created")
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        if self._next != self.n_images:
+            self.partial.discard()
+            raise FlowtraceError(
+                f"{self.partial.path}: {self._next} of {self.n_images} images arrived; "
+                "nothing was written"
+            )
+        return self.partial.commit()
+
+    def abort(self) -> None:
+        """Drop the partial file (after an error)."""
+        if self._handle is not None:
+            try:
+                self._handle.close()
+            except Exception:  # the file goes anyway
+                pass
+        self.partial.discard()
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
