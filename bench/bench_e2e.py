@@ -77,6 +77,9 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--window", type=int, default=30)
+    ap.add_argument("--backends", default=None,
+                    help="comma-separated backends to time (default: every one that loads, "
+                         "numpy only with --quick since it is O(F) per frame)")
     ap.add_argument("--baseline-frames", type=int, default=20,
                     help="outputs the (slow) original's algorithm is timed on")
     args = ap.parse_args(argv)
@@ -91,7 +94,8 @@ def main(argv=None):
         option_sets = {"default": {}, "subtract_median": {"subtract_median": True}}
         for label, options in option_sets.items():
             out = work / "out"
-            engines = available_backends()
+            engines = args.backends.split(",") if args.backends else [
+                b for b in available_backends() if args.quick or b != "numpy"]
             for name in engines + ["io-floor"]:
                 backend = IOFloorBackend() if name == "io-floor" else get_backend(name)
                 if name != "io-floor":  # compile kernels before timing
