@@ -32,8 +32,3 @@ def read_png(path):
 
     with Image.open(path) as im:
         return np.asarray(im)
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return request.param
