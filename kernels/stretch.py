@@ -17,7 +17,7 @@ def finalize(proj, plan, xp):
         return scale_to_uint8(proj, plan.peak, xp)
     if plan.scaling == "none":
         return to_dtype(proj, plan.out_dtype, xp)
-    return proj
+    return proj + 0.0  # -0.0 -> 0.0, as to_dtype: backends agree bit for bit
 
 
 def scale_to_uint8(proj, peak, xp, out=None):
