@@ -131,6 +131,12 @@ def _median_stream(method, f, frames, chunk, layout="bin"):
             (npix, 256), np.uint8)
         lo, blo = np.zeros(npix, np.uint8), np.zeros(npix, np.int32)
         hi, bhi = (np.zeros(npix, np.uint8), np.zeros(npix, np.int32)) if k1 != k2 else (lo, blo)
+    elif method == "blocked":
+        off = 0
+        nblocks = -(-npix // chunk)
+        srt = np.empty((nblocks, f, chunk), dtype)
+        scratch = np.empty((nblocks, chunk), dtype)
+        lo, hi = np.empty(npix, dtype), np.empty(npix, dtype)
     else:
         off = 0
         srt = np.empty((npix, f), dtype)
@@ -143,6 +149,17 @@ def _median_stream(method, f, frames, chunk, layout="bin"):
                     nmed.hist_init(hist, k1, k2, lo, blo, hi, bhi, chunk)
             else:
                 nmed.hist_update(ring[t % f], x, hist, off, k1, k2, lo, blo, hi, bhi, chunk)
+        elif method == "blocked":
+            if t < f:
+                nmed.blocked_insert(x, srt, t)
+                if t == f - 1:
+                    nmed.blocked_stats(srt, k1, k2, lo, hi)
+            else:
+                nmed.blocked_update(ring[t % f], x, srt, k1, k2, lo, hi, scratch)
+            # the whole window stays sorted, not just the middle rows
+            if t >= f - 1:
+                rows = srt.transpose(1, 0, 2).reshape(f, -1)[:, :npix]
+                np.testing.assert_array_equal(rows, np.sort(frames[t - f + 1:t + 1], axis=0))
         else:
             if t < f:
                 nmed.sorted_insert(x, srt, t, chunk)
@@ -160,7 +177,9 @@ def _median_stream(method, f, frames, chunk, layout="bin"):
 @pytest.mark.parametrize("method,dtype,layout", [
     ("histogram", np.uint8, "bin"), ("histogram", np.uint8, "pixel"),
     ("histogram", np.int8, "bin"), ("sorted", np.uint16, None),
-    ("sorted", np.float32, None), ("sorted", np.uint8, None)])
+    ("sorted", np.float32, None), ("sorted", np.uint8, None),
+    ("blocked", np.uint8, None), ("blocked", np.int8, None), ("blocked", np.uint16, None),
+    ("blocked", np.float32, None), ("blocked", np.float64, None)])
 def test_median_kernels_order_statistics(f, method, dtype, layout):
     rng = np.random.default_rng(f)
     for style in ("full", "narrow"):
@@ -171,6 +190,19 @@ def test_median_kernels_order_statistics(f, method, dtype, layout):
             np.testing.assert_array_equal(hi, ordered[f // 2])
             mid = (lo.astype(np.float64) + hi) / 2.0
             np.testing.assert_array_equal(mid, np.median(window.astype(np.float64), axis=0))
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 17, 64])
+def test_blocked_median_ties_and_partial_blocks(chunk):
+    """Runs of equal values leave and enter at every rank; the last block is partial."""
+    rng = np.random.default_rng(chunk)
+    for f in (2, 5, 6, 30):
+        frames = rng.integers(0, 3, (2 * f + 9, 37)).astype(np.uint8)
+        frames[f + 2:f + 5] = 255  # a jump over the whole range, both ways
+        for window, lo, hi in _median_stream("blocked", f, frames, chunk):
+            ordered = np.sort(window, axis=0)
+            np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
+            np.testing.assert_array_equal(hi, ordered[f // 2])
 
 
 def test_histogram_survives_large_jumps():
@@ -222,8 +254,9 @@ def cases(draw):
     style = draw(st.sampled_from(["full", "full", "narrow", "flat"]))
     chunk = draw(st.sampled_from([1, 2, 3, 5, 8192]))
     median = "auto"
-    if opts.subtract_median and np.dtype(dtype).itemsize == 1:
-        median = draw(st.sampled_from(["histogram", "sorted"]))
+    if opts.subtract_median:
+        methods = ["histogram"] if np.dtype(dtype).itemsize == 1 else []
+        median = draw(st.sampled_from(methods + ["sorted", "blocked", "auto"]))
     seed = draw(st.integers(0, 2 ** 32 - 1))
     return TracePlan(f, shape, dtype, opts, **scaling), n, style, chunk, median, seed
 
@@ -261,10 +294,24 @@ def test_diff_order_two_with_shifts_is_exact():
 
 def test_long_window_uses_wide_histogram_counts():
     plan = TracePlan(300, (2, 3), np.uint8, TraceOptions(subtract_median=True))
-    proj = nb.NumbaProjector(plan)
+    proj = nb.NumbaProjector(plan, median="histogram")
     assert proj.median_method == "histogram" and proj.hist.dtype == np.uint16
     frames = make_frames(np.random.default_rng(1), 306, (2, 3), np.uint8, "narrow")
-    check_against_reference(plan, frames, chunk=4)
+    check_against_reference(plan, frames, chunk=4, median="histogram")
+
+
+def test_auto_median_choice():
+    """Blocked sorted window, except 8-bit frames over long windows."""
+    def method(f, dtype):
+        plan = TracePlan(f, (2, 3), dtype, TraceOptions(subtract_median=True))
+        return nb.NumbaProjector(plan).median_method
+
+    assert method(30, np.uint8) == method(30, np.uint16) == method(30, np.float32) == "blocked"
+    assert method(nb.MEDIAN_BLOCKED_MAX_F + 1, np.uint8) == "histogram"
+    assert method(nb.MEDIAN_BLOCKED_MAX_F + 1, np.uint16) == "blocked"
+    with pytest.raises(ValueError, match="median must be"):
+        nb.NumbaProjector(TracePlan(3, (2, 3), np.uint8, TraceOptions(subtract_median=True)),
+                          median="nope")
 
 
 def test_project_needs_a_full_window_and_returns_fresh_images():
