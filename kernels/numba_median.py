@@ -49,7 +49,7 @@ from numba import njit, prange
 # --- histogram (8-bit) ---------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def hist_add(x, hist, off, chunk):
     """Add one frame to the histograms (while the first window fills).
 
@@ -70,7 +70,7 @@ def hist_add(x, hist, off, chunk):
             hist[p, np.int64(x[p]) + off] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _seek(h, p, k):
     """Bin holding order statistic k of pixel p, and the count below it."""
     below = 0
@@ -81,7 +81,7 @@ def _seek(h, p, k):
     return b, below
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def hist_init(hist, k1, k2, lo, blo, hi, bhi, chunk):
     """Place the order-statistic pointers once the first window is full.
 
@@ -100,7 +100,7 @@ def hist_init(hist, k1, k2, lo, blo, hi, bhi, chunk):
                 bhi[p] = below
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _track(h, p, m, below, k, old, new):
     """Move a pointer (bin ``m``, ``below`` values under it) after old -> new."""
     if old < m:
@@ -116,7 +116,7 @@ def _track(h, p, m, below, k, old, new):
     return m, below
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def hist_update(xold, xnew, hist, off, k1, k2, lo, blo, hi, bhi, chunk):
     """Slide the window by one frame: ``xold`` leaves, ``xnew`` enters.
 
@@ -147,7 +147,7 @@ def hist_update(xold, xnew, hist, off, k1, k2, lo, blo, hi, bhi, chunk):
 # --- sorted window (any dtype) -------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def sorted_insert(x, srt, count, chunk):
     """Insert one frame while the first window fills (``count`` values in).
 
@@ -174,7 +174,7 @@ def sorted_insert(x, srt, count, chunk):
             row[j] = v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def sorted_stats(srt, k1, k2, lo, hi, chunk):
     """Copy order statistics ``k1`` and ``k2`` of each pixel to ``lo``/``hi``."""
     n = srt.shape[0]
@@ -185,7 +185,7 @@ def sorted_stats(srt, k1, k2, lo, hi, chunk):
             hi[p] = srt[p, k2]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def sorted_update(xold, xnew, srt, k1, k2, lo, hi, chunk):
     """Slide the window by one frame: ``xold`` leaves, ``xnew`` enters.
 
@@ -231,7 +231,7 @@ def sorted_update(xold, xnew, srt, k1, k2, lo, hi, chunk):
 # values) streams through L1/L2 once per frame.
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _merge_row(row, below, xv, m):
     """``row = max(below, min(row, v))``: one row of a merge of v into sorted rows."""
     for j in range(m):
@@ -242,7 +242,7 @@ def _merge_row(row, below, xv, m):
         row[j] = b if b > t else t
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _min_row(row, xv, m):
     """``row = min(row, v)``."""
     for j in range(m):
@@ -251,7 +251,7 @@ def _min_row(row, xv, m):
         row[j] = a if a < v else v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def blocked_insert(x, srt, count):
     """Insert one frame while the first window fills (``count`` values in).
 
@@ -284,7 +284,7 @@ def blocked_insert(x, srt, count):
         _min_row(s[0], xv, m)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def blocked_stats(srt, k1, k2, lo, hi):
     """Copy order statistics ``k1`` and ``k2`` of each pixel to ``lo``/``hi``."""
     n = lo.shape[0]
@@ -299,7 +299,7 @@ def blocked_stats(srt, k1, k2, lo, hi):
             hi[base + j] = r2[j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _first_row(row, nxt, xo, xv, prev, m):
     """Row 0 of :func:`blocked_update`: ``s2[0] = min(s1[0], v)``."""
     for j in range(m):
@@ -312,7 +312,7 @@ def _first_row(row, nxt, xo, xv, prev, m):
         prev[j] = s1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mid_row(row, nxt, xo, xv, prev, m):
     """Row 0 < k < F-1 of :func:`blocked_update`."""
     for j in range(m):
@@ -327,7 +327,7 @@ def _mid_row(row, nxt, xo, xv, prev, m):
         prev[j] = s1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _last_row(row, xv, prev, m):
     """Row F-1 of :func:`blocked_update`: ``s1[F-1] = +inf``, so ``max(s1[F-2], v)``."""
     for j in range(m):
@@ -336,7 +336,7 @@ def _last_row(row, xv, prev, m):
         row[j] = p if p > v else v
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def blocked_update(xold, xnew, srt, k1, k2, lo, hi, scratch):
     """Slide the window by one frame: ``xold`` leaves, ``xnew`` enters.
 

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _stretch_scale(chunk_max):
     """255 / M for the image's maximum M (1 when M == 0)."""
     peak = -np.inf
@@ -39,7 +39,7 @@ def _stretch_scale(chunk_max):
     return 255.0 / peak
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _to_uint8(v, scale):
     """One value of :func:`kernels.stretch.stretch_to_uint8`."""
     v = v * scale
@@ -50,7 +50,7 @@ def _to_uint8(v, scale):
     return np.uint8(v + 0.5)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _peak(v):
     """Largest value of a float64 array, in four lanes so that it vectorizes."""
     m0 = m1 = m2 = m3 = -np.inf
@@ -72,7 +72,7 @@ def _peak(v):
     return m2 if m2 > m0 else m0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_extreme(w, pre, suf, has_suffix, x0, add_first, is_max):
     """w = ext(prefix, suffix[, x0]) over one chunk, in the values' dtype."""
     # One flag-free loop per step: each vectorizes.
@@ -102,7 +102,7 @@ def _window_extreme(w, pre, suf, has_suffix, x0, add_first, is_max):
                 w[i] = a if a < b else b
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def project_plain(buf, prefix, s1, ring, x0slot, add_first, is_max, offset,
                   ext, scale_mode, scale, out, chunk_max, chunk):
     """Stretched image from the sliding state when no shift applies.
@@ -163,7 +163,7 @@ def project_plain(buf, prefix, s1, ring, x0slot, add_first, is_max, offset,
                 res[i] = _to_uint8(offset - np.float64(w[i]), scale)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def project_sliding(buf, prefix, s1, ring, x0slot, lo, hi, off,
                     sub_first, sub_median, add_first, is_max, offset,
                     proj, scale_mode, scale, out, chunk_max, chunk):
@@ -275,7 +275,7 @@ def project_sliding(buf, prefix, s1, ring, x0slot, lo, hi, off,
             res[i] = _to_uint8(pv[i], scale)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _reduce(col, n, weights, wcol, is_max):
     """max_j col[j] * weights[j, wcol] (or min); plain col[j] when wcol < 0."""
     e = np.inf
@@ -293,7 +293,7 @@ def _reduce(col, n, weights, wcol, is_max):
     return e
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def project_window(ring, start, diff_order, lo, hi, off,
                    sub_first, sub_median, add_first, weights, wmode,
                    is_max, offset, proj, scale_mode, scale, out, chunk_max, chunk):
@@ -348,7 +348,7 @@ def project_window(ring, start, diff_order, lo, hi, off,
             res[i] = _to_uint8(pv[i], scale)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fold(acc, v, w, is_max):
     """acc = max(acc, v * w) (or min), elementwise, w a scalar: a loop that vectorizes."""
     if is_max:
@@ -361,7 +361,7 @@ def _fold(acc, v, w, is_max):
             acc[i] = t if t < acc[i] else acc[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fold_each(acc, v, w, is_max):
     """acc = max(acc, v * w) (or min), elementwise, w an array (RGB input)."""
     if is_max:
@@ -374,7 +374,7 @@ def _fold_each(acc, v, w, is_max):
             acc[i] = t if t < acc[i] else acc[i]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _weighted_frames_outer(ring, start, lo, hi, off, sub_first, sub_median, add_first,
                            weights, wmode, is_max, offset, proj, chunk_max, chunk):
     """Weighted projection without take_diff: frames outer, pixels inner.
@@ -404,7 +404,7 @@ def _weighted_frames_outer(ring, start, lo, hi, off, sub_first, sub_median, add_
 _BLOCK = 1024
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _weighted_block(ring, start, p0, m, lo, hi, off, sub_first, sub_median, add_first,
                     weights, wmode, is_max, offset, proj):
     """One block of :func:`_weighted_frames_outer`; returns its peak."""
@@ -457,7 +457,7 @@ def _weighted_block(ring, start, p0, m, lo, hi, off, sub_first, sub_median, add_
     return peak
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _columns(ring, start, diff_order, lo, hi, off, sub_first, sub_median, add_first,
              weights, wmode, is_max, offset, proj, chunk_max, chunk):
     """The projection pixel by pixel: each pixel's window copied to a column (take_diff)."""

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def ext_push(y, buf, prefix, s, is_max, chunk):
     """Push one frame of values at block position ``s``.
 
@@ -72,7 +72,7 @@ def ext_push(y, buf, prefix, s, is_max, chunk):
                 pre[i] = v if v < q else q
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def ext_suffix(buf, is_max, chunk):
     """Turn a completed block into suffix extremes, in place.
 
@@ -100,7 +100,7 @@ def ext_suffix(buf, is_max, chunk):
                     row[i] = b if b < a else a
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def diff_frame(frame, ring, slots, out, chunk):
     """The newest value of the order-``d`` difference sequence, per pixel.
 
