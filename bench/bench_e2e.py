@@ -3,8 +3,9 @@
     python bench/bench_e2e.py [--quick] [--frames 300] [--size 1024]
 
 For each option set, in one run: flowtrace_gpu on every backend that loads;
-(a) the I/O floor -- the same reader thread, writer threads and PNG encoder,
-with a backend that computes nothing (it hands back the last frame); (b) the
+(a) the I/O floor -- the same reader thread, writer threads and PNG encoder
+writing the very same images, computed beforehand and handed out by a
+backend that computes nothing; (b) the
 original's algorithm (bench/baseline_original.py), serial, timed on its first
 ``--baseline-frames`` outputs. Also the original's 62-frame sample, if
 ../shared/reference is present.
@@ -32,27 +33,31 @@ from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sample_data"
 
 
-class _LastFrame:
-    def __init__(self, plan):
-        self.frame = None
+class _Replay:
+    def __init__(self, images):
+        self.images = iter(images)
 
     def push(self, frame):
-        self.frame = frame
+        pass
 
     def project(self):
-        return self.frame
+        return next(self.images)
 
 
 class IOFloorBackend(Backend):
-    """Computes nothing: each 'image' is the newest frame. Times reading + writing alone."""
+    """Computes nothing: hands out images computed beforehand. Times reading + writing alone."""
 
     name = "io-floor"
 
+    def __init__(self, images):
+        self.images = images
+
     def projector(self, plan):
-        return _LastFrame(plan)
+        return _Replay(self.images)
 
 
-def write_movie(directory: Path, frames: int, size: int) -> list[Path]:
+def write_movie(directory: Path, frames: int, size: int):
+    """The synthetic movie as a TIFF sequence; returns the paths and the movie."""
     import tifffile
 
     movie = synthetic_movie(frames, (size, size), seed=0)
@@ -62,7 +67,7 @@ def write_movie(directory: Path, frames: int, size: int) -> list[Path]:
         path = directory / f"frame{i:05d}.tif"
         tifffile.imwrite(path, frame)
         paths.append(path)
-    return paths
+    return paths, movie
 
 
 def timed(fn) -> float:
@@ -89,15 +94,16 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="flowtrace-bench-"))
     rows = []
     try:
-        files = write_movie(work / "movie", args.frames, args.size)
+        files, movie = write_movie(work / "movie", args.frames, args.size)
         n_out = args.frames - f
         option_sets = {"default": {}, "subtract_median": {"subtract_median": True}}
         for label, options in option_sets.items():
             out = work / "out"
             engines = args.backends.split(",") if args.backends else [
                 b for b in available_backends() if args.quick or b != "numpy"]
+            outputs = flowtrace_array(movie, f, **options)  # what the floor writes
             for name in engines + ["io-floor"]:
-                backend = IOFloorBackend() if name == "io-floor" else get_backend(name)
+                backend = IOFloorBackend(outputs) if name == "io-floor" else get_backend(name)
                 if name != "io-floor":  # compile kernels before timing
                     flowtrace_array(np.zeros((f + 2, 32, 32), np.uint8), f, backend=backend,
                                     **options)

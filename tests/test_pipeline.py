@@ -147,3 +147,28 @@ def test_progress_bar_reports_frames(capsys):
     flowtrace_array(movie, 2, progress=True)
     err = capsys.readouterr().err
     assert "10/10" in err and "frame" in err
+
+
+@pytest.mark.parametrize("kind", ["noise", "sparse", "tiny"])
+@pytest.mark.parametrize("level", [0, 1, 6])
+def test_png_round_trips_whatever_the_deflate_choice(kind, level):
+    import io
+
+    from PIL import Image
+
+    from flowtrace_gpu.io.png import encode_png
+
+    rng = np.random.default_rng(0)
+    if kind == "noise":  # incompressible: stored
+        image = rng.integers(0, 256, (700, 800), dtype=np.uint8)
+    elif kind == "sparse":  # mostly black: deflated
+        image = np.zeros((700, 800), np.uint8)
+        image[rng.integers(0, 700, 500), rng.integers(0, 800, 500)] = 255
+    else:
+        image = rng.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    data = encode_png(image, level)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
+    if kind == "noise":
+        assert len(data) >= image.size  # stored, not deflated
+    if kind == "sparse" and level:
+        assert len(data) < image.size / 10
