@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_time  # noqa: E402
 
 from flowtrace_gpu.backends import available_backends, get_backend
 from flowtrace_gpu.backends.base import RingProjector
@@ -59,12 +61,8 @@ def particle_frames(n, shape, dtype, seed=0):
 
 
 def time_calls(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """Median seconds of ``repeats`` calls, no warm-up call."""
+    return median_time(fn, repeats=repeats, warmup=0)
 
 
 def bench_projector(make, frames, f, per_run, repeats):
