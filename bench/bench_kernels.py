@@ -65,8 +65,12 @@ def time_calls(fn, repeats):
     return median_time(fn, repeats=repeats, warmup=0)
 
 
-def bench_projector(make, frames, f, per_run, repeats):
-    """Median over ``repeats`` of the mean time of push+project over ``per_run`` frames."""
+def bench_projector(make, frames, f, per_run, repeats, project=True):
+    """Median over ``repeats`` of the mean time of push+project over ``per_run`` frames.
+
+    With ``project=False`` only ``push`` is timed: the sliding-state update
+    that is all a max/min costs before the image is combined and stretched.
+    """
     proj = make()
     pool = len(frames)
     for i in range(f):
@@ -77,7 +81,8 @@ def bench_projector(make, frames, f, per_run, repeats):
     def run():
         for _ in range(per_run):
             proj.push(frames[state["i"] % pool])
-            proj.project()
+            if project:
+                proj.project()
             state["i"] += 1
 
     return time_calls(run, repeats) / per_run * 1e3
@@ -174,15 +179,22 @@ def main(argv=None):
                         per_run, reps = f * max(1, -(-12 // f)), repeats
                     row[n] = bench_projector(lambda: b.projector(plan), frames, f,
                                              per_run, reps)
+                    if n == "numba" and op in ("max", "min"):
+                        row["numba_update"] = bench_projector(
+                            lambda: b.projector(plan), frames, f, per_run, reps, project=False)
                 # The oracle is O(F) per frame: time only a few frames of it.
                 row["oracle"] = bench_projector(lambda: RingProjector(plan, np), frames, f,
                                                 1 if f >= 100 else 2, 2 if f >= 100 else repeats)
                 report["results"][f"{dname}/{op}/F{f}"] = row
-                fast = min((v for k, v in row.items() if k != "oracle"), default=row["oracle"])
+                fast = min((v for k, v in row.items() if k not in ("oracle", "numba_update")),
+                           default=row["oracle"])
                 cells = " ".join(f"{row.get(n, row['oracle'] if n == 'numpy' else float('nan')):10.2f}"
                                  for n in names)
+                update = row.get("numba_update")
+                extra = (f"   update {update:.3f} ms = {update / yard['np_maximum_ms']:.1f} passes"
+                         if update is not None else "")
                 print(f"{op:7s} {f:4d} {cells} {row['oracle']:10.1f} "
-                      f"{row['oracle'] / fast:9.1f} {fast / yard['np_maximum_ms']:9.1f}")
+                      f"{row['oracle'] / fast:9.1f} {fast / yard['np_maximum_ms']:9.1f}{extra}")
     if args.cold and "numba" in backends:
         report["cold"] = cold_starts(shape, 10)
         print("\ncold start (numba, F=10, seconds):", json.dumps(report["cold"], indent=1))
