@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -85,6 +86,8 @@ def main(argv=None):
     ap.add_argument("--backends", default=None,
                     help="comma-separated backends to time (default: every one that loads, "
                          "numpy only with --quick since it is O(F) per frame)")
+    ap.add_argument("--repeats", type=int, default=5,
+                    help="runs of each method, interleaved; the median is reported")
     ap.add_argument("--baseline-frames", type=int, default=20,
                     help="outputs the (slow) original's algorithm is timed on")
     args = ap.parse_args(argv)
@@ -102,16 +105,24 @@ def main(argv=None):
             engines = args.backends.split(",") if args.backends else [
                 b for b in available_backends() if args.quick or b != "numpy"]
             outputs = flowtrace_array(movie, f, **options)  # what the floor writes
-            for name in engines + ["io-floor"]:
-                backend = IOFloorBackend(outputs) if name == "io-floor" else get_backend(name)
+            methods = {name: get_backend(name) for name in engines}
+            methods["io-floor"] = IOFloorBackend(outputs)
+            for name, backend in methods.items():
                 if name != "io-floor":  # compile kernels before timing
                     flowtrace_array(np.zeros((f + 2, 32, 32), np.uint8), f, backend=backend,
                                     **options)
-                shutil.rmtree(out, ignore_errors=True)
-                seconds = timed(lambda: flowtrace(work / "movie", f, out, backend=backend,
-                                                  progress=False, **options))
+            times = {name: [] for name in methods}
+            # Interleaved, so that the machine's slow spells hit every method alike.
+            for _ in range(args.repeats):
+                for name, backend in methods.items():
+                    shutil.rmtree(out, ignore_errors=True)
+                    times[name].append(timed(lambda: flowtrace(
+                        work / "movie", f, out, backend=backend, progress=False, **options)))
+            for name, runs in times.items():
+                seconds = statistics.median(runs)
                 rows.append({"options": label, "method": name, "outputs": n_out,
-                             "ms_per_frame": seconds / n_out * 1e3, "fps": n_out / seconds})
+                             "ms_per_frame": seconds / n_out * 1e3, "fps": n_out / seconds,
+                             "spread_ms": (max(runs) - min(runs)) / n_out * 1e3})
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
             k = min(args.baseline_frames, n_out)
@@ -135,10 +146,10 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"End to end: {args.frames} TIFF frames {args.size}x{args.size} uint8 -> PNGs, "
-          f"F={f}; x_original = speedup over the original's algorithm, "
+          f"F={f}; median of {args.repeats} interleaved runs (spread: max - min); x_original = speedup over the original's algorithm, "
           f"x_io_floor = time / (read + write only)")
-    print(table(rows, ["options", "method", "outputs", "ms_per_frame", "fps", "x_original",
-                       "x_io_floor"]))
+    print(table(rows, ["options", "method", "outputs", "ms_per_frame", "spread_ms", "fps",
+                       "x_original", "x_io_floor"]))
     print("wrote", save("e2e", {"frames": args.frames, "size": args.size, "window": f,
                                 "rows": rows}))
 
