@@ -9,6 +9,11 @@ scales to uint8 exactly as :func:`kernels.stretch.stretch_to_uint8` does
   from the O(1) sliding state, its first pass in the values' own dtype.
 * :func:`project_sliding` adds the shifts (first frame, median) to the
   sliding extreme, one vectorizable loop per option.
+* :func:`project_sliding_half` is :func:`project_sliding` for integer
+  frames of at most 16 bits (scale modes 0 and 1): every value there is an
+  exact multiple of 0.5, so its first pass stores twice the value in int16
+  (8-bit) or int32 instead of float64 (1024x1024 uint8, F=30, median, one
+  thread: about 1.1 ms instead of 2.0 ms per image).
 * :func:`project_window` walks each pixel's window once (color_series, and
   the combinations where the sliding identities are not exact), stores the
   float64 projection and stretches it.
@@ -518,3 +523,110 @@ def _columns(ring, start, diff_order, lo, hi, off, sub_first, sub_median, add_fi
                     peak = e
         chunk_max[c] = peak
 
+
+
+@njit(cache=True, nogil=True)
+def _peak_int(h):
+    """Largest value of an integer array (vectorizes: integer max is associative)."""
+    e = h[0]
+    for i in range(h.shape[0]):
+        a = h[i]
+        e = a if a > e else e
+    return e
+
+
+@njit(cache=True, nogil=True)
+def _half_pass(h, pre, suf, has_suffix, x0, lv, hv, ioff2, sub_first, sub_median,
+               add_first, is_max, ioffset2):
+    """One chunk of :func:`project_sliding_half`'s first pass: h = 2 * projection."""
+    m = h.shape[0]
+    # One flag-free loop per step: each vectorizes.
+    if has_suffix:
+        if is_max:
+            for i in range(m):
+                a = pre[i]
+                b = suf[i]
+                h[i] = 2 * (np.int32(a) if a > b else np.int32(b))
+        else:
+            for i in range(m):
+                a = pre[i]
+                b = suf[i]
+                h[i] = 2 * (np.int32(a) if a < b else np.int32(b))
+    else:
+        for i in range(m):
+            h[i] = 2 * np.int32(pre[i])
+    if sub_median:
+        # 2 * ((x - x0) - ((lo - off - x0) + (hi - off - x0)) / 2): x0 cancels.
+        for i in range(m):
+            h[i] = h[i] - (np.int32(lv[i]) + np.int32(hv[i]) - ioff2)
+    elif sub_first:
+        for i in range(m):
+            h[i] = h[i] - 2 * np.int32(x0[i])
+    if add_first:
+        if is_max:
+            for i in range(m):
+                a = h[i]
+                b = 2 * np.int32(x0[i])
+                h[i] = a if a > b else b
+        else:
+            for i in range(m):
+                a = h[i]
+                b = 2 * np.int32(x0[i])
+                h[i] = a if a < b else b
+    if not is_max:
+        for i in range(m):
+            h[i] = ioffset2 - h[i]
+
+
+@njit(cache=True, nogil=True)
+def _half_stretch(res, h, scale):
+    """res = stretch(h / 2): the float64 value h * 0.5 is exact."""
+    for i in range(h.shape[0]):
+        res[i] = _to_uint8(np.float64(h[i]) * 0.5, scale)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi, ioff,
+                         sub_first, sub_median, add_first, is_max, ioffset,
+                         half, scale_mode, scale, out, chunk_max, chunk):
+    """:func:`project_sliding` for small integer values, twice the projection in integers.
+
+    For integer frames of at most 16 bits (and an integral ``offset`` and
+    ``off``), every float64 value :func:`project_sliding` computes is an
+    exact multiple of 0.5 far below 2**52, so each of its operations is
+    exact and the same value is ``h / 2`` with ``h`` computed in integers
+    (``half``: int16 or int32, a quarter or half of the float64 traffic).
+    The stretch then converts ``h * 0.5`` (exact) and applies the same float
+    operations as :func:`kernels.stretch.stretch_to_uint8`: bit for bit the
+    same image. Scale modes 0 and 1 only (mode 2 needs the float64
+    projection).
+
+    Parameters
+    ----------
+    ioff, ioffset : int
+        ``off`` and ``offset`` of :func:`project_sliding`, as integers.
+    half : ndarray of int16 or int32, shape (P,)
+        Receives twice the projection.
+    """
+    n = half.shape[0]
+    nchunks = chunk_max.shape[0]
+    has_suffix = s1 < buf.shape[0]
+    srow = s1 if has_suffix else 0
+    ioff2 = 2 * ioff
+    ioffset2 = 2 * ioffset
+    for c in prange(nchunks):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        h = half[start:stop]
+        lv = lo[start:stop] if sub_median else lo[0:0]
+        hv = hi[start:stop] if sub_median else hi[0:0]
+        _half_pass(h, prefix[start:stop], buf[srow, start:stop], has_suffix,
+                   ring[x0slot, start:stop], lv, hv, ioff2, sub_first, sub_median,
+                   add_first, is_max, ioffset2)
+        chunk_max[c] = np.float64(_peak_int(h)) * 0.5
+    if scale_mode == 0:
+        scale = _stretch_scale(chunk_max)
+    for c in prange(nchunks):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        _half_stretch(out[start:stop], half[start:stop], scale)

@@ -378,3 +378,47 @@ def test_load_without_numba_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
     with pytest.raises(BackendUnavailable, match="pip install numba"):
         nb.load()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_half_projection_matches_float_projection(dtype):
+    """project_sliding_half (integers, twice the value) == project_sliding, bit for bit."""
+    from flowtrace_gpu.kernels import numba_project as nproj
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(11)
+    n, length, chunk = 37, 4, 5
+    nchunks = -(-n // chunk)
+
+    def draw(*shape):
+        v = rng.integers(int(info.min), int(info.max) + 1, shape)
+        v.flat[:4] = [info.min, info.max, info.min, info.max]  # the extremes
+        return v.astype(dtype)
+
+    buf, prefix, ring = draw(length, n), draw(n), draw(3, n)
+    lo, hi = draw(n), draw(n)
+    for flags in itertools.product([False, True], repeat=4):
+        sub_first, sub_median, add_first, is_max = flags
+        if not (sub_first or sub_median):
+            continue
+        offset = 255 if info.bits == 8 else int(info.max)
+        for s1, mode, scale in ((2, 0, 1.0), (length, 0, 1.0), (1, 1, 0.37)):
+            args = (buf, prefix, s1, ring, 1, lo, hi)
+            opts = (sub_first, sub_median, add_first, is_max)
+            ref = np.empty(n, np.uint8)
+            nproj.project_sliding(*args, 0.0, *opts, float(offset), np.empty(n), mode, scale,
+                                  ref, np.empty(nchunks), chunk)
+            half = np.empty(n, np.int16 if info.bits == 8 else np.int32)
+            got = np.empty(n, np.uint8)
+            nproj.project_sliding_half(*args, 0, *opts, offset, half, mode, scale, got,
+                                       np.empty(nchunks), chunk)
+            np.testing.assert_array_equal(got, ref, err_msg=str((flags, s1, mode)))
+
+
+def test_projector_takes_the_half_path_for_small_integers():
+    opts = TraceOptions(subtract_median=True)
+    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.uint8, opts)).half.dtype == np.int16
+    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.uint16, opts)).half.dtype == np.int32
+    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.float32, opts)).half is None
+    plain = TraceOptions(subtract_median=True, normalize="none")
+    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.uint8, plain)).half is None
