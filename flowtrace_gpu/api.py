@@ -155,7 +155,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
                            normalize, bit_depth, colormap, fade_tails)
     skip = _positive_int("frames_to_skip", frames_to_skip)
     workers = _workers(use_parallel, max_cores)
-    if image_dir is None or not isinstance(image_dir, (str, os.PathLike)):
+    if not isinstance(image_dir, (str, os.PathLike)):
         raise FlowtraceError(f"image_dir must be a path to a folder or file, got {image_dir!r}")
     source = open_source(image_dir, skip, grayscale=grayscale,
                          probe_workers=default_probe_workers() if workers else 1)
@@ -215,7 +215,7 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
                            normalize, bit_depth, colormap, fade_tails)
     skip = _positive_int("frames_to_skip", frames_to_skip)
     workers = _workers(use_parallel, max_cores)
-    if hasattr(frames, "shape") and hasattr(frames, "dtype") or isinstance(frames, (list, tuple)):
+    if (hasattr(frames, "shape") and hasattr(frames, "dtype")) or isinstance(frames, (list, tuple)):
         source = ArraySource(frames, skip)
     else:
         source = IterableSource(frames, skip)

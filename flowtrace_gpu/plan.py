@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import operator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -293,7 +294,7 @@ class TracePlan:
     def is_color_input(self) -> bool:
         return len(self.frame_shape) == 3
 
-    @property
+    @cached_property  # read for every window by kernels.window: build it once
     def colors(self) -> np.ndarray | None:
         """Per-frame weights of the window's K frames, oldest first, or None.
 
