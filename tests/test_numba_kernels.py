@@ -119,13 +119,23 @@ def test_diff_frame_matches_numpy(d, dtype):
     assert out.tobytes() == expect.tobytes()  # bit for bit
 
 
-def _median_stream(method, f, frames, chunk, layout="bin"):
+def _median_stream(method, f, frames, chunk, layout="bin", bins=16):
     """Run the median kernels over ``frames``; yield (window, lo, hi)."""
     dtype = frames.dtype
     npix = frames.shape[1]
     k1, k2 = (f - 1) // 2, f // 2
     ring = np.empty((f, npix), dtype)
-    if method == "histogram":
+    if method == "band":
+        off = 0
+        nblocks = -(-npix // chunk)
+        ct = np.uint8 if f <= 255 else np.uint16
+        band = np.zeros((nblocks, bins, chunk), ct)
+        base, below = np.zeros(npix, np.uint8), np.zeros(npix, ct)
+        scratch = np.empty((nblocks, 5, chunk), np.uint8)
+        csum = np.empty((nblocks, chunk), ct)
+        bad = np.empty((nblocks, chunk), np.int64)
+        lo, hi = np.empty(npix, dtype), np.empty(npix, dtype)
+    elif method == "histogram":
         off = 128 if dtype.kind == "i" else 0
         hist = np.zeros((256, npix), np.uint8).T if layout == "bin" else np.zeros(
             (npix, 256), np.uint8)
@@ -142,7 +152,17 @@ def _median_stream(method, f, frames, chunk, layout="bin"):
         srt = np.empty((npix, f), dtype)
         lo, hi = np.empty(npix, dtype), np.empty(npix, dtype)
     for t, x in enumerate(frames):
-        if method == "histogram":
+        if method == "band":
+            if t >= f - 1:
+                nmed.band_update(ring, t % f, x, band, base, below, k1, k2, lo, hi, scratch,
+                                 csum, bad, t == f - 1, ct)
+                # the state counts the window exactly: below the band, and each bin
+                window = np.concatenate([ring[:t % f], ring[t % f + 1:t + 1], x[None]])
+                np.testing.assert_array_equal(below, (window < base).sum(0))
+                counts = band.transpose(1, 0, 2).reshape(bins, -1)[:, :npix]
+                for k in range(bins):
+                    np.testing.assert_array_equal(counts[k], (window == base + k).sum(0))
+        elif method == "histogram":
             if t < f:
                 nmed.hist_add(x, hist, off, chunk)
                 if t == f - 1:
@@ -179,7 +199,7 @@ def _median_stream(method, f, frames, chunk, layout="bin"):
     ("histogram", np.int8, "bin"), ("sorted", np.uint16, None),
     ("sorted", np.float32, None), ("sorted", np.uint8, None),
     ("blocked", np.uint8, None), ("blocked", np.int8, None), ("blocked", np.uint16, None),
-    ("blocked", np.float32, None), ("blocked", np.float64, None)])
+    ("blocked", np.float32, None), ("blocked", np.float64, None), ("band", np.uint8, None)])
 def test_median_kernels_order_statistics(f, method, dtype, layout):
     rng = np.random.default_rng(f)
     for style in ("full", "narrow"):
@@ -203,6 +223,44 @@ def test_blocked_median_ties_and_partial_blocks(chunk):
             ordered = np.sort(window, axis=0)
             np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
             np.testing.assert_array_equal(hi, ordered[f // 2])
+
+
+@pytest.mark.parametrize("bins", [1, 2, 16])
+@pytest.mark.parametrize("chunk", [1, 4, 17])
+def test_band_median_leaves_and_rebuilds(bins, chunk):
+    """Jumps across the whole range force rebuilds; narrow bands rebuild every frame."""
+    rng = np.random.default_rng(bins * chunk)
+    for f in (1, 2, 5, 6, 30):
+        frames = rng.integers(0, 3, (2 * f + 9, 37)).astype(np.uint8)
+        frames[f + 2:f + 5] = 255
+        frames[-3:, ::2] = rng.integers(0, 256, (3, 19))
+        for window, lo, hi in _median_stream("band", f, frames, chunk, bins=bins):
+            ordered = np.sort(window, axis=0)
+            np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
+            np.testing.assert_array_equal(hi, ordered[f // 2])
+
+
+def test_band_median_wide_counts():
+    """F > 255: counts in uint16, band clamped at both ends of 0..255."""
+    rng = np.random.default_rng(0)
+    frames = rng.choice(np.array([0, 1, 254, 255], np.uint8), (270, 11))
+    for window, lo, hi in _median_stream("band", 260, frames, 4):
+        ordered = np.sort(window, axis=0)
+        np.testing.assert_array_equal(lo, ordered[129])
+        np.testing.assert_array_equal(hi, ordered[130])
+
+
+@pytest.mark.parametrize("median", ["band", "blocked", "histogram"])
+def test_median_methods_on_the_real_recording(median, reference_frames):
+    """Real particles and camera noise: the band is rebuilt often at small F."""
+    for f in (4, 10, 40):
+        plan = TracePlan(f, reference_frames.shape[1:], np.uint8,
+                         TraceOptions(subtract_median=True))
+        check_against_reference(plan, reference_frames, chunk=1000, median=median)
+    proj = nb.NumbaProjector(TracePlan(10, (150, 150), np.uint8,
+                                       TraceOptions(subtract_median=True)), median="band")
+    stream(proj, reference_frames, 10)
+    assert proj.rebuilt > 0  # this test did exercise rebuilds
 
 
 def test_histogram_survives_large_jumps():
@@ -255,7 +313,7 @@ def cases(draw):
     chunk = draw(st.sampled_from([1, 2, 3, 5, 8192]))
     median = "auto"
     if opts.subtract_median:
-        methods = ["histogram"] if np.dtype(dtype).itemsize == 1 else []
+        methods = ["histogram", "band"] if np.dtype(dtype) == np.uint8 else []
         median = draw(st.sampled_from(methods + ["sorted", "blocked", "auto"]))
     seed = draw(st.integers(0, 2 ** 32 - 1))
     return TracePlan(f, shape, dtype, opts, **scaling), n, style, chunk, median, seed
@@ -301,14 +359,18 @@ def test_long_window_uses_wide_histogram_counts():
 
 
 def test_auto_median_choice():
-    """Blocked sorted window, except 8-bit frames over long windows."""
+    """Blocked sorted window, except uint8 frames over long windows (band)."""
     def method(f, dtype):
         plan = TracePlan(f, (2, 3), dtype, TraceOptions(subtract_median=True))
         return nb.NumbaProjector(plan).median_method
 
-    assert method(30, np.uint8) == method(30, np.uint16) == method(30, np.float32) == "blocked"
-    assert method(nb.MEDIAN_BLOCKED_MAX_F + 1, np.uint8) == "histogram"
-    assert method(nb.MEDIAN_BLOCKED_MAX_F + 1, np.uint16) == "blocked"
+    short, long = nb.MEDIAN_BAND_MIN_F - 1, nb.MEDIAN_BAND_MIN_F
+    assert method(short, np.uint8) == method(long, np.uint16) == "blocked"
+    assert method(long, np.float32) == method(long, np.int8) == "blocked"
+    assert method(long, np.uint8) == method(300, np.uint8) == "band"
+    with pytest.raises(ValueError, match="band median needs uint8"):
+        nb.NumbaProjector(TracePlan(3, (2, 3), np.uint16, TraceOptions(subtract_median=True)),
+                          median="band")
     with pytest.raises(ValueError, match="median must be"):
         nb.NumbaProjector(TracePlan(3, (2, 3), np.uint8, TraceOptions(subtract_median=True)),
                           median="nope")

@@ -6,8 +6,9 @@ each window:
 * a sliding maximum (or minimum, for ``invert_color``) of the frames, or of
   their ``diff_order`` differences (:mod:`kernels.numba_sliding`);
 * for ``subtract_median``, the window's two middle order statistics
-  (:mod:`kernels.numba_median`: a sorted window, blocked for SIMD, or a
-  histogram for 8-bit frames and long windows);
+  (:mod:`kernels.numba_median`: a sorted window, blocked for SIMD, or for
+  uint8 frames and longer windows a histogram of the bins around the
+  median, whose cost does not grow with F);
 * a ring of the last F raw frames where the window's first frame, the
   leaving value or the whole window is needed.
 
@@ -23,7 +24,8 @@ differences of the frames. Results equal the NumPy reference bit for bit
 Memory, P = values per frame (pixels x channels), s = bytes per value:
 ring ``F * P * s`` (when needed), sliding buffer ``(F - d + 1) * P`` values
 of the difference dtype (s without take_diff), median ``F * P * s`` (sorted
-window) or ``256 * P`` bytes (8-bit histogram, F <= 255).
+window), about ``(BAND_BINS + 8) * P`` bytes (band, F <= 255) or ``256 * P``
+bytes (full 8-bit histogram, F <= 255).
 """
 
 from __future__ import annotations
@@ -42,24 +44,28 @@ CHUNK = 8192
 #: within noise of each other; 1024 keeps a block's row in L1.
 MEDIAN_BLOCK = 1024
 
-#: Longest window for which ``median='auto'`` takes the blocked sorted window
-#: on 8-bit frames; longer ones take the histogram (when it fits
-#: :data:`HIST_BUDGET`), whose cost does not grow with F. Measured on a
-#: 2-core AMD EPYC (AVX2), 1 MP uint8, one thread: blocked 1.8 / 4.3 / 13 ms
-#: per frame at F = 10 / 30 / 100 (bandwidth-bound, about 0.13 ms per unit
-#: of F; 31 ms at F = 300), histogram about 45 ms at any F <= 255 and 56 ms
-#: at F = 300 (uint16 counts).
-MEDIAN_BLOCKED_MAX_F = 400
+#: Shortest window for which ``median='auto'`` takes the band histogram on
+#: uint8 frames; shorter ones take the blocked sorted window. Measured on a
+#: 2-core AMD EPYC (AVX2), 1 MP uint8 synthetic particle movie, one thread,
+#: push (median + sliding max + ring) per frame
+#: (``python bench/bench_median.py F uint8 1 blocked,band``): blocked 2.1 /
+#: 4.0 / 12.5 / 37 ms at F = 10 / 30 / 100 / 300 (it streams the F * P
+#: sorted window: about 0.12 ms per unit of F), band 10.5 / 5.2 / 4.4 /
+#: 8.4 ms (memory-bound on its 16 bins per pixel, uint16 counts above
+#: F = 255; at F = 10 the median leaves the band for 1.4 % of pixels per
+#: frame, at F = 30 for 0.02 %; on the shared 62-frame recording 2.2 % at
+#: F = 10, 0.4 % at F = 30, 0.15 % at F = 50). Crossover near F = 37.
+MEDIAN_BAND_MIN_F = 40
 
-#: Largest histogram state (bytes) the 8-bit median may allocate before the
-#: blocked sorted window is used instead.
-HIST_BUDGET = 2 << 30
+#: Bins per pixel of the band histogram: its state is ``BAND_BINS * P``
+#: counts; narrower bands are cheaper per frame but are rebuilt more often
+#: (8 bins: 2550 rebuilds per 1 MP frame at F = 30 where 16 bins need 241).
+BAND_BINS = 16
 
-
-def _auto_median(f: int, dtype: np.dtype, hist_bytes: int) -> str:
+def _auto_median(f: int, dtype: np.dtype) -> str:
     """The fastest exact median method measured for this window (see above)."""
-    if dtype.itemsize == 1 and f > MEDIAN_BLOCKED_MAX_F and hist_bytes <= HIST_BUDGET:
-        return "histogram"
+    if dtype == np.uint8 and MEDIAN_BAND_MIN_F <= f <= 65535:
+        return "band"
     return "blocked"
 
 
@@ -103,11 +109,10 @@ class NumbaProjector:
         What to compute.
     chunk : int, optional
         Values per parallel task (default :data:`CHUNK`).
-    median : {'auto', 'blocked', 'histogram', 'sorted'}
+    median : {'auto', 'blocked', 'band', 'histogram', 'sorted'}
         Sliding-median method (:mod:`kernels.numba_median`); ``'auto'``
-        takes the vectorized blocked sorted window, or for 8-bit frames and
-        F > :data:`MEDIAN_BLOCKED_MAX_F` the histogram when it fits
-        :data:`HIST_BUDGET`.
+        takes the band histogram for uint8 frames and F >=
+        :data:`MEDIAN_BAND_MIN_F`, else the vectorized blocked sorted window.
     hist_layout : {'bin', 'pixel'}
         Histogram memory order (bin-major is faster on images).
     """
@@ -194,15 +199,30 @@ class NumbaProjector:
         f, npix = self.f, self.npix
         self.k1, self.k2 = (f - 1) // 2, f // 2
         count_dtype = np.uint8 if f <= 255 else (np.uint16 if f <= 65535 else np.int32)
-        hist_bytes = 256 * npix * np.dtype(count_dtype).itemsize
         if method == "auto":
-            method = _auto_median(f, self.xdtype, hist_bytes)
+            method = _auto_median(f, self.xdtype)
         if method == "histogram" and self.xdtype.itemsize != 1:
             raise ValueError("the histogram median needs 8-bit frames")
-        if method not in ("histogram", "sorted", "blocked"):
-            raise ValueError("median must be 'auto', 'histogram', 'sorted' or 'blocked', "
-                             f"got {method!r}")
+        if method == "band" and (self.xdtype != np.uint8 or f > 65535):
+            raise ValueError("the band median needs uint8 frames and F <= 65535")
+        if method not in ("histogram", "sorted", "blocked", "band"):
+            raise ValueError("median must be 'auto', 'band', 'histogram', 'sorted' or "
+                             f"'blocked', got {method!r}")
         self.median_method = method
+        self.rebuilt = 0  # band pixels recounted after the first window (a diagnostic)
+        if method == "band":
+            block = min(self.chunk, MEDIAN_BLOCK)
+            nblocks = -(-npix // block)
+            self.count_type = np.uint8 if f <= 255 else np.uint16
+            self.band = np.zeros((nblocks, BAND_BINS, block), self.count_type)
+            self.base = np.zeros(npix, np.uint8)
+            self.below = np.zeros(npix, self.count_type)
+            self.band_scratch = np.empty((nblocks, 5, block), np.uint8)
+            self.band_csum = np.empty((nblocks, block), self.count_type)
+            self.band_bad = np.empty((nblocks, block), np.int64)
+            self.lo = np.empty(npix, np.uint8)
+            self.hi = np.empty(npix, np.uint8)
+            return
         if method == "histogram":
             self.hoff = 128 if self.xdtype.kind == "i" else 0
             self.off = float(self.hoff)
@@ -272,7 +292,14 @@ class NumbaProjector:
     def _push_median(self, x, t):
         _, nmed, _ = _kernels()
         f, ch = self.f, self.chunk
-        if self.median_method == "histogram":
+        if self.median_method == "band":
+            if t >= f - 1:  # the ring holds the window but for x (slot t % f leaves)
+                rebuilt = nmed.band_update(
+                    self.ring, t % f, x, self.band, self.base, self.below, self.k1, self.k2,
+                    self.lo, self.hi, self.band_scratch, self.band_csum, self.band_bad,
+                    t == f - 1, self.count_type)
+                self.rebuilt += rebuilt if t >= f else 0
+        elif self.median_method == "histogram":
             if t < f:
                 nmed.hist_add(x, self.hist, self.hoff, ch)
                 if t == f - 1:
