@@ -63,6 +63,48 @@ def _trace(frames):
     return flowtrace_array(frames, F, backend="numpy", use_parallel=False)
 
 
+# ------------------------------------------------------------------ TIFF folders
+
+
+@pytest.mark.parametrize("dtype,byteorder", [(np.uint8, "<"), (np.uint16, ">"),
+                                             (np.float32, "<")])
+def test_tiff_folder_reads_lookalike_files_plainly(tmp_path, dtype, byteorder):
+    """Files laid out like the first are read without tifffile; odd ones still decode."""
+    from flowtrace_gpu.io.images import TiffTemplate
+
+    movie = _movie(np.uint16)[:6].astype(dtype)
+    d = tmp_path / "folder"
+    d.mkdir()
+    for i, frame in enumerate(movie):
+        tifffile.imwrite(d / f"f{i}.tif", frame, byteorder=byteorder)
+    # Same size, other header: a different description. Compressed: other size.
+    tifffile.imwrite(d / "f2.tif", movie[2], byteorder=byteorder, description="x" * 5)
+    tifffile.imwrite(d / "f4.tif", movie[4], byteorder=byteorder, compression="zlib")
+    template = TiffTemplate.from_file(d / "f0.tif")
+    assert template is not None
+    plain = [template.read(d / f"f{i}.tif") is not None for i in range(6)]
+    assert plain == [True, True, False, True, False, True]
+    frames = _read_all(open_source(d))
+    assert frames.dtype == np.dtype(dtype) and frames.dtype.isnative
+    np.testing.assert_array_equal(frames, movie)
+    assert frames.flags.writeable
+
+
+def test_tiff_template_refuses_what_it_cannot_read_plainly(tmp_path):
+    from flowtrace_gpu.io.images import TiffTemplate
+
+    frame = _movie()[0]
+    tifffile.imwrite(tmp_path / "zlib.tif", frame, compression="zlib")
+    tifffile.imwrite(tmp_path / "tiled.tif", np.tile(frame, (3, 3)), tile=(16, 16))
+    tifffile.imwrite(tmp_path / "plain.tif", frame)
+    assert TiffTemplate.from_file(tmp_path / "zlib.tif") is None
+    assert TiffTemplate.from_file(tmp_path / "tiled.tif") is None
+    assert TiffTemplate.from_file(tmp_path / "missing.tif") is None
+    template = TiffTemplate.from_file(tmp_path / "plain.tif")
+    (tmp_path / "short.tif").write_bytes((tmp_path / "plain.tif").read_bytes()[:-1])
+    assert template.read(tmp_path / "short.tif") is None
+
+
 # ------------------------------------------------------------------ TIFF stacks
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])

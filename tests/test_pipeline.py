@@ -149,6 +149,19 @@ def test_progress_bar_reports_frames(capsys):
     assert "10/10" in err and "frame" in err
 
 
+@pytest.mark.parametrize("size", [0, 1, 65534, 65535, 65536, 2 * 65535, 2 * 65535 + 7])
+def test_stored_zlib_stream_inflates_to_the_data(size):
+    import zlib
+
+    from flowtrace_gpu.io.png import stored_zlib
+
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    stream = stored_zlib(data)
+    assert zlib.decompress(stream.tobytes()) == data
+    blocks = max(1, -(-size // 65535))  # as few stored blocks as the format allows
+    assert stream.size == 2 + size + 5 * blocks + 4
+
+
 @pytest.mark.parametrize("kind", ["noise", "sparse", "tiny"])
 @pytest.mark.parametrize("level", [0, 1, 6])
 def test_png_round_trips_whatever_the_deflate_choice(kind, level):

@@ -69,10 +69,21 @@ def _auto_median(f: int, dtype: np.dtype) -> str:
     return "blocked"
 
 
-def _kernels():
-    from flowtrace_gpu.kernels import numba_median, numba_project, numba_sliding
+_KERNELS = None
 
-    return numba_sliding, numba_median, numba_project
+
+def _kernels():
+    """The kernel modules, imported (and their caches loaded) on first use.
+
+    Kept in a global: an import statement per call takes the import lock
+    while holding the GIL, which the reader and writer threads wait on.
+    """
+    global _KERNELS
+    if _KERNELS is None:
+        from flowtrace_gpu.kernels import numba_median, numba_project, numba_sliding
+
+        _KERNELS = numba_sliding, numba_median, numba_project
+    return _KERNELS
 
 
 def _storage_dtype(dtype: np.dtype) -> np.dtype:

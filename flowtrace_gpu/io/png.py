@@ -38,32 +38,66 @@ PROBE_BYTES = 64 * 1024
 STORE_ABOVE = 0.9
 
 
-def deflate(data, level: int = 1) -> bytes:
-    """zlib-format stream of ``data``.
+def stored_zlib(data) -> np.ndarray:
+    """zlib stream of ``data`` in stored (uncompressed) deflate blocks.
+
+    What ``zlib.compress(data, 0)`` makes, built with one NumPy copy instead
+    (which runs without the GIL, so writer threads do not hold up compute).
+    """
+    raw = np.frombuffer(memoryview(data).cast("B"), np.uint8)
+    size = raw.size
+    nfull, rest = divmod(size, _STORED_BLOCK)
+    nblocks = nfull + (rest > 0 or size == 0)
+    out = np.empty(2 + size + 5 * nblocks + 4, np.uint8)
+    out[:2] = (0x78, 0x01)  # deflate, 32 KiB window, no dictionary, check bits
+    if nfull:
+        blocks = out[2:2 + nfull * (_STORED_BLOCK + 5)].reshape(nfull, _STORED_BLOCK + 5)
+        blocks[:, :5] = (0, 0xFF, 0xFF, 0, 0)  # BFINAL=0, LEN=65535, NLEN=~LEN
+        blocks[:, 5:] = raw[:nfull * _STORED_BLOCK].reshape(nfull, _STORED_BLOCK)
+    if nblocks > nfull:
+        pos = 2 + nfull * (_STORED_BLOCK + 5)
+        out[pos:pos + 5] = (1, rest & 0xFF, rest >> 8, ~rest & 0xFF, (~rest >> 8) & 0xFF)
+        out[pos + 5:pos + 5 + rest] = raw[nfull * _STORED_BLOCK:]
+    if nfull and nblocks == nfull:
+        out[2 + (nfull - 1) * (_STORED_BLOCK + 5)] = 1  # the last full block is final
+    out[-4:] = np.frombuffer(struct.pack(">I", zlib.adler32(raw)), np.uint8)
+    return out
+
+
+#: Bytes per stored deflate block (the format's maximum).
+_STORED_BLOCK = 65535
+
+
+def deflate(data, level: int = 1):
+    """zlib-format stream of ``data`` (bytes or a buffer).
 
     ISA-L for levels 1-3 where installed, zlib otherwise. At levels 1-3, data
     that a 64 KiB probe shows to be nearly incompressible is stored (deflate
     level 0), which every zlib reader inflates the same way.
     """
     if level == 0:
-        return zlib.compress(data, 0)
+        return stored_zlib(data)
     if _isal is not None and level <= 3:
         view = memoryview(data).cast("B")
         if len(view) > 4 * PROBE_BYTES:
             middle = len(view) // 2
             probe = _isal.compress(view[middle:middle + PROBE_BYTES], level)
             if len(probe) > STORE_ABOVE * PROBE_BYTES:
-                return zlib.compress(data, 0)
+                return stored_zlib(data)
         return _isal.compress(data, level)
     return zlib.compress(data, level)
 
 
-def encode_png(image: np.ndarray, level: int = 1, compress=None) -> bytes:
-    """Encode an 8- or 16-bit gray (H, W) or RGB(A) (H, W, C) image as PNG bytes.
+def png_parts(image: np.ndarray, level: int = 1, compress=None) -> list:
+    """The PNG file of ``image`` as a list of buffers, to be written in order.
+
+    Kept apart so that the pixel data is never copied into one ``bytes``
+    (a copy made holding the GIL); :func:`encode_png` joins them.
 
     Parameters
     ----------
     image : numpy.ndarray of uint8 or uint16
+        Gray (H, W) or RGB(A) (H, W, C).
     level : int
         Deflate level, 0-9.
     compress : callable, optional
@@ -80,9 +114,14 @@ def encode_png(image: np.ndarray, level: int = 1, compress=None) -> bytes:
     pixels = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder(">"))
     rows[:, 1:] = pixels.reshape(height, -1).view(np.uint8)
     header = struct.pack(">IIBBBBB", width, height, bit_depth, _COLOR_TYPE[channels], 0, 0, 0)
-    return b"".join((
-        _SIGNATURE,
-        _chunk(b"IHDR", header),
-        _chunk(b"IDAT", compress(rows) if compress else deflate(rows, level)),
-        _chunk(b"IEND", b""),
-    ))
+    stream = memoryview(compress(rows) if compress else deflate(rows, level)).cast("B")
+    return [
+        _SIGNATURE + _chunk(b"IHDR", header) + struct.pack(">I", len(stream)) + b"IDAT",
+        stream,
+        struct.pack(">I", zlib.crc32(stream, zlib.crc32(b"IDAT"))) + _chunk(b"IEND", b""),
+    ]
+
+
+def encode_png(image: np.ndarray, level: int = 1, compress=None) -> bytes:
+    """Encode an 8- or 16-bit gray or RGB(A) image as PNG bytes (see :func:`png_parts`)."""
+    return b"".join(png_parts(image, level, compress))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
-from .images import IMAGE_SUFFIXES, list_images, probe_image, read_image
+from .images import IMAGE_SUFFIXES, TiffTemplate, list_images, probe_image, read_image
 
 
 class FrameSource:
@@ -85,6 +85,9 @@ class ImageFolderSource(FrameSource):
         self.names = [f.stem for f in self.files]
         self.description = str(path)
         self._probe(probe_workers)
+        self._template = None
+        if self.files[0].suffix.lower() in (".tif", ".tiff"):
+            self._template = TiffTemplate.from_file(self.files[0])
 
     def _probe(self, workers: int) -> None:
         # Read every header before any output exists, so a stray file is
@@ -101,7 +104,15 @@ class ImageFolderSource(FrameSource):
                 )
 
     def _read(self, i):
-        return read_image(self.files[i])
+        path = self.files[i]
+        if self._template is not None:
+            try:
+                frame = self._template.read(path)
+            except OSError:
+                frame = None  # let the decoder report it
+            if frame is not None:
+                return frame
+        return read_image(path)
 
     def _label(self, i):
         return str(self.files[i])

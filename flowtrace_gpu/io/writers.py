@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import config
 from ..errors import FlowtraceError
-from .png import encode_png
+from .png import png_parts
 
 
 def prepare_out_dir(out_dir) -> Path:
@@ -161,12 +161,15 @@ class StreamedFileWriter:
         self.partial.discard()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder."""
+def write_atomically(path: Path, data) -> None:
+    """Write ``data`` (bytes, or a list of buffers) to ``path`` via a temporary file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            if isinstance(data, list):
+                fh.writelines(data)
+            else:
+                fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -196,7 +199,7 @@ class PngFolderWriter:
 
     def write(self, index: int, image: np.ndarray) -> None:
         path = self.out_dir / self.names[index]
-        write_atomically(path, encode_png(image, self.level))
+        write_atomically(path, png_parts(image, self.level))
 
     def close(self) -> list[Path]:
         return [self.out_dir / name for name in self.names]
