@@ -90,6 +90,18 @@ def test_tiff_folder_reads_lookalike_files_plainly(tmp_path, dtype, byteorder):
     assert frames.flags.writeable
 
 
+def test_tiff_folder_probe_still_refuses_an_odd_file(tmp_path):
+    """A transposed frame has the same file size but not the same header."""
+    movie = _movie()[:4]
+    d = tmp_path / "folder"
+    d.mkdir()
+    for i, frame in enumerate(movie):
+        tifffile.imwrite(d / f"f{i}.tif", frame if i != 2 else frame.T.copy())
+    assert (d / "f2.tif").stat().st_size == (d / "f0.tif").stat().st_size
+    with pytest.raises(FlowtraceError, match="f2.tif is .* every frame must match the first"):
+        open_source(d)
+
+
 def test_tiff_template_refuses_what_it_cannot_read_plainly(tmp_path):
     from flowtrace_gpu.io.images import TiffTemplate
 

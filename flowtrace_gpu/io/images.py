@@ -132,6 +132,22 @@ class TiffTemplate:
                               self.offset).reshape(self.shape)
         return frame if self.dtype.isnative else frame.astype(self.dtype.newbyteorder("="))
 
+    @property
+    def frame_dtype(self) -> np.dtype:
+        """The dtype of the frames read (native byte order)."""
+        return self.dtype.newbyteorder("=")
+
+    def matches(self, path: Path) -> bool:
+        """Whether ``path`` has the template's layout (reads only its header bytes)."""
+        try:
+            with open(path, "rb") as fh:
+                if os.fstat(fh.fileno()).st_size != self.size or fh.read(self.offset) != self.head:
+                    return False
+                fh.seek(self.offset + self.nbytes)
+                return fh.read() == self.tail
+        except OSError:
+            return False
+
     def read(self, path: Path):
         """The first page of ``path`` if it has the template's layout, else None."""
         with open(path, "rb") as fh:

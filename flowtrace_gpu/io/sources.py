@@ -85,15 +85,24 @@ class ImageFolderSource(FrameSource):
         self.names = [f.stem for f in self.files]
         self.description = str(path)
         self._probe(probe_workers)
-        self._template = None
-        if self.files[0].suffix.lower() in (".tif", ".tiff"):
-            self._template = TiffTemplate.from_file(self.files[0])
 
     def _probe(self, workers: int) -> None:
         # Read every header before any output exists, so a stray file is
-        # reported up front rather than after hours of work.
+        # reported up front rather than after hours of work. Files laid out
+        # like the first TIFF are checked by their header bytes (~20 us)
+        # instead of being parsed (~0.5 ms).
+        self._template = None
+        if self.files[0].suffix.lower() in (".tif", ".tiff"):
+            self._template = TiffTemplate.from_file(self.files[0])
+        template = self._template
+
+        def header(path):
+            if template is not None and template.matches(path):
+                return template.shape, template.frame_dtype
+            return probe_image(path)
+
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            headers = list(pool.map(probe_image, self.files))
+            headers = list(pool.map(header, self.files))
         self.frame_shape, self.dtype = headers[0]
         for path, (shape, dtype) in zip(self.files, headers):
             if shape != self.frame_shape or dtype != self.dtype:
