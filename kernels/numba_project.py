@@ -169,6 +169,48 @@ def project_plain(buf, prefix, s1, ring, x0slot, add_first, is_max, offset,
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk):
+    """:func:`project_plain` in one pass, when the scale is known beforehand.
+
+    The peak of a max projection is the largest of its frames' maxima (and
+    of a min projection, ``offset`` minus the smallest minimum), which
+    :func:`kernels.numba_sliding.ext_push` returns as each frame enters; so
+    the caller passes ``scale`` and no scratch image is written and read
+    back. The same float operations as :func:`project_plain`: bit for bit
+    the same image.
+
+    Parameters
+    ----------
+    buf, prefix, s1, is_max, offset, out, chunk
+        As for :func:`project_plain`.
+    scale : float
+        What :func:`project_plain` multiplies by (``255 / peak``, or 1).
+    """
+    n = out.shape[0]
+    nchunks = (n + chunk - 1) // chunk
+    has_suffix = s1 < buf.shape[0]
+    srow = s1 if has_suffix else 0
+    for c in prange(nchunks):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        pre = prefix[start:stop]
+        suf = buf[srow, start:stop]
+        res = out[start:stop]
+        if not has_suffix:
+            suf = pre
+        if is_max:
+            for i in range(stop - start):
+                a = pre[i]
+                b = suf[i]
+                res[i] = _to_uint8(np.float64(a if a > b else b), scale)
+        else:
+            for i in range(stop - start):
+                a = pre[i]
+                b = suf[i]
+                res[i] = _to_uint8(offset - np.float64(a if a < b else b), scale)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def project_sliding(buf, prefix, s1, ring, x0slot, lo, hi, off,
                     sub_first, sub_median, add_first, is_max, offset,
                     proj, scale_mode, scale, out, chunk_max, chunk):

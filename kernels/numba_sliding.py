@@ -26,8 +26,8 @@ from numba import njit, prange
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def ext_push(y, buf, prefix, s, is_max, chunk):
-    """Push one frame of values at block position ``s``.
+def ext_push(y, buf, prefix, s, is_max, chunk, chunk_ext):
+    """Push one frame of values at block position ``s``; return its extreme.
 
     Parameters
     ----------
@@ -43,6 +43,16 @@ def ext_push(y, buf, prefix, s, is_max, chunk):
         Track maxima (True) or minima (False).
     chunk : int
         Values per parallel task.
+    chunk_ext : ndarray of float64, shape (ceil(P / chunk),)
+        Scratch for the per-chunk extremes of ``y``.
+
+    Returns
+    -------
+    float
+        The largest (``is_max``) or smallest value of ``y``, as float64:
+        the window's extreme is the extreme of its frames' extremes, which
+        lets the projection stretch in one pass (see
+        :func:`kernels.numba_project.project_plain_scaled`).
     """
     n = y.shape[0]
     nchunks = (n + chunk - 1) // chunk
@@ -53,23 +63,41 @@ def ext_push(y, buf, prefix, s, is_max, chunk):
         yy = y[start:stop]
         row = buf[s, start:stop]
         pre = prefix[start:stop]
-        if s == 0:
+        e = yy[0]
+        # The frame's extreme rides along each loop (that still vectorizes).
+        if s == 0 and is_max:
             for i in range(stop - start):
                 v = yy[i]
                 row[i] = v
                 pre[i] = v
+                e = v if v > e else e
+        elif s == 0:
+            for i in range(stop - start):
+                v = yy[i]
+                row[i] = v
+                pre[i] = v
+                e = v if v < e else e
         elif is_max:
             for i in range(stop - start):
                 v = yy[i]
                 row[i] = v
                 q = pre[i]
                 pre[i] = v if v > q else q
+                e = v if v > e else e
         else:
             for i in range(stop - start):
                 v = yy[i]
                 row[i] = v
                 q = pre[i]
                 pre[i] = v if v < q else q
+                e = v if v < e else e
+        chunk_ext[c] = np.float64(e)
+    ext = chunk_ext[0]
+    for c in range(1, nchunks):
+        v = chunk_ext[c]
+        if (v > ext) if is_max else (v < ext):
+            ext = v
+    return ext
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -91,10 +91,12 @@ def test_sliding_extreme_kernels(is_max, length, dtype):
     ys = make_frames(rng, 4 * length + 5, (npix,), dtype)
     buf = np.empty((length, npix), dtype)
     prefix = np.empty(npix, dtype)
+    chunk_ext = np.empty(-(-npix // chunk), np.float64)
     ext = np.max if is_max else np.min
     for t, y in enumerate(ys):
         s = t % length
-        nsl.ext_push(y, buf, prefix, s, is_max, chunk)
+        got_ext = nsl.ext_push(y, buf, prefix, s, is_max, chunk, chunk_ext)
+        assert got_ext == (y.max() if is_max else y.min())
         if t >= length - 1:
             window = ys[t - length + 1:t + 1]
             got = prefix if s == length - 1 else (np.maximum if is_max else np.minimum)(

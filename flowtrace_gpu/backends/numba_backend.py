@@ -166,6 +166,9 @@ class NumbaProjector:
             self.prefix = np.empty(self.npix, ydtype)
             self.y = np.empty(self.npix, ydtype) if d else None
             self.n_y = 0
+            # Extreme of each frame of the block, by block position (see ext_push).
+            self.frame_ext = np.zeros(self.length, np.float64)
+            self.chunk_ext = np.empty(self.nchunks, np.float64)
             # Scratch of the projection: the window extreme, or the shifted float64.
             self.ext = np.empty(self.npix, ydtype)
             self.proj = np.empty(self.npix, np.float64)
@@ -292,7 +295,8 @@ class NumbaProjector:
                 y = None
             if y is not None:
                 s = self.n_y % self.length
-                nsl.ext_push(y, self.buf, self.prefix, s, self.is_max, ch)
+                self.frame_ext[s] = nsl.ext_push(y, self.buf, self.prefix, s, self.is_max, ch,
+                                                 self.chunk_ext)
                 if s == self.length - 1 and self.length > 2:
                     nsl.ext_suffix(self.buf, self.is_max, ch)
                 self.n_y += 1
@@ -336,6 +340,16 @@ class NumbaProjector:
                 nmed.sorted_update(self.ring[t % f], x, self.srt, self.k1, self.k2,
                                    self.lo, self.hi, ch)
 
+    def _plain_scale(self) -> float:
+        """The stretch factor of the plain projection, from the frames' extremes."""
+        if self.scale_mode == 1:
+            return self.scale
+        if self.is_max:
+            peak = float(self.frame_ext.max())
+        else:
+            peak = self.offset - float(self.frame_ext.min())
+        return 1.0 if peak == 0.0 else 255.0 / peak  # as kernels.numba_project._stretch_scale
+
     def project(self):
         """Image of the last F frames pushed (``plan.out_shape``, ``plan.out_dtype``)."""
         if self.count < self.f:
@@ -350,6 +364,10 @@ class NumbaProjector:
             x0slot = (self.count - self.f) % self.ring_len if self.ring_len else 0
             shift = self.d == 0  # with take_diff (integers) the shifts cancel
             if mode != 2 and not (shift and (opts.subtract_first or opts.subtract_median)):
+                if not opts.add_first_frame or self.d == 0:  # the first frame is in the window
+                    nproj.project_plain_scaled(self.buf, self.prefix, s1, self.is_max,
+                                               self.offset, self._plain_scale(), flat, self.chunk)
+                    return out
                 nproj.project_plain(
                     self.buf, self.prefix, s1, self.ring, x0slot, opts.add_first_frame,
                     self.is_max, self.offset, self.ext, mode, scale, flat,
