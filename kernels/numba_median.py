@@ -371,26 +371,80 @@ def blocked_update(xold, xnew, srt, k1, k2, lo, hi, scratch):
         Workspace of the srt dtype.
     """
     n = xnew.shape[0]
-    f = srt.shape[1]
     bsize = srt.shape[2]
     for c in prange(srt.shape[0]):
         base = c * bsize
         m = min(bsize, n - base)
         s = srt[c]
-        xo = xold[base:base + m]
-        xv = xnew[base:base + m]
-        prev = scratch[c]
-        if f == 1:
-            s[0, :m] = xv
-        else:
-            # The row loops live in helpers: inlined in the prange body,
-            # Numba 0.68 left them scalar (20x slower).
-            _first_row(s[0], s[1], xo, xv, prev, m)
-            for k in range(1, f - 1):
-                _mid_row(s[k], s[k + 1], xo, xv, prev, m)
-            _last_row(s[f - 1], xv, prev, m)
+        _merge_block(s, xold[base:base + m], xnew[base:base + m], scratch[c], m)
         lo[base:base + m] = s[k1, :m]
         hi[base:base + m] = s[k2, :m]
+
+
+@njit(cache=True, nogil=True)
+def _merge_block(s, xo, xv, prev, m):
+    """One block of :func:`blocked_update`: xo leaves the sorted rows ``s``, xv enters."""
+    f = s.shape[0]
+    if f == 1:
+        s[0, :m] = xv
+    else:
+        # The row loops live in helpers: inlined in the prange body,
+        # Numba 0.68 left them scalar (20x slower).
+        _first_row(s[0], s[1], xo, xv, prev, m)
+        for k in range(1, f - 1):
+            _mid_row(s[k], s[k + 1], xo, xv, prev, m)
+        _last_row(s[f - 1], xv, prev, m)
+
+
+@njit(cache=True, nogil=True)
+def _block_half(s, k1, k2, is_max, ioffset2, h, m):
+    """Twice the median-subtracted projection of one block, from its sorted rows.
+
+    The window's maximum (minimum) is its top (bottom) row, so the
+    projection needs no sliding extreme: ``h = 2 * max - lo - hi``, or for
+    ``invert_color`` ``2 * offset - (2 * min - lo - hi)``, the same integers
+    :func:`kernels.numba_project.project_sliding_half` forms. Returns the
+    largest ``h``.
+    """
+    top = s[s.shape[0] - 1] if is_max else s[0]
+    r1 = s[k1]
+    r2 = s[k2]
+    if is_max:
+        for j in range(m):
+            h[j] = 2 * np.int32(top[j]) - (np.int32(r1[j]) + np.int32(r2[j]))
+    else:
+        for j in range(m):
+            h[j] = ioffset2 - (2 * np.int32(top[j]) - (np.int32(r1[j]) + np.int32(r2[j])))
+    peak = h[0]
+    for j in range(m):
+        v = h[j]
+        peak = v if v > peak else peak
+    return peak
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def blocked_update_half(xold, xnew, srt, k1, k2, is_max, ioffset2, half, block_peak,
+                        scratch, update):
+    """:func:`blocked_update` fused with the ``subtract_median`` projection.
+
+    Writes twice the projection of each pixel (see :func:`_block_half`) to
+    ``half`` and half the largest value of each block to ``block_peak``
+    while the block is in cache, instead of the order statistics: the
+    projection is then only the stretch
+    (:func:`kernels.numba_project.stretch_half`). With ``update`` False
+    the rows are only read (the first window, after
+    :func:`blocked_insert`). Integer frames of at most 16 bits.
+    """
+    n = half.shape[0]
+    bsize = srt.shape[2]
+    for c in prange(srt.shape[0]):
+        base = c * bsize
+        m = min(bsize, n - base)
+        s = srt[c]
+        if update:
+            _merge_block(s, xold[base:base + m], xnew[base:base + m], scratch[c], m)
+        peak = _block_half(s, k1, k2, is_max, ioffset2, half[base:base + m], m)
+        block_peak[c] = np.float64(peak) * 0.5
 
 
 # --- band histogram (8-bit, vectorized) ----------------------------------------

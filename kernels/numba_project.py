@@ -628,6 +628,16 @@ def _half_stretch(res, h, scale):
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def stretch_half(half, scale, out, chunk):
+    """The 8-bit image of ``half / 2`` (see :func:`project_sliding_half`)."""
+    n = half.shape[0]
+    for c in prange((n + chunk - 1) // chunk):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        _half_stretch(out[start:stop], half[start:stop], scale)
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi, ioff,
                          sub_first, sub_median, add_first, is_max, ioffset,
                          half, scale_mode, scale, out, chunk_max, chunk):

@@ -265,6 +265,24 @@ def test_median_methods_on_the_real_recording(median, reference_frames):
     assert proj.rebuilt > 0  # this test did exercise rebuilds
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("invert", [False, True])
+@pytest.mark.parametrize("scaling", [{}, {"scaling": "fixed", "peak": 97.5}])
+def test_median_projection_fused_into_the_sorted_window(dtype, invert, scaling):
+    """subtract_median reads max/min and the median from the same sorted rows."""
+    opts = TraceOptions(subtract_median=True, invert_color=invert)
+    rng = np.random.default_rng(7)
+    for f, shape, chunk in ((1, (3, 4), 5), (4, (5, 7), 4), (9, (6, 5), 8192)):
+        plan = TracePlan(f, shape, dtype, opts, **scaling)
+        proj = nb.NumbaProjector(plan, chunk=chunk, median="blocked")
+        assert proj.fused and proj.buf is None  # no sliding extreme kept
+        check_against_reference(plan, make_frames(rng, 3 * f + 4, shape, dtype), chunk=chunk,
+                                median="blocked")
+    # add_first_frame needs the raw first frame: not fused
+    plan = TracePlan(4, (2, 3), dtype, TraceOptions(subtract_median=True, add_first_frame=True))
+    assert not nb.NumbaProjector(plan, median="blocked").fused
+
+
 def test_histogram_survives_large_jumps():
     """The median pointer crosses empty bins in one step (0 <-> 255)."""
     f = 4

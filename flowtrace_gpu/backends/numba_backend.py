@@ -208,6 +208,15 @@ class NumbaProjector:
             small = self.xdtype.itemsize == 1 and abs(self.offset) <= 2 ** 10
             self.half = np.empty(self.npix, np.int16 if small else np.int32)
             self.proj = None
+        # subtract_median on the blocked sorted window: its top (bottom) row
+        # is the window's maximum (minimum), so the median update forms the
+        # projection too and no sliding extreme is kept
+        # (numba_median.blocked_update_half).
+        self.fused = (self.half is not None and self.median_method == "blocked"
+                      and opts.subtract_median and not opts.add_first_frame)
+        if self.fused:
+            self.block_peak = np.empty(self.srt.shape[0], np.float64)
+            self.buf = self.ext = None
 
     def _init_median(self, method, layout):
         f, npix = self.f, self.npix
@@ -283,7 +292,7 @@ class NumbaProjector:
 
         if self.use_median:
             self._push_median(x, t)
-        if self.sliding:
+        if self.sliding and not self.fused:
             d = self.d
             if d == 0:
                 y = x
@@ -326,9 +335,13 @@ class NumbaProjector:
         elif self.median_method == "blocked":
             if t < f:
                 nmed.blocked_insert(x, self.srt, t)
-                if t == f - 1:
-                    nmed.blocked_stats(self.srt, self.k1, self.k2, self.lo, self.hi)
-            else:
+            if self.fused and t >= f - 1:
+                nmed.blocked_update_half(self.ring[t % f], x, self.srt, self.k1, self.k2,
+                                         self.is_max, 2 * int(self.offset), self.half,
+                                         self.block_peak, self.scratch, t >= f)
+            elif t == f - 1:
+                nmed.blocked_stats(self.srt, self.k1, self.k2, self.lo, self.hi)
+            elif t >= f:
                 nmed.blocked_update(self.ring[t % f], x, self.srt, self.k1, self.k2,
                                     self.lo, self.hi, self.scratch)
         else:
@@ -359,6 +372,12 @@ class NumbaProjector:
         mode, scale = self.scale_mode, self.scale
         out = np.empty(self.plan.out_shape if mode != 2 else 0, np.uint8)
         flat = out.reshape(-1)
+        if self.fused:
+            if mode == 0:
+                peak = float(self.block_peak.max())
+                scale = 1.0 if peak == 0.0 else 255.0 / peak  # as _stretch_scale
+            nproj.stretch_half(self.half, scale, flat, self.chunk)
+            return out
         if self.sliding:
             s1 = (self.n_y - 1) % self.length + 1
             x0slot = (self.count - self.f) % self.ring_len if self.ring_len else 0
