@@ -14,9 +14,9 @@ thread of a 2-core AMD EPYC (AVX2), per frame; see ``bench/bench_median.py``):
   them: O(K) branch-free SIMD work per frame whatever F, and the median
   rebuilt from the ring (O(F)) for the pixels where it leaves the band.
   Memory: about ``(K + 8) * P`` bytes, streamed once per frame: about
-  5 ms at F = 30 and at F = 100 (8 ms at F = 300, where counts are
-  uint16); slower than the blocked window for short windows, whose median
-  jumps out of the band more often (details below).
+  4-5 ms at F = 30, 100 and 300 (counts are uint16 above F = 255);
+  slower than the blocked window for short windows, whose median jumps
+  out of the band more often (details below).
 * **Blocked sorted window** (any dtype; the default for shorter windows).
   Per pixel, the window's values kept sorted, stored ``(block, rank,
   pixel-in-block)`` so that a frame is the same branch-free merge on every

@@ -13,7 +13,9 @@ each window:
   leaving value or the whole window is needed.
 
 Each option is then a constant shift of the sliding extreme (see
-:mod:`kernels.numba_project` for why that is exact). ``color_series``
+:mod:`kernels.numba_project` for why that is exact). With the sorted window
+the extreme is its top row, and the median update writes the
+``subtract_median`` projection itself (``NumbaProjector.fused``). ``color_series``
 weights each frame by its position, which no sliding state can absorb; it
 runs one fused pass over each pixel's window, as do ``take_diff`` combined
 with ``subtract_first``/``subtract_median`` on float (or 64-bit integer)
@@ -46,15 +48,15 @@ MEDIAN_BLOCK = 1024
 
 #: Shortest window for which ``median='auto'`` takes the band histogram on
 #: uint8 frames; shorter ones take the blocked sorted window. Measured on a
-#: 2-core AMD EPYC (AVX2), 1 MP uint8 synthetic particle movie, one thread,
-#: push (median + sliding max + ring) per frame
-#: (``python bench/bench_median.py F uint8 1 blocked,band``): blocked 2.1 /
-#: 4.0 / 12.5 / 37 ms at F = 10 / 30 / 100 / 300 (it streams the F * P
-#: sorted window: about 0.12 ms per unit of F), band 10.5 / 5.2 / 4.4 /
-#: 8.4 ms (memory-bound on its 16 bins per pixel, uint16 counts above
-#: F = 255; at F = 10 the median leaves the band for 1.4 % of pixels per
-#: frame, at F = 30 for 0.02 %; on the shared 62-frame recording 2.2 % at
-#: F = 10, 0.4 % at F = 30, 0.15 % at F = 50). Crossover near F = 37.
+#: 2-core AMD EPYC (Zen 3, AVX2), 1 MP uint8 synthetic particle movie, one
+#: thread, push + projection per frame with ``subtract_median``
+#: (``python bench/bench_median.py F uint8 1 blocked,band``): blocked 1.9 /
+#: 4.6 / 11.0 / 29.9 ms at F = 10 / 30 / 100 / 300 (it streams the F * P
+#: sorted window: about 0.1 ms per unit of F), band 8.3 / 5.2 / 4.9 / 6.8 ms
+#: (its 16 bins per pixel, uint16 counts above F = 255; at F = 10 the median
+#: leaves the band for 1.4 % of pixels per frame, at F = 30 for 0.02 %; on
+#: the shared 62-frame recording 2.2 % at F = 10, 0.4 % at F = 30, 0.15 % at
+#: F = 50). Crossover near F = 35.
 MEDIAN_BAND_MIN_F = 40
 
 #: Bins per pixel of the band histogram: its state is ``BAND_BINS * P``
