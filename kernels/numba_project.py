@@ -56,6 +56,45 @@ def _to_uint8(v, scale):
 
 
 @njit(cache=True, nogil=True)
+def _to_uint8_f32(v, scale):
+    """:func:`_to_uint8` in float32: twice the SIMD lanes, used where it is exact."""
+    v = v * scale
+    if v < np.float32(0.0):
+        v = np.float32(0.0)
+    elif v > np.float32(255.0):
+        v = np.float32(255.0)
+    return np.uint8(v + np.float32(0.5))
+
+
+@njit(cache=True, nogil=True)
+def f32_stretch_exact(first, last, form, offset, scale):
+    """Whether the float32 stretch gives the float64 one's byte for every v in first..last.
+
+    The stretched value is ``v`` (form 0), ``offset - v`` (1) or ``v * 0.5``
+    (2, twice-value projections), for integers v. Checking every value that
+    can occur (256 for 8-bit frames) makes the float32 kernels exact by
+    construction; they are used only then. About one window peak in ten
+    fails somewhere (e.g. 255/14 * 7 = 127.5 rounds differently), and then
+    the float64 kernels run.
+    """
+    s32 = np.float32(scale)
+    o32 = np.float32(offset)
+    for v in range(first, last + 1):
+        if form == 0:
+            a = _to_uint8(np.float64(v), scale)
+            b = _to_uint8_f32(np.float32(v), s32)
+        elif form == 1:
+            a = _to_uint8(offset - np.float64(v), scale)
+            b = _to_uint8_f32(o32 - np.float32(v), s32)
+        else:
+            a = _to_uint8(np.float64(v) * 0.5, scale)
+            b = _to_uint8_f32(np.float32(v) * np.float32(0.5), s32)
+        if a != b:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _peak(v):
     """Largest value of a float64 array, in four lanes so that it vectorizes."""
     m0 = m1 = m2 = m3 = -np.inf
@@ -169,15 +208,16 @@ def project_plain(buf, prefix, s1, ring, x0slot, add_first, is_max, offset,
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk):
+def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk, use32):
     """:func:`project_plain` in one pass, when the scale is known beforehand.
 
     The peak of a max projection is the largest of its frames' maxima (and
     of a min projection, ``offset`` minus the smallest minimum), which
     :func:`kernels.numba_sliding.ext_push` returns as each frame enters; so
     the caller passes ``scale`` and no scratch image is written and read
-    back. The same float operations as :func:`project_plain`: bit for bit
-    the same image.
+    back. The same float operations as :func:`project_plain`, or with
+    ``use32`` their float32 twins where :func:`f32_stretch_exact` showed
+    them equal for every value: bit for bit the same image.
 
     Parameters
     ----------
@@ -185,11 +225,15 @@ def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk):
         As for :func:`project_plain`.
     scale : float
         What :func:`project_plain` multiplies by (``255 / peak``, or 1).
+    use32 : bool
+        Stretch in float32 (about 2x faster on 8-bit values).
     """
     n = out.shape[0]
     nchunks = (n + chunk - 1) // chunk
     has_suffix = s1 < buf.shape[0]
     srow = s1 if has_suffix else 0
+    s32 = np.float32(scale)
+    o32 = np.float32(offset)
     for c in prange(nchunks):
         start = c * chunk
         stop = min(start + chunk, n)
@@ -198,11 +242,22 @@ def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk):
         res = out[start:stop]
         if not has_suffix:
             suf = pre
-        if is_max:
+        # One flag-free loop per case: each vectorizes.
+        if is_max and use32:
+            for i in range(stop - start):
+                a = pre[i]
+                b = suf[i]
+                res[i] = _to_uint8_f32(np.float32(a if a > b else b), s32)
+        elif is_max:
             for i in range(stop - start):
                 a = pre[i]
                 b = suf[i]
                 res[i] = _to_uint8(np.float64(a if a > b else b), scale)
+        elif use32:
+            for i in range(stop - start):
+                a = pre[i]
+                b = suf[i]
+                res[i] = _to_uint8_f32(o32 - np.float32(a if a < b else b), s32)
         else:
             for i in range(stop - start):
                 a = pre[i]
@@ -628,13 +683,23 @@ def _half_stretch(res, h, scale):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def stretch_half(half, scale, out, chunk):
-    """The 8-bit image of ``half / 2`` (see :func:`project_sliding_half`)."""
+def stretch_half(half, scale, out, chunk, use32):
+    """The 8-bit image of ``half / 2`` (see :func:`project_sliding_half`).
+
+    With ``use32``, in float32 (see :func:`f32_stretch_exact`, form 2).
+    """
     n = half.shape[0]
+    s32 = np.float32(scale)
     for c in prange((n + chunk - 1) // chunk):
         start = c * chunk
         stop = min(start + chunk, n)
-        _half_stretch(out[start:stop], half[start:stop], scale)
+        if use32:
+            h = half[start:stop]
+            res = out[start:stop]
+            for i in range(stop - start):
+                res[i] = _to_uint8_f32(np.float32(h[i]) * np.float32(0.5), s32)
+        else:
+            _half_stretch(out[start:stop], half[start:stop], scale)
 
 
 @njit(parallel=True, cache=True, nogil=True)

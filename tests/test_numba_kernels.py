@@ -21,6 +21,7 @@ from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import numba_backend as nb  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
 from flowtrace_gpu.kernels import numba_median as nmed  # noqa: E402
+from flowtrace_gpu.kernels import numba_project as nproj  # noqa: E402
 from flowtrace_gpu.kernels import numba_sliding as nsl  # noqa: E402
 from flowtrace_gpu.kernels.stretch import finalize  # noqa: E402
 from flowtrace_gpu.kernels.window import trace_window  # noqa: E402
@@ -283,6 +284,22 @@ def test_median_projection_fused_into_the_sorted_window(dtype, invert, scaling):
     assert not nb.NumbaProjector(plan, median="blocked").fused
 
 
+def test_float32_stretch_is_used_only_where_exact():
+    """255/14 * 7 is 127.5 in float32 but 127.4999... in float64: that peak takes float64."""
+    f32_exact = nproj.f32_stretch_exact
+    assert f32_exact(0, 255, 0, 255.0, 1.0)
+    assert not f32_exact(0, 255, 0, 255.0, 255.0 / 14)
+    rng = np.random.default_rng(3)
+    for peak in (14, 28, 255, 97):  # the first two fail the float32 check, the others pass
+        frames = rng.integers(0, peak + 1, (12, 5, 7)).astype(np.uint8)
+        frames[:, 0, 0] = peak
+        frames[:, 1, :] = peak // 2  # the value whose byte differs
+        for opts in (TraceOptions(), TraceOptions(invert_color=True),
+                     TraceOptions(subtract_median=True)):
+            check_against_reference(TracePlan(4, (5, 7), np.uint8, opts), frames, chunk=8,
+                                    median="blocked")
+
+
 def test_histogram_survives_large_jumps():
     """The median pointer crosses empty bins in one step (0 <-> 255)."""
     f = 4
@@ -465,8 +482,6 @@ def test_load_without_numba_says_what_to_install(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
 def test_half_projection_matches_float_projection(dtype):
     """project_sliding_half (integers, twice the value) == project_sliding, bit for bit."""
-    from flowtrace_gpu.kernels import numba_project as nproj
-
     info = np.iinfo(dtype)
     rng = np.random.default_rng(11)
     n, length, chunk = 37, 4, 5

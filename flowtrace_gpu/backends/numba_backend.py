@@ -378,7 +378,12 @@ class NumbaProjector:
             if mode == 0:
                 peak = float(self.block_peak.max())
                 scale = 1.0 if peak == 0.0 else 255.0 / peak  # as _stretch_scale
-            nproj.stretch_half(self.half, scale, flat, self.chunk)
+            use32 = False
+            if self.xdtype.itemsize == 1:
+                # twice the projection of 8-bit frames: 0..510, or from 2 * offset on
+                first = 0 if self.is_max else 2 * int(self.offset)
+                use32 = nproj.f32_stretch_exact(first, first + 510, 2, 0.0, scale)
+            nproj.stretch_half(self.half, scale, flat, self.chunk, use32)
             return out
         if self.sliding:
             s1 = (self.n_y - 1) % self.length + 1
@@ -386,8 +391,12 @@ class NumbaProjector:
             shift = self.d == 0  # with take_diff (integers) the shifts cancel
             if mode != 2 and not (shift and (opts.subtract_first or opts.subtract_median)):
                 if not opts.add_first_frame or self.d == 0:  # the first frame is in the window
+                    scale = self._plain_scale()
+                    # 8-bit values: the float32 stretch where it is exact for all 256
+                    use32 = self.buf.dtype == np.uint8 and nproj.f32_stretch_exact(
+                        0, 255, 0 if self.is_max else 1, self.offset, scale)
                     nproj.project_plain_scaled(self.buf, self.prefix, s1, self.is_max,
-                                               self.offset, self._plain_scale(), flat, self.chunk)
+                                               self.offset, scale, flat, self.chunk, use32)
                     return out
                 nproj.project_plain(
                     self.buf, self.prefix, s1, self.ring, x0slot, opts.add_first_frame,
