@@ -38,7 +38,7 @@ for meth in methods:
             t = time.perf_counter(); p.push(m[i]); t1 = time.perf_counter(); p.project(); t2 = time.perf_counter()
             tu += t1 - t; tp += t2 - t1
         pushes.append(tu * 1000 / (N - F)); projs.append(tp * 1000 / (N - F))
-        rebuilt = getattr(p, "rebuilt", 0) / (N - F) / p.npix
+        rebuilt = p.median.rebuilt / (N - F) / p.npix
         del p
     print(f"F={F} {dt} thr={threads} {meth:14s} push {statistics.median(pushes):6.2f} ms  project {statistics.median(projs):5.2f} ms  (push runs {', '.join(f'{x:.1f}' for x in pushes)})"
           + (f"  band rebuilt {rebuilt:.2%} px/frame" if meth == "band" else ""), flush=True)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import numba_backend as nb  # noqa: E402
+from flowtrace_gpu.backends import numba_median_state as nms  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
 from flowtrace_gpu.kernels import numba_median as nmed  # noqa: E402
 from flowtrace_gpu.kernels import numba_project as nproj  # noqa: E402
@@ -263,7 +264,7 @@ def test_median_methods_on_the_real_recording(median, reference_frames):
     proj = nb.NumbaProjector(TracePlan(10, (150, 150), np.uint8,
                                        TraceOptions(subtract_median=True)), median="band")
     stream(proj, reference_frames, 10)
-    assert proj.rebuilt > 0  # this test did exercise rebuilds
+    assert proj.median.rebuilt > 0  # this test did exercise rebuilds
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -390,7 +391,7 @@ def test_diff_order_two_with_shifts_is_exact():
 def test_long_window_uses_wide_histogram_counts():
     plan = TracePlan(300, (2, 3), np.uint8, TraceOptions(subtract_median=True))
     proj = nb.NumbaProjector(plan, median="histogram")
-    assert proj.median_method == "histogram" and proj.hist.dtype == np.uint16
+    assert proj.median.method == "histogram" and proj.median.hist.dtype == np.uint16
     frames = make_frames(np.random.default_rng(1), 306, (2, 3), np.uint8, "narrow")
     check_against_reference(plan, frames, chunk=4, median="histogram")
 
@@ -399,9 +400,9 @@ def test_auto_median_choice():
     """Blocked sorted window, except uint8 frames over long windows (band)."""
     def method(f, dtype):
         plan = TracePlan(f, (2, 3), dtype, TraceOptions(subtract_median=True))
-        return nb.NumbaProjector(plan).median_method
+        return nb.NumbaProjector(plan).median.method
 
-    short, long = nb.MEDIAN_BAND_MIN_F - 1, nb.MEDIAN_BAND_MIN_F
+    short, long = nms.MEDIAN_BAND_MIN_F - 1, nms.MEDIAN_BAND_MIN_F
     assert method(short, np.uint8) == method(long, np.uint16) == "blocked"
     assert method(long, np.float32) == method(long, np.int8) == "blocked"
     assert method(long, np.uint8) == method(300, np.uint8) == "band"

@@ -6,9 +6,10 @@ each window:
 * a sliding maximum (or minimum, for ``invert_color``) of the frames, or of
   their ``diff_order`` differences (:mod:`kernels.numba_sliding`);
 * for ``subtract_median``, the window's two middle order statistics
-  (:mod:`kernels.numba_median`: a sorted window, blocked for SIMD, or for
-  uint8 frames and longer windows a histogram of the bins around the
-  median, whose cost does not grow with F);
+  (:mod:`.numba_median_state`, kernels in :mod:`kernels.numba_median`: a
+  sorted window, blocked for SIMD, or for uint8 frames and longer windows
+  a histogram of the bins around the median, whose cost does not grow
+  with F);
 * a ring of the last F raw frames where the window's first frame, the
   leaving value or the whole window is needed.
 
@@ -26,7 +27,7 @@ differences of the frames. Results equal the NumPy reference bit for bit
 Memory, P = values per frame (pixels x channels), s = bytes per value:
 ring ``F * P * s`` (when needed), sliding buffer ``(F - d + 1) * P`` values
 of the difference dtype (s without take_diff), median ``F * P * s`` (sorted
-window), about ``(BAND_BINS + 8) * P`` bytes (band, F <= 255) or ``256 * P``
+window), about ``(16 + 8) * P`` bytes (band, F <= 255) or ``256 * P``
 bytes (full 8-bit histogram, F <= 255).
 """
 
@@ -37,39 +38,11 @@ import math
 import numpy as np
 
 from .base import Backend, RingProjector
+from .numba_median_state import BlockedMedian, make_median
+from .numba_median_state import _kernels as median_kernels
 
 #: Values per parallel task (tests shrink it so tiny frames span many chunks).
 CHUNK = 8192
-
-#: Pixels per block of the blocked sorted-window median (its layout is
-#: ``(nblocks, F, MEDIAN_BLOCK)``); capped by ``chunk``. 512-8192 measured
-#: within noise of each other; 1024 keeps a block's row in L1.
-MEDIAN_BLOCK = 1024
-
-#: Shortest window for which ``median='auto'`` takes the band histogram on
-#: uint8 frames; shorter ones take the blocked sorted window. Measured on a
-#: 2-core AMD EPYC (Zen 3, AVX2), 1 MP uint8 synthetic particle movie, one
-#: thread, push + projection per frame with ``subtract_median``
-#: (``python bench/bench_median.py F uint8 1 blocked,band``): blocked 1.9 /
-#: 4.6 / 11.0 / 29.9 ms at F = 10 / 30 / 100 / 300 (it streams the F * P
-#: sorted window: about 0.1 ms per unit of F), band 8.3 / 5.2 / 4.9 / 6.8 ms
-#: (its 16 bins per pixel, uint16 counts above F = 255; at F = 10 the median
-#: leaves the band for 1.4 % of pixels per frame, at F = 30 for 0.02 %; on
-#: the shared 62-frame recording 2.2 % at F = 10, 0.4 % at F = 30, 0.15 % at
-#: F = 50). Crossover near F = 35.
-MEDIAN_BAND_MIN_F = 40
-
-#: Bins per pixel of the band histogram: its state is ``BAND_BINS * P``
-#: counts; narrower bands are cheaper per frame but are rebuilt more often
-#: (8 bins: 2550 rebuilds per 1 MP frame at F = 30 where 16 bins need 241).
-BAND_BINS = 16
-
-def _auto_median(f: int, dtype: np.dtype) -> str:
-    """The fastest exact median method measured for this window (see above)."""
-    if dtype == np.uint8 and MEDIAN_BAND_MIN_F <= f <= 65535:
-        return "band"
-    return "blocked"
-
 
 _KERNELS = None
 
@@ -82,9 +55,9 @@ def _kernels():
     """
     global _KERNELS
     if _KERNELS is None:
-        from flowtrace_gpu.kernels import numba_median, numba_project, numba_sliding
+        from flowtrace_gpu.kernels import numba_project, numba_sliding
 
-        _KERNELS = numba_sliding, numba_median, numba_project
+        _KERNELS = numba_sliding, numba_project
     return _KERNELS
 
 
@@ -123,16 +96,15 @@ class NumbaProjector:
     chunk : int, optional
         Values per parallel task (default :data:`CHUNK`).
     median : {'auto', 'blocked', 'band', 'histogram', 'sorted'}
-        Sliding-median method (:mod:`kernels.numba_median`); ``'auto'``
+        Sliding-median method (:mod:`.numba_median_state`); ``'auto'``
         takes the band histogram for uint8 frames and F >=
-        :data:`MEDIAN_BAND_MIN_F`, else the vectorized blocked sorted window.
+        ``MEDIAN_BAND_MIN_F``, else the vectorized blocked sorted window.
     hist_layout : {'bin', 'pixel'}
         Histogram memory order (bin-major is faster on images).
     """
 
     def __init__(self, plan, chunk: int | None = None, median: str = "auto",
                  hist_layout: str = "bin"):
-        nsl, nmed, _ = _kernels()
         self.plan = plan
         opts = plan.options
         self.chunk = int(chunk or CHUNK)
@@ -175,12 +147,15 @@ class NumbaProjector:
             self.ext = np.empty(self.npix, ydtype)
             self.proj = np.empty(self.npix, np.float64)
 
-        self.median_method = None
-        self.off = 0.0
-        # lo/hi: middle order statistics; dummies keep the kernels' types fixed.
-        self.lo = self.hi = np.zeros(1, self.xdtype)
-        if self.use_median:
-            self._init_median(median, hist_layout)
+        # The window's middle order statistics (numba_median_state).
+        self.median = (make_median(median, f, self.npix, self.xdtype, self.chunk, hist_layout)
+                       if self.use_median else None)
+        # lo/hi/off for the kernels; without a median, dummies keep their types fixed.
+        if self.median is not None:
+            self.lo, self.hi, self.off = self.median.lo, self.median.hi, self.median.off
+        else:
+            self.lo = self.hi = np.zeros(1, self.xdtype)
+            self.off = 0.0
         # Weights as (K, columns) and how pixels pick a column (see project_window).
         if weights is None:
             self.weights, self.wmode = np.zeros((0, 1), np.float64), 0
@@ -214,73 +189,17 @@ class NumbaProjector:
         # is the window's maximum (minimum), so the median update forms the
         # projection too and no sliding extreme is kept
         # (numba_median.blocked_update_half).
-        self.fused = (self.half is not None and self.median_method == "blocked"
-                      and opts.subtract_median and not opts.add_first_frame)
+        self.fused = (self.half is not None and isinstance(self.median, BlockedMedian)
+                      and not opts.add_first_frame)
         if self.fused:
-            self.block_peak = np.empty(self.srt.shape[0], np.float64)
+            self.median.fuse(self.half, self.is_max, int(self.offset))
             self.buf = self.ext = None
-
-    def _init_median(self, method, layout):
-        f, npix = self.f, self.npix
-        self.k1, self.k2 = (f - 1) // 2, f // 2
-        count_dtype = np.uint8 if f <= 255 else (np.uint16 if f <= 65535 else np.int32)
-        if method == "auto":
-            method = _auto_median(f, self.xdtype)
-        if method == "histogram" and self.xdtype.itemsize != 1:
-            raise ValueError("the histogram median needs 8-bit frames")
-        if method == "band" and (self.xdtype != np.uint8 or f > 65535):
-            raise ValueError("the band median needs uint8 frames and F <= 65535")
-        if method not in ("histogram", "sorted", "blocked", "band"):
-            raise ValueError("median must be 'auto', 'band', 'histogram', 'sorted' or "
-                             f"'blocked', got {method!r}")
-        self.median_method = method
-        self.rebuilt = 0  # band pixels recounted after the first window (a diagnostic)
-        if method == "band":
-            block = min(self.chunk, MEDIAN_BLOCK)
-            nblocks = -(-npix // block)
-            self.count_type = np.uint8 if f <= 255 else np.uint16
-            self.band = np.zeros((nblocks, BAND_BINS, block), self.count_type)
-            self.base = np.zeros(npix, np.uint8)
-            self.below = np.zeros(npix, self.count_type)
-            self.band_scratch = np.empty((nblocks, 5, block), np.uint8)
-            self.band_csum = np.empty((nblocks, block), self.count_type)
-            self.band_bad = np.empty((nblocks, block), np.int64)
-            self.lo = np.empty(npix, np.uint8)
-            self.hi = np.empty(npix, np.uint8)
-            return
-        if method == "histogram":
-            self.hoff = 128 if self.xdtype.kind == "i" else 0
-            self.off = float(self.hoff)
-            if layout == "bin":
-                self.hist = np.zeros((256, npix), count_dtype).T
-            elif layout == "pixel":
-                self.hist = np.zeros((npix, 256), count_dtype)
-            else:
-                raise ValueError(f"hist_layout must be 'bin' or 'pixel', got {layout!r}")
-            self.lo = np.zeros(npix, np.uint8)
-            self.blo = np.zeros(npix, np.int32)
-            if self.k2 != self.k1:
-                self.hi = np.zeros(npix, np.uint8)
-                self.bhi = np.zeros(npix, np.int32)
-            else:
-                self.hi, self.bhi = self.lo, self.blo
-        elif method == "blocked":
-            block = min(self.chunk, MEDIAN_BLOCK)
-            nblocks = -(-npix // block)
-            self.srt = np.empty((nblocks, f, block), self.xdtype)
-            self.scratch = np.empty((nblocks, block), self.xdtype)
-            self.lo = np.empty(npix, self.xdtype)
-            self.hi = np.empty(npix, self.xdtype)
-        else:
-            self.srt = np.empty((npix, f), self.xdtype)
-            self.lo = np.empty(npix, self.xdtype)
-            self.hi = np.empty(npix, self.xdtype)
 
     # -- streaming ------------------------------------------------------------
 
     def push(self, frame) -> None:
         """Add the next frame (``plan.frame_shape``, values of ``plan.dtype``)."""
-        nsl, nmed, _ = _kernels()
+        nsl, _ = _kernels()
         frame = np.asarray(frame)
         if frame.shape != self.plan.frame_shape:
             raise ValueError(f"frame shape {frame.shape} != plan's {self.plan.frame_shape}")
@@ -292,8 +211,8 @@ class NumbaProjector:
         t = self.count
         f, ch = self.f, self.chunk
 
-        if self.use_median:
-            self._push_median(x, t)
+        if self.median is not None:
+            self.median.push(self.ring, t, x)
         if self.sliding and not self.fused:
             d = self.d
             if d == 0:
@@ -315,46 +234,6 @@ class NumbaProjector:
             self.ring[t % self.ring_len] = x
         self.count = t + 1
 
-    def _push_median(self, x, t):
-        _, nmed, _ = _kernels()
-        f, ch = self.f, self.chunk
-        if self.median_method == "band":
-            if t >= f - 1:  # the ring holds the window but for x (slot t % f leaves)
-                rebuilt = nmed.band_update(
-                    self.ring, t % f, x, self.band, self.base, self.below, self.k1, self.k2,
-                    self.lo, self.hi, self.band_scratch, self.band_csum, self.band_bad,
-                    t == f - 1, self.count_type)
-                self.rebuilt += rebuilt if t >= f else 0
-        elif self.median_method == "histogram":
-            if t < f:
-                nmed.hist_add(x, self.hist, self.hoff, ch)
-                if t == f - 1:
-                    nmed.hist_init(self.hist, self.k1, self.k2, self.lo, self.blo,
-                                   self.hi, self.bhi, ch)
-            else:
-                nmed.hist_update(self.ring[t % f], x, self.hist, self.hoff, self.k1, self.k2,
-                                 self.lo, self.blo, self.hi, self.bhi, ch)
-        elif self.median_method == "blocked":
-            if t < f:
-                nmed.blocked_insert(x, self.srt, t)
-            if self.fused and t >= f - 1:
-                nmed.blocked_update_half(self.ring[t % f], x, self.srt, self.k1, self.k2,
-                                         self.is_max, 2 * int(self.offset), self.half,
-                                         self.block_peak, self.scratch, t >= f)
-            elif t == f - 1:
-                nmed.blocked_stats(self.srt, self.k1, self.k2, self.lo, self.hi)
-            elif t >= f:
-                nmed.blocked_update(self.ring[t % f], x, self.srt, self.k1, self.k2,
-                                    self.lo, self.hi, self.scratch)
-        else:
-            if t < f:
-                nmed.sorted_insert(x, self.srt, t, ch)
-                if t == f - 1:
-                    nmed.sorted_stats(self.srt, self.k1, self.k2, self.lo, self.hi, ch)
-            else:
-                nmed.sorted_update(self.ring[t % f], x, self.srt, self.k1, self.k2,
-                                   self.lo, self.hi, ch)
-
     def _plain_scale(self) -> float:
         """The stretch factor of the plain projection, from the frames' extremes."""
         if self.scale_mode == 1:
@@ -369,14 +248,14 @@ class NumbaProjector:
         """Image of the last F frames pushed (``plan.out_shape``, ``plan.out_dtype``)."""
         if self.count < self.f:
             raise RuntimeError("project() needs a full window of frames")
-        _, _, nproj = _kernels()
+        _, nproj = _kernels()
         opts = self.plan.options
         mode, scale = self.scale_mode, self.scale
         out = np.empty(self.plan.out_shape if mode != 2 else 0, np.uint8)
         flat = out.reshape(-1)
         if self.fused:
             if mode == 0:
-                peak = float(self.block_peak.max())
+                peak = float(self.median.block_peak.max())
                 scale = 1.0 if peak == 0.0 else 255.0 / peak  # as _stretch_scale
             use32 = False
             if self.xdtype.itemsize == 1:
@@ -467,6 +346,7 @@ def load() -> NumbaBackend:
             f"numba cannot be imported ({exc}); pip install numba") from None
     try:
         _kernels()
+        median_kernels()
     except Exception as exc:  # a broken numba/llvmlite install fails here
         raise BackendUnavailable(
             f"numba kernels failed to load ({type(exc).__name__}: {exc}); "
