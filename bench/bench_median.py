@@ -1,44 +1,109 @@
-"""Sliding-median cost per frame of ``NumbaProjector`` (subtract_median).
+"""Sliding-median methods of the Numba backend, per frame, across window lengths.
 
-Usage: ``python bench/bench_median.py F DTYPE THREADS METHOD[,METHOD...] [REPS]``
-with METHOD in blocked, band, sorted, histogram:bin, histogram:pixel. Pushes F
-frames of a 1024x1024 synthetic particle movie, then times push and project
-over 30 more; prints the median over REPS runs of the mean per frame. The
-movie is cached under /tmp/med.
+For each F and method, ``NumbaProjector`` with ``subtract_median`` pushes F
+frames of a synthetic 8-bit particle movie, then times ``push`` (median
+update and what else the state needs) and ``project`` (the image) over 30
+more; each cell is the median over ``--repeats`` runs of the mean per frame.
+Yardstick from the same run: one ``np.maximum`` pass over a frame. Prints a
+table and writes ``bench/results/median.json``.
+
+    python bench/bench_median.py                      # F = 10, 30, 100, 300; blocked, band
+    python bench/bench_median.py --windows 30 --methods blocked,band,histogram:bin
+    python bench/bench_median.py --quick              # 256x256, F = 10, 30
 """
-import sys, time, os, statistics, numpy as np, numba
-from flowtrace_gpu.synthetic import synthetic_movie
-from flowtrace_gpu.plan import TracePlan, TraceOptions
-from flowtrace_gpu.backends.numba_backend import NumbaProjector
-F = int(sys.argv[1]); dt = np.dtype(sys.argv[2]); threads = int(sys.argv[3])
-methods = sys.argv[4].split(','); reps = int(sys.argv[5]) if len(sys.argv) > 5 else 3
-N = F + 30
-os.makedirs("/tmp/med", exist_ok=True)
-path = f"/tmp/med/movie_{dt}_{N}.npy"
-if os.path.exists(path):
-    m = np.load(path)
-else:
-    m = synthetic_movie(N, (1024, 1024), dtype=dt); np.save(path, m)
-numba.set_num_threads(threads)
-plan = TracePlan(F, (1024, 1024), dt, TraceOptions(subtract_median=True))
-for meth in methods:
-    kw = {'median': meth}
-    if meth.startswith('histogram'):
-        kw = {'median': 'histogram', 'hist_layout': meth.split(':')[1] if ':' in meth else 'bin'}
-    pushes, projs = [], []
-    wp = NumbaProjector(TracePlan(F, (8, 8), dt, TraceOptions(subtract_median=True)), **kw)
-    for i in range(F + 2): wp.push(m[i, :8, :8]);
-    wp.project()
-    for r in range(reps):
-        p = NumbaProjector(plan, **kw)
-        for i in range(F): p.push(m[i])
-        p.project()
-        tp = tu = 0
-        for i in range(F, N):
-            t = time.perf_counter(); p.push(m[i]); t1 = time.perf_counter(); p.project(); t2 = time.perf_counter()
-            tu += t1 - t; tp += t2 - t1
-        pushes.append(tu * 1000 / (N - F)); projs.append(tp * 1000 / (N - F))
-        rebuilt = p.median.rebuilt / (N - F) / p.npix
-        del p
-    print(f"F={F} {dt} thr={threads} {meth:14s} push {statistics.median(pushes):6.2f} ms  project {statistics.median(projs):5.2f} ms  (push runs {', '.join(f'{x:.1f}' for x in pushes)})"
-          + (f"  band rebuilt {rebuilt:.2%} px/frame" if meth == "band" else ""), flush=True)
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import median_time, save, table  # noqa: E402
+
+from flowtrace_gpu.backends.numba_backend import NumbaProjector  # noqa: E402
+from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+TIMED = 30  # frames timed after the first window
+
+
+def run(movie, f, method, repeats):
+    """(push ms, project ms, band rebuilds per pixel per frame) for one cell."""
+    kw = {"median": method}
+    if method.startswith("histogram"):
+        kw = {"median": "histogram", "hist_layout": method.partition(":")[2] or "bin"}
+    shape = movie.shape[1:]
+    # compile this method's kernels on a tiny frame first
+    tiny = NumbaProjector(TracePlan(f, (8, 8), movie.dtype, TraceOptions(subtract_median=True)),
+                          **kw)
+    for i in range(f + 2):
+        tiny.push(movie[i, :8, :8])
+    tiny.project()
+    plan = TracePlan(f, shape, movie.dtype, TraceOptions(subtract_median=True))
+    pushes, projects = [], []
+    for _ in range(repeats):
+        proj = NumbaProjector(plan, **kw)
+        for i in range(f):
+            proj.push(movie[i])
+        proj.project()
+        t_push = t_proj = 0.0
+        for i in range(f, f + TIMED):
+            t0 = time.perf_counter()
+            proj.push(movie[i])
+            t1 = time.perf_counter()
+            proj.project()
+            t2 = time.perf_counter()
+            t_push += t1 - t0
+            t_proj += t2 - t1
+        pushes.append(t_push / TIMED * 1e3)
+        projects.append(t_proj / TIMED * 1e3)
+        rebuilt = proj.median.rebuilt / TIMED / proj.npix
+    return statistics.median(pushes), statistics.median(projects), rebuilt
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="256x256, F = 10 and 30, one repeat")
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--windows", default="10,30,100,300", help="comma-separated F")
+    ap.add_argument("--methods", default="blocked,band",
+                    help="comma-separated: blocked, band, sorted, histogram:bin, histogram:pixel")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="kernel threads (default 1: what the pipeline gives compute on 2 cores)")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.size, args.windows, args.repeats = 256, "10,30", 1
+    windows = [int(f) for f in args.windows.split(",")]
+    methods = args.methods.split(",")
+
+    import numba
+
+    numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
+    movie = synthetic_movie(max(windows) + TIMED, (args.size, args.size), seed=0)
+    a, b = movie[0].copy(), movie[1].copy()
+    maxpass = median_time(lambda: np.maximum(a, b, out=a), repeats=20) * 1e3
+    rows = []
+    for f in windows:
+        for method in methods:
+            push, project, rebuilt = run(movie, f, method, args.repeats)
+            row = {"F": f, "method": method, "push_ms": push, "project_ms": project,
+                   "total_ms": push + project}
+            if method == "band":
+                row["band_rebuilt_pct"] = 100 * rebuilt
+            rows.append(row)
+            print(f"F={f} {method}: {push + project:.2f} ms", file=sys.stderr, flush=True)
+    print(f"{args.size}x{args.size} uint8, subtract_median, {args.threads} thread(s), ms per "
+          f"frame (median of {args.repeats}); one np.maximum pass {maxpass:.3f} ms")
+    print(table(rows, ["F", "method", "push_ms", "project_ms", "total_ms", "band_rebuilt_pct"]))
+    print("wrote", save("median", {"size": args.size, "threads": args.threads,
+                                   "np_maximum_pass_ms": maxpass, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

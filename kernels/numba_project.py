@@ -682,6 +682,13 @@ def _half_stretch(res, h, scale):
         res[i] = _to_uint8(np.float64(h[i]) * 0.5, scale)
 
 
+@njit(cache=True, nogil=True)
+def _half_stretch32(res, h, s32):
+    """:func:`_half_stretch` in float32 (where :func:`f32_stretch_exact` allows)."""
+    for i in range(h.shape[0]):
+        res[i] = _to_uint8_f32(np.float32(h[i]) * np.float32(0.5), s32)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def stretch_half(half, scale, out, chunk, use32):
     """The 8-bit image of ``half / 2`` (see :func:`project_sliding_half`).
@@ -694,10 +701,7 @@ def stretch_half(half, scale, out, chunk, use32):
         start = c * chunk
         stop = min(start + chunk, n)
         if use32:
-            h = half[start:stop]
-            res = out[start:stop]
-            for i in range(stop - start):
-                res[i] = _to_uint8_f32(np.float32(h[i]) * np.float32(0.5), s32)
+            _half_stretch32(out[start:stop], half[start:stop], s32)
         else:
             _half_stretch(out[start:stop], half[start:stop], scale)
 
@@ -705,7 +709,7 @@ def stretch_half(half, scale, out, chunk, use32):
 @njit(parallel=True, cache=True, nogil=True)
 def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi, ioff,
                          sub_first, sub_median, add_first, is_max, ioffset,
-                         half, scale_mode, scale, out, chunk_max, chunk):
+                         half, scale_mode, scale, out, chunk_max, chunk, f32_first, f32_last):
     """:func:`project_sliding` for small integer values, twice the projection in integers.
 
     For integer frames of at most 16 bits (and an integral ``offset`` and
@@ -724,6 +728,10 @@ def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi, ioff,
         ``off`` and ``offset`` of :func:`project_sliding`, as integers.
     half : ndarray of int16 or int32, shape (P,)
         Receives twice the projection.
+    f32_first, f32_last : int
+        Bounds of every value ``half`` can hold: the stretch runs in float32
+        when :func:`f32_stretch_exact` passes for all of them (none when
+        ``f32_first > f32_last``).
     """
     n = half.shape[0]
     nchunks = chunk_max.shape[0]
@@ -743,7 +751,12 @@ def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi, ioff,
         chunk_max[c] = np.float64(_peak_int(h)) * 0.5
     if scale_mode == 0:
         scale = _stretch_scale(chunk_max)
+    use32 = f32_first <= f32_last and f32_stretch_exact(f32_first, f32_last, 2, 0.0, scale)
+    s32 = np.float32(scale)
     for c in prange(nchunks):
         start = c * chunk
         stop = min(start + chunk, n)
-        _half_stretch(out[start:stop], half[start:stop], scale)
+        if use32:
+            _half_stretch32(out[start:stop], half[start:stop], s32)
+        else:
+            _half_stretch(out[start:stop], half[start:stop], scale)

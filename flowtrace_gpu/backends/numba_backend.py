@@ -234,6 +234,18 @@ class NumbaProjector:
             self.ring[t % self.ring_len] = x
         self.count = t + 1
 
+    def _half_f32_range(self) -> tuple[int, int]:
+        """Bounds of twice a shifted projection of 8-bit frames (empty: float64 only).
+
+        Values are 8-bit (plus ``off``), so twice the projection, its shifts
+        and ``2 * offset - h`` stay within this range; the float32 stretch is
+        checked on all of it (kernels.numba_project.f32_stretch_exact).
+        """
+        if self.half.dtype != np.int16:
+            return 1, 0
+        bound = 2048 + 2 * abs(int(self.offset)) + 2 * abs(int(self.off))
+        return -bound, bound
+
     def _plain_scale(self) -> float:
         """The stretch factor of the plain projection, from the frames' extremes."""
         if self.scale_mode == 1:
@@ -287,7 +299,8 @@ class NumbaProjector:
                     self.buf, self.prefix, s1, self.ring, x0slot, self.lo, self.hi,
                     int(self.off), opts.subtract_first, opts.subtract_median,
                     opts.add_first_frame, self.is_max, int(self.offset),
-                    self.half, mode, scale, flat, self.chunk_max, self.chunk)
+                    self.half, mode, scale, flat, self.chunk_max, self.chunk,
+                    *self._half_f32_range())
                 return out
             nproj.project_sliding(
                 self.buf, self.prefix, s1, self.ring, x0slot, self.lo, self.hi, self.off,
