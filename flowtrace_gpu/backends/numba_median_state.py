@@ -22,13 +22,13 @@ MEDIAN_BLOCK = 1024
 #: uint8 frames; shorter ones take the blocked sorted window. Measured on a
 #: 2-core AMD EPYC (Zen 3, AVX2), 1 MP uint8 synthetic particle movie, one
 #: thread, push + projection per frame with ``subtract_median``
-#: (``python bench/bench_median.py F uint8 1 blocked,band``): blocked 1.9 /
-#: 4.6 / 11.0 / 29.9 ms at F = 10 / 30 / 100 / 300 (it streams the F * P
-#: sorted window: about 0.1 ms per unit of F), band 8.3 / 5.2 / 4.9 / 6.8 ms
-#: (its 16 bins per pixel, uint16 counts above F = 255; at F = 10 the median
-#: leaves the band for 1.4 % of pixels per frame, at F = 30 for 0.02 %; on
-#: the shared 62-frame recording 2.2 % at F = 10, 0.4 % at F = 30, 0.15 % at
-#: F = 50). Crossover near F = 35.
+#: (``python bench/bench_median.py``): blocked 1.9 / 5.1 / 11.8 / 36.4 ms at
+#: F = 10 / 30 / 100 / 300 (it streams the F * P sorted window: about 0.1 ms
+#: per unit of F), band 10.3 / 6.0 / 5.5 / 9.0 ms (its 16 bins per pixel,
+#: uint16 counts above F = 255; at F = 10 the median leaves the band for
+#: 1.4 % of pixels per frame, at F = 30 for 0.02 %; on the shared 62-frame
+#: recording 2.2 % at F = 10, 0.4 % at F = 30, 0.15 % at F = 50). The
+#: crossover moved between F = 35 and 45 across runs.
 MEDIAN_BAND_MIN_F = 40
 
 #: Bins per pixel of the band histogram: its state is ``BAND_BINS * P``
