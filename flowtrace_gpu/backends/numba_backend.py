@@ -33,6 +33,7 @@ bytes (full 8-bit histogram, F <= 255).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -44,21 +45,16 @@ from .numba_median_state import _kernels as median_kernels
 #: Values per parallel task (tests shrink it so tiny frames span many chunks).
 CHUNK = 8192
 
-_KERNELS = None
-
-
+@functools.cache
 def _kernels():
     """The kernel modules, imported (and their caches loaded) on first use.
 
-    Kept in a global: an import statement per call takes the import lock
-    while holding the GIL, which the reader and writer threads wait on.
+    Cached: an import statement per call takes the import lock while
+    holding the GIL, which the reader and writer threads wait on.
     """
-    global _KERNELS
-    if _KERNELS is None:
-        from flowtrace_gpu.kernels import numba_project, numba_sliding
+    from flowtrace_gpu.kernels import numba_project, numba_sliding
 
-        _KERNELS = numba_sliding, numba_project
-    return _KERNELS
+    return numba_sliding, numba_project
 
 
 def _storage_dtype(dtype: np.dtype) -> np.dtype:
@@ -250,11 +246,10 @@ class NumbaProjector:
         """The stretch factor of the plain projection, from the frames' extremes."""
         if self.scale_mode == 1:
             return self.scale
-        if self.is_max:
-            peak = float(self.frame_ext.max())
-        else:
-            peak = self.offset - float(self.frame_ext.min())
-        return 1.0 if peak == 0.0 else 255.0 / peak  # as kernels.numba_project._stretch_scale
+        _, nproj = _kernels()
+        # the peak of a min projection is offset minus the smallest minimum
+        peaks = self.frame_ext if self.is_max else self.offset - self.frame_ext
+        return nproj._stretch_scale(peaks)
 
     def project(self):
         """Image of the last F frames pushed (``plan.out_shape``, ``plan.out_dtype``)."""
@@ -267,13 +262,9 @@ class NumbaProjector:
         flat = out.reshape(-1)
         if self.fused:
             if mode == 0:
-                peak = float(self.median.block_peak.max())
-                scale = 1.0 if peak == 0.0 else 255.0 / peak  # as _stretch_scale
-            use32 = False
-            if self.xdtype.itemsize == 1:
-                # twice the projection of 8-bit frames: 0..510, or from 2 * offset on
-                first = 0 if self.is_max else 2 * int(self.offset)
-                use32 = nproj.f32_stretch_exact(first, first + 510, 2, 0.0, scale)
+                scale = nproj._stretch_scale(self.median.block_peak)
+            first, last = self._half_f32_range()
+            use32 = first <= last and nproj.f32_stretch_exact(first, last, 2, 0.0, scale)
             nproj.stretch_half(self.half, scale, flat, self.chunk, use32)
             return out
         if self.sliding:

@@ -10,6 +10,8 @@ the methods read the leaving frame from.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 #: Pixels per block of the blocked sorted-window median and the band
@@ -39,17 +41,12 @@ BAND_BINS = 16
 METHODS = ("auto", "band", "blocked", "histogram", "sorted")
 
 
-_KERNELS = None
-
-
+@functools.cache
 def _kernels():
-    """:mod:`kernels.numba_median`, imported on first use (then from this global)."""
-    global _KERNELS
-    if _KERNELS is None:
-        from flowtrace_gpu.kernels import numba_median
+    """:mod:`kernels.numba_median`, imported on first use (cached: see numba_backend)."""
+    from flowtrace_gpu.kernels import numba_median
 
-        _KERNELS = numba_median
-    return _KERNELS
+    return numba_median
 
 
 def auto_method(f: int, dtype: np.dtype) -> str:

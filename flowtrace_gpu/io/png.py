@@ -43,6 +43,10 @@ PROBE_BYTES = 64 * 1024
 STORE_ABOVE = 0.9
 
 
+#: Bytes per stored deflate block (the format's maximum).
+_STORED_BLOCK = 65535
+
+
 def stored_zlib(data) -> np.ndarray:
     """zlib stream of ``data`` in stored (uncompressed) deflate blocks.
 
@@ -67,10 +71,6 @@ def stored_zlib(data) -> np.ndarray:
         out[2 + (nfull - 1) * (_STORED_BLOCK + 5)] = 1  # the last full block is final
     out[-4:] = np.frombuffer(struct.pack(">I", _adler32(raw)), np.uint8)
     return out
-
-
-#: Bytes per stored deflate block (the format's maximum).
-_STORED_BLOCK = 65535
 
 
 def deflate(data, level: int = 1):
