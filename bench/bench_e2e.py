@@ -25,11 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baseline_original import run_original  # noqa: E402
-from common import save, table  # noqa: E402
 
 from flowtrace_gpu import available_backends, flowtrace, flowtrace_array, get_backend  # noqa: E402
 from flowtrace_gpu.backends.base import Backend  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+from common import save, table  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "sample_data"
 
@@ -146,7 +147,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"End to end: {args.frames} TIFF frames {args.size}x{args.size} uint8 -> PNGs, "
-          f"F={f}; median of {args.repeats} interleaved runs (spread: max - min); x_original = speedup over the original's algorithm, "
+          f"F={f}; median of {args.repeats} interleaved runs (spread: max - min); "
+          "x_original = speedup over the original's algorithm, "
           f"x_io_floor = time / (read + write only)")
     print(table(rows, ["options", "method", "outputs", "ms_per_frame", "spread_ms", "fps",
                        "x_original", "x_io_floor"]))

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save, table  # noqa: E402
-
 from flowtrace_gpu import flowtrace, flowtrace_array  # noqa: E402
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import cupy_backend as cb  # noqa: E402
 from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+from common import save, table  # noqa: E402
 
 MODES = {"max": {}, "median": {"subtract_median": True}, "color": {"color_series": True}}
 

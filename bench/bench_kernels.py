@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median_time  # noqa: E402
-
 from flowtrace_gpu.backends import available_backends, get_backend
 from flowtrace_gpu.backends.base import RingProjector
 from flowtrace_gpu.plan import TraceOptions, TracePlan
+
+from common import median_time  # noqa: E402
 
 OPS = {
     "max": TraceOptions(),

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import median_time, save, table  # noqa: E402
-
 from flowtrace_gpu.backends.numba_backend import NumbaProjector  # noqa: E402
 from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+from common import median_time, save, table  # noqa: E402
 
 TIMED = 30  # frames timed after the first window
 

@@ -17,11 +17,11 @@ import zlib
 import numpy as np
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from common import median_time, save, table  # noqa: E402
-
 from flowtrace_gpu import flowtrace_array  # noqa: E402
 from flowtrace_gpu.io import png  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+from common import median_time, save, table  # noqa: E402
 
 
 def pillow(level):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import pipeline
+from . import config, pipeline
 from .backends import get_backend
 from .errors import FlowtraceError
 from .io.formats import open_source, open_writer
@@ -20,6 +20,7 @@ from .plan import TraceOptions, TracePlan, _positive_int, check_window, trace_se
 
 
 def _workers(use_parallel, max_cores) -> int:
+    config.validate()  # every FLOWTRACE_* variable, before any work
     cores = _positive_int("max_cores", max_cores)
     if not use_parallel:
         return 0

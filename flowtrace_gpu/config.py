@@ -1,59 +1,165 @@
-"""Defaults and the environment variables that override them.
+"""Every tunable of flowtrace_gpu, its default, and the environment variable that overrides it.
 
-Every tunable lives in :data:`DEFAULTS`; the environment variables below are
-read when a run starts (never at import), so a script may set them late.
+Each setting is declared once in :data:`SETTINGS`; :data:`DEFAULTS` is
+derived from it. Environment variables are read when a run starts (never at
+import), so a script may set them late; :func:`validate` checks all of them
+before any work starts, so a bad value is a :class:`FlowtraceError` naming
+the variable and the allowed values, not a crash in a worker thread.
+Settings without a variable are internal constants kept here so that every
+knob is in one place; tests and benchmarks may pass other values explicitly.
 
-=====================  ===========  ==========================================
-variable               default      meaning
-=====================  ===========  ==========================================
-``FLOWTRACE_BACKEND``  ``auto``     backend when ``backend='auto'`` is passed:
-                                    ``auto``, ``cupy``, ``numba`` or ``numpy``
-``FLOWTRACE_DEVICE``   ``0``        CUDA device ordinal for the CuPy backend
-``FLOWTRACE_PREFETCH`` ``8``        frames the reader thread decodes ahead
-``FLOWTRACE_PNG_LEVEL````1``        deflate level of written PNGs (0-9);
-                                    changes file size and speed, never pixels
-=====================  ===========  ==========================================
+>>> from flowtrace_gpu import config
+>>> config.DEFAULTS["prefetch"]
+8
+>>> sorted(config.ENV_VARS)[:2]
+['FLOWTRACE_BACKEND', 'FLOWTRACE_DEVICE']
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-DEFAULTS: dict[str, object] = {
-    "backend": "auto",
-    "device": 0,
-    # Frames decoded ahead of the compute thread. Eight 1 MP 8-bit frames are
-    # 8 MB: enough to ride out a slow file without making memory O(movie).
-    "prefetch": 8,
+
+@dataclass(frozen=True)
+class Setting:
+    """One tunable: default, meaning, and how the environment may change it."""
+
+    default: object
+    doc: str
+    #: Environment variable overriding the default, or None (fixed).
+    env: str | None = None
+    #: Allowed values (for strings), or None.
+    choices: tuple | None = None
+    #: Inclusive bounds (for numbers), or None.
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def cast(self):
+        return type(self.default)
+
+    def allowed(self) -> str:
+        """The allowed values, in words."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(repr, self.choices))
+        kind = "a whole number" if self.cast is int else "a number"
+        if self.maximum is None:
+            return f"{kind} >= {self.minimum}"
+        return f"{kind} from {self.minimum} to {self.maximum}"
+
+
+SETTINGS: dict[str, Setting] = {
+    "backend": Setting(
+        "auto", "backend used when ``backend='auto'`` is passed",
+        env="FLOWTRACE_BACKEND", choices=("auto", "cupy", "numba", "numpy")),
+    "device": Setting(
+        0, "CUDA device ordinal of the cupy backend (``device=`` overrides it)",
+        env="FLOWTRACE_DEVICE", minimum=0, maximum=1023),
+    # Eight 1 MP 8-bit frames are 8 MB: enough to ride out a slow file
+    # without making memory O(movie).
+    "prefetch": Setting(
+        8, "frames the reader thread decodes ahead",
+        env="FLOWTRACE_PREFETCH", minimum=1, maximum=4096),
     # Level 1 is ~4x faster than zlib's default 6 for ~10 % larger files on
     # particle movies (bench/bench_png.py); pixels are identical.
-    "png_level": 1,
-    # Outputs waiting for a writer thread, per writer.
-    "write_queue_per_writer": 2,
+    "png_level": Setting(
+        1, "deflate level of written PNGs; size and speed only, never pixels",
+        env="FLOWTRACE_PNG_LEVEL", minimum=0, maximum=9),
+    "write_queue_per_writer": Setting(
+        2, "images waiting for each writer thread",
+        env="FLOWTRACE_WRITE_QUEUE", minimum=1, maximum=1024),
+    "probe_workers": Setting(
+        8, "most threads reading a folder's image headers before a run",
+        env="FLOWTRACE_PROBE_WORKERS", minimum=1, maximum=256),
+    "numba_chunk": Setting(
+        8192, "values per parallel task of the numba kernels",
+        env="FLOWTRACE_NUMBA_CHUNK", minimum=1, maximum=2**30),
+    # The blocked sorted window and the band histogram keep their state in
+    # blocks of this many pixels: small enough to stay in L1/L2 per frame.
+    "median_block": Setting(
+        1024, "pixels per cache block of the numba sliding median",
+        env="FLOWTRACE_MEDIAN_BLOCK", minimum=1, maximum=2**20),
+    # Measured crossover of the blocked sorted window and the band
+    # histogram on uint8 frames (bench/bench_median.py): F = 35-45.
+    "median_band_min_f": Setting(
+        40, "shortest window for which 'auto' takes the band-histogram median (uint8)",
+        env="FLOWTRACE_MEDIAN_BAND_MIN_F", minimum=1, maximum=65535),
+    "band_bins": Setting(
+        16, "bins per pixel around the median in the band histogram",
+        env="FLOWTRACE_BAND_BINS", minimum=1, maximum=256),
+    "gpu_headroom_mib": Setting(
+        64, "device memory (MiB) left free beyond the cupy backend's planned buffers",
+        env="FLOWTRACE_GPU_HEADROOM_MIB", minimum=0, maximum=2**20),
+    # Noisy 1 MP images: ISA-L spends 3.4-3.8 ms to save 3-4 %; storing
+    # takes 0.5 ms (bench/bench_png.py).
+    "png_probe_bytes": Setting(
+        64 * 1024, "bytes from an image's middle deflated first, to see whether deflate pays"),
+    "png_store_above": Setting(
+        0.9, "images whose probe deflates to more than this fraction are stored",
+        minimum=0.0, maximum=1.0),
 }
 
-_ENV = {
-    "backend": ("FLOWTRACE_BACKEND", str),
-    "device": ("FLOWTRACE_DEVICE", int),
-    "prefetch": ("FLOWTRACE_PREFETCH", int),
-    "png_level": ("FLOWTRACE_PNG_LEVEL", int),
-}
+#: Every default, by name.
+DEFAULTS: dict[str, object] = {name: s.default for name, s in SETTINGS.items()}
+
+#: Environment variable -> setting name.
+ENV_VARS: dict[str, str] = {s.env: name for name, s in SETTINGS.items() if s.env}
+
+
+def _error(message: str):
+    from .errors import FlowtraceError
+
+    return FlowtraceError(message)
+
+
+def _parse(name: str, setting: Setting, raw: str):
+    var = setting.env
+    fix = f"unset {var} or give {setting.allowed()} (default {setting.default!r})"
+    if setting.choices is not None:
+        value = raw.strip().lower()
+        if value not in setting.choices:
+            raise _error(f"environment variable {var}={raw!r} is not {setting.allowed()}; {fix}")
+        return value
+    try:
+        value = setting.cast(raw.strip())
+    except ValueError:
+        raise _error(
+            f"environment variable {var}={raw!r} is not a valid {setting.cast.__name__}; {fix}"
+        ) from None
+    if value != value or (setting.minimum is not None and value < setting.minimum) or (
+            setting.maximum is not None and value > setting.maximum):
+        raise _error(f"environment variable {var}={raw!r} is out of range; {fix}")
+    return value
 
 
 def get(key: str):
-    """Return the setting ``key``: its environment variable if set, else the default."""
-    from .errors import FlowtraceError
+    """Return the setting ``key``: its environment variable if set, else the default.
 
-    env = _ENV.get(key)
-    if env is not None:
-        name, cast = env
-        raw = os.environ.get(name)
+    Raises
+    ------
+    FlowtraceError
+        When the variable is set to a value outside the setting's range.
+    """
+    setting = SETTINGS[key]
+    if setting.env is not None:
+        raw = os.environ.get(setting.env)
         if raw not in (None, ""):
-            try:
-                return cast(raw)
-            except ValueError:
-                raise FlowtraceError(
-                    f"environment variable {name}={raw!r} is not a valid {cast.__name__}; "
-                    f"unset it or give a value like {DEFAULTS[key]!r}"
-                ) from None
-    return DEFAULTS[key]
+            return _parse(key, setting, raw)
+    return setting.default
+
+
+def validate() -> None:
+    """Check every environment variable of :data:`SETTINGS` (called as a run starts)."""
+    for key in SETTINGS:
+        get(key)
+
+
+def table() -> str:
+    """The settings with a variable, as the Markdown table README shows."""
+    lines = ["| environment variable | default | meaning |", "|---|---|---|"]
+    for setting in SETTINGS.values():
+        if setting.env:
+            doc = setting.doc.replace("``", "`")
+            lines.append(f"| `{setting.env}` | `{setting.default}` | {doc} |")
+    return "\n".join(lines)

@@ -7,6 +7,7 @@ the color weights and the output shape before the first frame is read.
 
 from __future__ import annotations
 
+import enum
 import itertools
 import operator
 from dataclasses import dataclass, field
@@ -31,6 +32,19 @@ NORMALIZE_MODES = ("frame", "global", "none")
 #: 'none' (raw values in the input dtype) and 'float' (the float64
 #: projection, for measuring the global peak).
 SCALINGS = ("frame", "fixed", "none", "float")
+
+
+class WeightMode(enum.IntEnum):
+    """How :attr:`TracePlan.colors` weights a window's frames: one encoding for every backend."""
+
+    #: No weights.
+    NONE = 0
+    #: (K,) weights (``fade_tails`` alone): every channel of frame j times ``w[j]``.
+    SCALAR = 1
+    #: (K, 3) colors on RGB frames: channel c of frame j times ``w[j, c]``.
+    CHANNELS = 2
+    #: (K, 3) colors on gray frames: frame j becomes the RGB ``w[j] * value``.
+    TINT = 3
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
@@ -318,6 +332,16 @@ class TracePlan:
             fade = fade_weights(k)
             weights = fade if weights is None else weights * fade[:, None]
         return weights
+
+    @property
+    def weight_mode(self) -> WeightMode:
+        """How :attr:`colors` applies to the frames (see :class:`WeightMode`)."""
+        weights = self.colors
+        if weights is None:
+            return WeightMode.NONE
+        if weights.ndim == 1:
+            return WeightMode.SCALAR
+        return WeightMode.CHANNELS if self.is_color_input else WeightMode.TINT
 
     @property
     def out_shape(self) -> tuple:

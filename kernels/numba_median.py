@@ -54,7 +54,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-
 # --- histogram (8-bit) ---------------------------------------------------------
 
 

@@ -426,7 +426,6 @@ def project_window(ring, start, diff_order, lo, hi, off,
     scale_mode, scale, out, chunk_max, chunk
         As for :func:`project_sliding` (chunks of input values).
     """
-    f = ring.shape[0]
     n = ring.shape[1]
     nchunks = chunk_max.shape[0]
     if diff_order == 0:

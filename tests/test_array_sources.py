@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from naive import naive_trace
-
 from flowtrace_gpu import FlowtraceError, flowtrace_array
+
+from naive import naive_trace
 
 MOVIE = np.random.default_rng(7).integers(0, 256, (23, 5, 6), dtype=np.uint8)
 

@@ -25,8 +25,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import REFERENCE, read_png, reference_cases
-
 from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend
 from flowtrace_gpu.backends import BackendUnavailable, clear_cache
 from flowtrace_gpu.backends import cupy_backend as cb
@@ -34,6 +32,8 @@ from flowtrace_gpu.backends.base import RingProjector
 from flowtrace_gpu.kernels.stretch import stretch_to_uint8
 from flowtrace_gpu.kernels.window import trace_window
 from flowtrace_gpu.plan import TraceOptions, TracePlan
+
+from conftest import REFERENCE, read_png, reference_cases
 
 STANDIN = cb.CupyBackend(xp=np)
 CASES = reference_cases()

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tifffile
 
+from flowtrace_gpu.cli import main
+
 from conftest import read_png
 from naive import naive_trace
-
-from flowtrace_gpu.cli import main
 
 
 @pytest.fixture

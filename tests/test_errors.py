@@ -1,5 +1,7 @@
 """Bad input: a FlowtraceError naming the problem and the fix, before any output."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -142,3 +144,22 @@ def test_bad_arrays(frames, match):
 def test_color_series_needs_three_channels():
     with pytest.raises(FlowtraceError, match="color_series"):
         flowtrace_array(np.zeros((4, 3, 3, 4), np.uint8), 2, color_series=True)
+
+
+@pytest.mark.parametrize("var,value", [("FLOWTRACE_PNG_LEVEL", "10"), ("FLOWTRACE_PREFETCH", "0"),
+                                       ("FLOWTRACE_BACKEND", "gpu"), ("FLOWTRACE_NUMBA_CHUNK", "x")])
+def test_bad_environment_variable_is_refused_before_any_output(tmp_path, monkeypatch, var, value):
+    monkeypatch.setenv(var, value)
+    movie = np.zeros((4, 3, 3), np.uint8)
+    with pytest.raises(FlowtraceError, match=var):
+        flowtrace_array(movie, 2)
+
+
+def test_config_table_lists_every_environment_variable():
+    from flowtrace_gpu import config
+
+    table = config.table()
+    for var in config.ENV_VARS:
+        assert f"`{var}`" in table
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert table in readme, "README's environment table differs from config.table(); paste it"

@@ -266,10 +266,10 @@ def _write_mraw_12bit(path, movie):
     packed[:, 2] = flat[:, 1] & 0xFF
     path.with_suffix(".mraw").write_bytes(packed.tobytes())
     path.with_suffix(".cih").write_text(
-        "#Camera Information Header\nRecord Rate(fps) : 2000\nTotal Frame : %d\n"
-        "Original Total Frame : %d\nImage Width : %d\nImage Height : %d\nColor Type : Mono\n"
-        "Color Bit : 12\nFile Format : MRaw\nEffectiveBit Depth : 12\nEffectiveBit Side : Lower\n"
-        % (len(movie), len(movie), W, H))
+        "#Camera Information Header\nRecord Rate(fps) : 2000\n"
+        f"Total Frame : {len(movie)}\nOriginal Total Frame : {len(movie)}\n"
+        f"Image Width : {W}\nImage Height : {H}\nColor Type : Mono\n"
+        "Color Bit : 12\nFile Format : MRaw\nEffectiveBit Depth : 12\nEffectiveBit Side : Lower\n")
 
 
 @pytest.mark.parametrize("bits", [8, 12, 16])

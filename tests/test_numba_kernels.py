@@ -17,9 +17,9 @@ numba = pytest.importorskip("numba")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from flowtrace_gpu import config  # noqa: E402
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import numba_backend as nb  # noqa: E402
-from flowtrace_gpu.backends import numba_median_state as nms  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
 from flowtrace_gpu.kernels import numba_median as nmed  # noqa: E402
 from flowtrace_gpu.kernels import numba_project as nproj  # noqa: E402
@@ -402,7 +402,7 @@ def test_auto_median_choice():
         plan = TracePlan(f, (2, 3), dtype, TraceOptions(subtract_median=True))
         return nb.NumbaProjector(plan).median.method
 
-    short, long = nms.MEDIAN_BAND_MIN_F - 1, nms.MEDIAN_BAND_MIN_F
+    short, long = config.get("median_band_min_f") - 1, config.get("median_band_min_f")
     assert method(short, np.uint8) == method(long, np.uint16) == "blocked"
     assert method(long, np.float32) == method(long, np.int8) == "blocked"
     assert method(long, np.uint8) == method(300, np.uint8) == "band"

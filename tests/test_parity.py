@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, REFERENCE, read_png, reference_cases
-
 from flowtrace_gpu import flowtrace, flowtrace_array
+
+from conftest import BACKENDS, REFERENCE, read_png, reference_cases
 
 CASES = reference_cases()
 pytestmark = pytest.mark.skipif(

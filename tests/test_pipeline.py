@@ -6,11 +6,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from conftest import BACKENDS
-from naive import naive_trace
-
 from flowtrace_gpu import flowtrace_array, get_backend, pipeline
 from flowtrace_gpu.plan import TraceOptions, TracePlan
+
+from conftest import BACKENDS
+from naive import naive_trace
 
 
 class CountingWriter:

@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from flowtrace_gpu import flowtrace_array
+
 from conftest import BACKENDS
 from naive import naive_trace
-
-from flowtrace_gpu import flowtrace_array
 
 OPTION_NAMES = ("invert_color", "take_diff", "subtract_median", "subtract_first",
                 "add_first_frame", "color_series")

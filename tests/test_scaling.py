@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array
+
 from conftest import BACKENDS
 from naive import naive_colors, naive_trace, naive_trace_ext
-
-from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array
 
 
 def _movie(dtype=np.uint16, shape=(16, 6, 7), seed=0, high=4095):

@@ -147,7 +147,7 @@ def _device_ordinal(device, count: int) -> int:
     return ordinal
 
 
-def load(import_cupy=None) -> "CupyBackend":
+def load(import_cupy=None) -> CupyBackend:
     """The registry's entry point: the CuPy backend, or :class:`BackendUnavailable`."""
     try:
         cp, ordinal, _ = _probe(import_cupy)
@@ -160,9 +160,10 @@ def load(import_cupy=None) -> "CupyBackend":
 # Memory plan
 # --------------------------------------------------------------------------
 
-#: Kept free beyond the estimate: CUB reduction scratch, the CUDA context's
-#: growth, fragmentation of the memory pool.
-HEADROOM_BYTES = 64 * 2**20
+def headroom_bytes() -> int:
+    """Kept free beyond the estimate (CUB reduction scratch, the CUDA context's
+    growth, fragmentation of the memory pool): the ``gpu_headroom_mib`` setting."""
+    return int(config.get("gpu_headroom_mib")) * 2**20
 
 
 def needs_stack(options) -> bool:
@@ -229,12 +230,14 @@ def estimate_device_bytes(plan) -> MemoryEstimate:
 
 
 def check_device_memory(plan, free_bytes: int, device_label: str = "the GPU",
-                        headroom: int = HEADROOM_BYTES) -> MemoryEstimate:
+                        headroom: int | None = None) -> MemoryEstimate:
     """Raise :class:`FlowtraceError` if ``plan`` does not fit in ``free_bytes``.
 
     Returns the estimate when it fits.
     """
     est = estimate_device_bytes(plan)
+    if headroom is None:
+        headroom = headroom_bytes()
     if est.total + headroom > free_bytes:
         raise FlowtraceError(
             f"the cupy backend needs about {_mib(est.total + headroom)} of memory on "
@@ -270,7 +273,7 @@ y = (unsigned char)(v + 0.5);
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _get_stretch_kernel():
     """float64 projection + its peak -> uint8 image (``stretch_to_uint8``)."""
     import cupy
@@ -301,7 +304,7 @@ y = {result};
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _get_extreme_kernel(invert: bool):
     """Per-pixel max (or ``offset - min``) over ``count`` planes, in the input dtype.
 
@@ -363,7 +366,7 @@ y = {result};
 """
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _get_weighted_kernel(mode: str, invert: bool):
     """color_series / fade_tails: ``max_j frame_j * w[j]``, reading slots in window order.
 

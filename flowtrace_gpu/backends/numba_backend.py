@@ -38,12 +38,11 @@ import math
 
 import numpy as np
 
+from .. import config
 from .base import Backend, RingProjector
 from .numba_median_state import BlockedMedian, make_median
 from .numba_median_state import _kernels as median_kernels
 
-#: Values per parallel task (tests shrink it so tiny frames span many chunks).
-CHUNK = 8192
 
 @functools.cache
 def _kernels():
@@ -90,11 +89,12 @@ class NumbaProjector:
     plan : flowtrace_gpu.plan.TracePlan
         What to compute.
     chunk : int, optional
-        Values per parallel task (default :data:`CHUNK`).
+        Values per parallel task (default: the ``numba_chunk`` setting);
+        tests shrink it so tiny frames span many chunks.
     median : {'auto', 'blocked', 'band', 'histogram', 'sorted'}
         Sliding-median method (:mod:`.numba_median_state`); ``'auto'``
         takes the band histogram for uint8 frames and F >=
-        ``MEDIAN_BAND_MIN_F``, else the vectorized blocked sorted window.
+        the ``median_band_min_f`` setting, else the vectorized blocked sorted window.
     hist_layout : {'bin', 'pixel'}
         Histogram memory order (bin-major is faster on images).
     """
@@ -103,7 +103,7 @@ class NumbaProjector:
                  hist_layout: str = "bin"):
         self.plan = plan
         opts = plan.options
-        self.chunk = int(chunk or CHUNK)
+        self.chunk = int(chunk or config.get("numba_chunk"))
         f = plan.frames_to_merge
         d = opts.diff_order if opts.take_diff else 0
         self.f, self.d, self.length = f, d, f - d
@@ -205,7 +205,7 @@ class NumbaProjector:
             x = self.x
             np.copyto(x.reshape(frame.shape), frame, casting="unsafe")
         t = self.count
-        f, ch = self.f, self.chunk
+        ch = self.chunk
 
         if self.median is not None:
             self.median.push(self.ring, t, x)

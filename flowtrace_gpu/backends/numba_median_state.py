@@ -14,29 +14,16 @@ import functools
 
 import numpy as np
 
-#: Pixels per block of the blocked sorted-window median and the band
-#: histogram (layouts ``(nblocks, rows, MEDIAN_BLOCK)``); capped by the
-#: projector's chunk. 512-8192 measured within noise of each other; 1024
-#: keeps a block's row in L1.
-MEDIAN_BLOCK = 1024
+from .. import config
 
-#: Shortest window for which ``median='auto'`` takes the band histogram on
-#: uint8 frames; shorter ones take the blocked sorted window. Measured on a
-#: 2-core AMD EPYC (Zen 3, AVX2), 1 MP uint8 synthetic particle movie, one
-#: thread, push + projection per frame with ``subtract_median``
-#: (``python bench/bench_median.py``): blocked 1.9 / 5.1 / 11.8 / 36.4 ms at
-#: F = 10 / 30 / 100 / 300 (it streams the F * P sorted window: about 0.1 ms
-#: per unit of F), band 10.3 / 6.0 / 5.5 / 9.0 ms (its 16 bins per pixel,
-#: uint16 counts above F = 255; at F = 10 the median leaves the band for
-#: 1.4 % of pixels per frame, at F = 30 for 0.02 %; on the shared 62-frame
-#: recording 2.2 % at F = 10, 0.4 % at F = 30, 0.15 % at F = 50). The
-#: crossover moved between F = 35 and 45 across runs.
-MEDIAN_BAND_MIN_F = 40
-
-#: Bins per pixel of the band histogram: its state is ``BAND_BINS * P``
-#: counts; narrower bands are cheaper per frame but are rebuilt more often
-#: (8 bins: 2550 rebuilds per 1 MP frame at F = 30 where 16 bins need 241).
-BAND_BINS = 16
+# Tunables (config.py): "median_block" pixels per block of the blocked
+# sorted window and the band histogram (layouts (nblocks, rows, block),
+# capped by the projector's chunk; 512-8192 measured within noise, 1024
+# keeps a block's row in L1); "median_band_min_f", the shortest window for
+# which 'auto' takes the band histogram on uint8 frames (the measured
+# crossover, bench/bench_median.py, README "Performance"); "band_bins", the
+# band's width (8 bins: 2550 rebuilds per 1 MP frame at F = 30 where 16
+# bins need 241).
 
 METHODS = ("auto", "band", "blocked", "histogram", "sorted")
 
@@ -51,7 +38,7 @@ def _kernels():
 
 def auto_method(f: int, dtype: np.dtype) -> str:
     """The fastest exact median method measured for this window (see above)."""
-    if dtype == np.uint8 and MEDIAN_BAND_MIN_F <= f <= 65535:
+    if dtype == np.uint8 and config.get("median_band_min_f") <= f <= 65535:
         return "band"
     return "blocked"
 
@@ -133,10 +120,10 @@ class BandMedian(SlidingMedian):
 
     def __init__(self, f, npix, dtype, chunk):
         super().__init__(f, npix, dtype)
-        block = min(chunk, MEDIAN_BLOCK)
+        block = min(chunk, config.get("median_block"))
         nblocks = -(-npix // block)
         self.count_type = np.uint8 if f <= 255 else np.uint16
-        self.band = np.zeros((nblocks, BAND_BINS, block), self.count_type)
+        self.band = np.zeros((nblocks, config.get("band_bins"), block), self.count_type)
         self.base = np.zeros(npix, np.uint8)
         self.below = np.zeros(npix, self.count_type)
         self.scratch = np.empty((nblocks, 5, block), np.uint8)
@@ -205,7 +192,7 @@ class BlockedMedian(SlidingMedian):
 
     def __init__(self, f, npix, dtype, chunk):
         super().__init__(f, npix, dtype)
-        block = min(chunk, MEDIAN_BLOCK)
+        block = min(chunk, config.get("median_block"))
         nblocks = -(-npix // block)
         self.srt = np.empty((nblocks, f, block), self.dtype)
         self.scratch = np.empty((nblocks, block), self.dtype)

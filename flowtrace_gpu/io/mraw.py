@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
-from .formats import first_line as _reason, frame_names, require
+from .formats import first_line as _reason
+from .formats import frame_names, require
 from .sources import FrameSource
 
 _BIT_DEPTHS = (8, 12, 16)

@@ -16,6 +16,8 @@ import zlib
 
 import numpy as np
 
+from .. import config
+
 try:  # ISA-L: deflate ~5x faster than zlib level 1 on these images
     from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - isal is a dependency; wheels may be missing
@@ -34,13 +36,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", _crc32(data, _crc32(kind)))
 
 
-#: Bytes from the middle of an image deflated first, to see whether deflate pays.
-PROBE_BYTES = 64 * 1024
-#: Images whose probe deflates to more than this fraction are stored, not
-#: deflated: on noisy 1 MP images ISA-L spends 3.4-3.8 ms to save 3-4 %,
-#: storing takes 0.5 ms (bench/bench_png.py). Sparse images (the original's
-#: sample outputs deflate to ~50 %) are deflated as before.
-STORE_ABOVE = 0.9
+# Whether deflate pays is decided on a probe from the image's middle: the
+# settings "png_probe_bytes" and "png_store_above" (config.py). Sparse
+# images (the original's sample outputs deflate to ~50 %) are deflated.
 
 
 #: Bytes per stored deflate block (the format's maximum).
@@ -84,10 +82,11 @@ def deflate(data, level: int = 1):
         return stored_zlib(data)
     if _isal is not None and level <= 3:
         view = memoryview(data).cast("B")
-        if len(view) > 4 * PROBE_BYTES:
+        probe_bytes = config.get("png_probe_bytes")
+        if len(view) > 4 * probe_bytes:
             middle = len(view) // 2
-            probe = _isal.compress(view[middle:middle + PROBE_BYTES], level)
-            if len(probe) > STORE_ABOVE * PROBE_BYTES:
+            probe = _isal.compress(view[middle:middle + probe_bytes], level)
+            if len(probe) > config.get("png_store_above") * probe_bytes:
                 return stored_zlib(data)
         return _isal.compress(data, level)
     return zlib.compress(data, level)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import config
 from ..errors import FlowtraceError
 from .images import IMAGE_SUFFIXES, TiffTemplate, list_images, probe_image, read_image
 
@@ -148,4 +149,4 @@ class ArraySource(FrameSource):
 
 
 def default_probe_workers() -> int:
-    return min(8, os.cpu_count() or 1)
+    return min(int(config.get("probe_workers")), os.cpu_count() or 1)

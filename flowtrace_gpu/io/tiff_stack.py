@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
-from .formats import first_line as _reason, frame_names
+from .formats import first_line as _reason
+from .formats import frame_names
 from .sources import FrameSource
 from .writers import StreamedFileWriter, write_atomically
 
