@@ -64,7 +64,7 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress)
 def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max_cores=8,
               frames_to_skip=1, *, invert_color=False, take_diff=False, diff_order=1,
               subtract_median=False, subtract_first=False, add_first_frame=False,
-              color_series=False, windows="original", normalize="frame", bit_depth=None,
+              color_series=False, windows="sliding", normalize="frame", bit_depth=None,
               colormap=None, fade_tails=False, format=None, fps=None, grayscale=False,
               backend="auto", device=None, progress=None):
     """Write one pathline image per window of frames, as the original flowtrace.
@@ -181,7 +181,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
 
 def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=False,
                     take_diff=False, diff_order=1, subtract_median=False, subtract_first=False,
-                    add_first_frame=False, color_series=False, windows="original",
+                    add_first_frame=False, color_series=False, windows="sliding",
                     normalize="frame", bit_depth=None, colormap=None, fade_tails=False,
                     backend="auto", device=None, use_parallel=True, max_cores=8,
                     progress=False):

@@ -66,9 +66,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                         "'none': raw values in the input's dtype (default frame)")
     g.add_argument("--bit-depth", type=int, metavar="BITS",
                    help="bits used by 16-bit frames (e.g. 12): --invert-color uses 2**BITS-1")
-    g.add_argument("--windows", choices=("original", "sliding"), default="original",
+    g.add_argument("--windows", choices=("original", "sliding"), default="sliding",
                    help="'original' reproduces the original's pixels (it never reads frame "
-                        "FRAMES); 'sliding' uses every window (default original)")
+                        "FRAMES); 'sliding' uses every window of FRAMES consecutive frames (default)")
     r = p.add_argument_group("how it runs")
     r.add_argument("--backend", default="auto", choices=("auto", "cupy", "numba", "numpy"),
                    help="array backend (default auto: cupy on a CUDA GPU, else numba)")

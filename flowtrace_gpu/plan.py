@@ -71,7 +71,7 @@ class TraceOptions:
     subtract_first: bool = False
     add_first_frame: bool = False
     color_series: bool = False
-    windows: str = "original"
+    windows: str = "sliding"
     normalize: str = "frame"
     bit_depth: int | None = None
     colormap: object = None
@@ -141,7 +141,7 @@ def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
     return f
 
 
-def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "original"):
+def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "sliding"):
     """Indices of the frames that windows slide over, in order.
 
     ``'sliding'`` keeps every frame: window i holds frames i .. i+F-1, and
@@ -161,11 +161,6 @@ def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "o
     if windows == "original" and n_frames > frames_to_merge:
         del indices[frames_to_merge]
     return indices
-
-
-def count_outputs(n_frames: int, frames_to_merge: int, windows: str = "original") -> int:
-    """Number of images written for ``n_frames`` frames (after skipping)."""
-    return len(trace_sequence(n_frames, frames_to_merge, windows)) - frames_to_merge + 1
 
 
 def resolve_colormap(colormap) -> str | tuple:

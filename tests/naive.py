@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def naive_sequence(n_frames, frames_to_merge, windows="original"):
+def naive_sequence(n_frames, frames_to_merge, windows="sliding"):
     """Frame indices windows slide over: the original never reads frame F."""
     if windows == "original" and n_frames > frames_to_merge:
         return [i for i in range(n_frames) if i != frames_to_merge]
@@ -64,7 +64,7 @@ def invert_offset_for(dtype):
     return float(np.iinfo(dtype).max) if dtype.kind in "ui" and dtype.itemsize > 1 else 255.0
 
 
-def naive_trace(frames, frames_to_merge, frames_to_skip=1, *, windows="original", **options):
+def naive_trace(frames, frames_to_merge, frames_to_skip=1, *, windows="sliding", **options):
     """All images flowtrace_array should return, one window at a time."""
     frames = np.asarray(frames)[::frames_to_skip]
     sequence = naive_sequence(len(frames), frames_to_merge, windows)
@@ -90,7 +90,7 @@ def naive_to_dtype(proj, dtype):
     return np.floor(np.clip(proj, info.min, info.max) + 0.5).astype(dtype)
 
 
-def naive_trace_ext(frames, frames_to_merge, frames_to_skip=1, *, windows="original",
+def naive_trace_ext(frames, frames_to_merge, frames_to_skip=1, *, windows="sliding",
                     normalize="frame", colors=None, fade_tails=False, bit_depth=None,
                     invert_color=False, **options):
     """naive_trace plus normalize / per-frame colors (a (K, 3) array in 0-1) / fade / bit_depth."""

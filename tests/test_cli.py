@@ -69,7 +69,7 @@ def test_demo_writes_pathlines_and_preview(tmp_path, capsys):
     assert main(["demo", str(out), "--backend", "numpy", "-q"]) == 0
     images = sorted((out / "pathlines").glob("*.png"))
     frames = sorted((out / "frames").glob("*.tif"))
-    assert len(frames) == 240 and len(images) == 240 - 30
+    assert len(frames) == 240 and len(images) == 240 - 30 + 1
     preview = read_png(out / "preview.png")
     assert preview.shape[1] > 2 * 256 and preview.shape[0] == 256
     # The pathline image is brighter on average than a raw frame: streaks, not dots.
@@ -103,5 +103,5 @@ def test_cli_movie_in_movie_out(tmp_path):
     out = tmp_path / "paths.mp4"
     assert main([str(stack), "5", str(out), "--fps", "12", "--backend", "numpy", "-q"]) == 0
     video = open_source(out, grayscale=True)
-    assert video.n_frames == 20 - 5 and video.frame_shape == (32, 48)
+    assert video.n_frames == 20 - 5 + 1 and video.frame_shape == (32, 48)
     assert abs(video.fps - 12) < 1e-6

@@ -251,7 +251,7 @@ def test_trace_to_mp4_through_the_pipeline(tmp_path):
                          source_fps=getattr(source, "fps", None))
     path = pipeline.run(source.frames(sequence), plan, get_backend("numpy"), writer, n_out, workers=2)
     out = open_source(path, grayscale=True)
-    assert out.n_frames == n_out == N - F and out.fps == 30.0
+    assert out.n_frames == n_out == N - F + 1 and out.fps == 30.0
     err = np.abs(_read_all(out).astype(int) - _trace(movie))
     assert err.mean() < LOSSY_MEAN_TOLERANCE
 

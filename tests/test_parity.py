@@ -25,7 +25,7 @@ def test_files_match_the_original(case, backend, tmp_path):
     spec = CASES[case]
     written = flowtrace(REFERENCE / spec["input"], spec["frames_to_merge"], tmp_path,
                         frames_to_skip=spec["frames_to_skip"], backend=backend,
-                        **spec["options"])
+                        windows="original", **spec["options"])
     expected = _reference_images(case)
     assert [p.name for p in written] == [p.name for p in expected]
     assert sorted(p.name for p in Path(tmp_path).iterdir()) == [p.name for p in expected]
@@ -39,7 +39,7 @@ def test_files_match_the_original(case, backend, tmp_path):
 def test_array_api_matches_the_original(case, reference_frames):
     spec = CASES[case]
     images = flowtrace_array(reference_frames, spec["frames_to_merge"], spec["frames_to_skip"],
-                             **spec["options"])
+                             windows="original", **spec["options"])
     expected = np.stack([read_png(p) for p in _reference_images(case)])
     assert images.shape == expected.shape
     assert np.abs(images.astype(int) - expected).max() <= 1
@@ -48,8 +48,8 @@ def test_array_api_matches_the_original(case, reference_frames):
 def test_sliding_windows_add_the_frame_the_original_skips(reference_frames):
     # 'sliding' differs from the original exactly where frame F enters the window.
     f = 10
-    original = flowtrace_array(reference_frames, f, backend="numpy")
-    sliding = flowtrace_array(reference_frames, f, windows="sliding", backend="numpy")
+    original = flowtrace_array(reference_frames, f, windows="original", backend="numpy")
+    sliding = flowtrace_array(reference_frames, f, backend="numpy")  # the default
     assert len(sliding) == len(original) + 1 == len(reference_frames) - f + 1
     np.testing.assert_array_equal(sliding[0], original[0])
     # Past frame F both slide over the same frames, one step apart.

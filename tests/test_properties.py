@@ -72,6 +72,6 @@ def test_single_frame_windows_are_the_stretched_frames(backend):
 
 def test_output_counts():
     movie = np.zeros((20, 2, 2), dtype=np.uint8)
-    assert len(flowtrace_array(movie, 5)) == 15  # the original's N - F
-    assert len(flowtrace_array(movie, 5, windows="sliding")) == 16
-    assert len(flowtrace_array(movie, 5, 3)) == 7 - 5  # 7 frames kept after skipping
+    assert len(flowtrace_array(movie, 5, windows="original")) == 15  # the original's N - F
+    assert len(flowtrace_array(movie, 5)) == 16  # every F consecutive frames: N - F + 1
+    assert len(flowtrace_array(movie, 5, 3)) == 7 - 5 + 1  # 7 frames kept after skipping
