@@ -3,8 +3,13 @@
 >>> from flowtrace_gpu import flowtrace
 >>> flowtrace('sample_data', 30, 'sample_output/')        # doctest: +SKIP
 
-See :func:`flowtrace` (folders of images) and :func:`flowtrace_array`
-(arrays in memory).
+The public API is what :data:`__all__` names: :func:`flowtrace` (folders,
+recordings and videos), :func:`flowtrace_array` (arrays in memory),
+:class:`FlowtraceError`, and the backend helpers; plus two modules of
+declarations, :mod:`flowtrace_gpu.options` (every user option) and
+:mod:`flowtrace_gpu.config` (every tunable and its environment variable).
+Every other module (``plan``, ``pipeline``, ``backends``, ``io``,
+``kernels``, ...) is internal and may change between releases.
 """
 
 from .api import flowtrace, flowtrace_array

@@ -12,19 +12,20 @@ import numpy as np
 from . import config, pipeline
 from .backends import get_backend
 from .errors import FlowtraceError
-from .io.formats import open_source, open_writer
+from .io.formats import GrayscaleSource, open_source, open_writer
 from .io.iterable import IterableSource
 from .io.sources import ArraySource, default_probe_workers
 from .io.writers import ArrayWriter, ListWriter
-from .plan import TraceOptions, TracePlan, _positive_int, check_window, trace_sequence
+from .options import FLOWTRACE, FLOWTRACE_ARRAY, split
+from .plan import TracePlan, check_window, trace_sequence
 
 
-def _workers(use_parallel, max_cores) -> int:
-    config.validate()  # every FLOWTRACE_* variable, before any work
-    cores = _positive_int("max_cores", max_cores)
-    if not use_parallel:
-        return 0
-    return max(1, min(cores, os.cpu_count() or 1))
+def _start(kwargs: dict, call: str):
+    """Check every option and setting of a call before any work: (TraceOptions, RunOptions, workers)."""
+    config.validate()  # every FLOWTRACE_* variable
+    options, run = split(kwargs, call)
+    workers = max(1, min(run.max_cores, os.cpu_count() or 1)) if run.use_parallel else 0
+    return options, run, workers
 
 
 def _plan(source, frames_to_merge, frames_to_skip, options):
@@ -62,11 +63,11 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress)
 
 
 def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max_cores=8,
-              frames_to_skip=1, *, invert_color=False, take_diff=False, diff_order=1,
-              subtract_median=False, subtract_first=False, add_first_frame=False,
-              color_series=False, windows="sliding", normalize="frame", bit_depth=None,
-              colormap=None, fade_tails=False, format=None, fps=None, grayscale=False,
-              backend="auto", device=None, progress=None):
+              frames_to_skip=1, *, subtract_first=False, subtract_median=False, take_diff=False,
+              diff_order=1, add_first_frame=False, color_series=False, colormap=None,
+              fade_tails=False, invert_color=False, windows="sliding", normalize="frame",
+              bit_depth=None, grayscale=False, format=None, fps=None, backend="auto",
+              device=None, progress=None):
     """Write one pathline image per window of frames, as the original flowtrace.
 
     Parameters
@@ -89,24 +90,31 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         Most threads to use (capped at the machine's cores).
     frames_to_skip : int, default 1
         Keep every ``frames_to_skip``-th frame, starting with the first.
-    invert_color : bool
-        Dark particles on a light background: ``255 - min`` instead of max
-        (the dtype's maximum instead of 255 for 16-bit frames).
+    subtract_first : bool
+        Subtract each window's first frame.
+    subtract_median : bool
+        Subtract each window's per-pixel median (removes the still background).
     take_diff : bool
         Trace the ``diff_order``-th difference of the frames in each window.
     diff_order : int, default 1
-    subtract_median : bool
-        Subtract each window's per-pixel median (removes the still background).
-    subtract_first : bool
-        Subtract each window's first frame.
     add_first_frame : bool
         Add the window's raw first frame back before projecting.
     color_series : bool
         Tint each frame by its time in the window (purple -> orange); RGB out.
-    windows : {'original', 'sliding'}, default 'original'
-        ``'original'`` reproduces the original's pixels, which never read
-        frame F (the (F+1)-th): N-F images. ``'sliding'`` uses every
-        window of F consecutive frames: N-F+1 images.
+    colormap : str or sequence of colors, optional
+        With ``color_series``: a matplotlib colormap name, or two or more
+        colors (RGB 0-255 or 0-1, or '#rrggbb') spaced evenly in time.
+        Default: the original's purple -> orange ramp.
+    fade_tails : bool
+        Weight frame j of the window's K by j/(K-1), oldest frame black, as
+        the MATLAB flowtrace's fade_tails.
+    invert_color : bool
+        Dark particles on a light background: ``255 - min`` instead of max
+        (the dtype's maximum instead of 255 for 16-bit frames).
+    windows : {'sliding', 'original'}, default 'sliding'
+        ``'sliding'``: every window of F consecutive frames, N-F+1 images.
+        ``'original'`` reproduces the original's files, whose windows never
+        read frame F (the (F+1)-th): N-F images.
     normalize : {'frame', 'global', 'none'}, default 'frame'
         ``'frame'``: each image stretched so its brightest value is 255 (the
         original; a sequence flickers). ``'global'``: one scale for the whole
@@ -116,20 +124,14 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     bit_depth : int, optional
         Bits actually used by integer frames (10 or 12 for many cameras that
         store 16 bits): ``invert_color`` then uses ``2**bit_depth - 1``.
-    colormap : str or sequence of colors, optional
-        With ``color_series``: a matplotlib colormap name, or two or more
-        colors (RGB 0-255 or 0-1, or '#rrggbb') spaced evenly in time.
-        Default: the original's purple -> orange ramp.
-    fade_tails : bool
-        Weight frame j of the window's K by j/(K-1), oldest frame black, as
-        the MATLAB flowtrace's fade_tails.
+        Default: what the camera file says, if it does.
+    grayscale : bool
+        Trace the luma of color frames (BT.601) instead of each channel.
     format : {'png', 'tiff', 'video'}, optional
         Output kind; default from ``out_dir`` (a folder: PNG). ``'tiff'``
         with a folder writes one TIFF per window (16 bits kept).
     fps : float, optional
         Frame rate of a video output; default the recording's, else 30.
-    grayscale : bool
-        Trace the luma of color frames (BT.601) instead of each channel.
     backend : {'auto', 'cupy', 'numba', 'numpy'}
         Array backend; ``'auto'`` honours ``FLOWTRACE_BACKEND``.
     device : int, optional
@@ -151,14 +153,11 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     --------
     >>> flowtrace('sample_data', 30, 'sample_output/', subtract_median=True)  # doctest: +SKIP
     """
-    options = TraceOptions(invert_color, take_diff, diff_order, subtract_median,
-                           subtract_first, add_first_frame, color_series, windows,
-                           normalize, bit_depth, colormap, fade_tails)
-    skip = _positive_int("frames_to_skip", frames_to_skip)
-    workers = _workers(use_parallel, max_cores)
+    options, run, workers = _start(locals(), FLOWTRACE)
     if not isinstance(image_dir, (str, os.PathLike)):
         raise FlowtraceError(f"image_dir must be a path to a folder or file, got {image_dir!r}")
-    source = open_source(image_dir, skip, grayscale=grayscale,
+    skip = run.frames_to_skip
+    source = open_source(image_dir, skip, grayscale=options.grayscale,
                          probe_workers=default_probe_workers() if workers else 1)
     plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
     if plan.image_dtype not in (np.uint8, np.uint16):
@@ -166,25 +165,23 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
             f"normalize='none' keeps the frames' {plan.image_dtype} values, which image files "
             "cannot hold (8- or 16-bit integers); use normalize='frame' or 'global'"
         )
-    engine = get_backend(backend, device)
+    engine = get_backend(run.backend, run.device)
     if isinstance(out_dir, str) and out_dir == "same":
         location = Path(image_dir)
         out_dir = location if location.is_dir() else location.parent
     suffix = f"_streamlines_frames{plan.frames_to_merge}"
     writer = open_writer(out_dir, [source.names[i] + suffix for i in range(n_out)],
-                         format=format, fps=fps, source_fps=source.fps, dtype=plan.image_dtype)
-    if progress is None:
-        progress = sys.stderr.isatty()
+                         format=run.format, fps=run.fps, source_fps=source.fps,
+                         dtype=plan.image_dtype)
     return _trace(source, sequence, n_out, plan, engine, writer, workers=workers,
-                  progress=progress)
+                  progress=_progress(run))
 
 
-def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=False,
-                    take_diff=False, diff_order=1, subtract_median=False, subtract_first=False,
-                    add_first_frame=False, color_series=False, windows="sliding",
-                    normalize="frame", bit_depth=None, colormap=None, fade_tails=False,
-                    backend="auto", device=None, use_parallel=True, max_cores=8,
-                    progress=False):
+def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, subtract_first=False,
+                    subtract_median=False, take_diff=False, diff_order=1, add_first_frame=False,
+                    color_series=False, colormap=None, fade_tails=False, invert_color=False,
+                    windows="sliding", normalize="frame", bit_depth=None, grayscale=False,
+                    use_parallel=True, max_cores=8, backend="auto", device=None, progress=None):
     """Pathline images of frames in memory, in a memmap or zarr array, or from an iterable.
 
     Parameters
@@ -192,39 +189,48 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, invert_color=F
     frames : array-like (N, H, W) or (N, H, W, C), or iterable of (H, W[, C]) frames
         Any integer or float dtype. Arrays, memmaps and zarr arrays are read
         one frame at a time; an iterable (e.g. a generator) is walked once.
-    frames_to_merge, frames_to_skip, invert_color, ..., backend
+    frames_to_merge, frames_to_skip
+        As for :func:`flowtrace`.
+    subtract_first, subtract_median, take_diff, diff_order, add_first_frame, \
+color_series, colormap, fade_tails, invert_color, windows, normalize, bit_depth, grayscale
+        As for :func:`flowtrace`: every option that shapes the images.
+    use_parallel, max_cores, backend, device, progress
         As for :func:`flowtrace`.
 
     Returns
     -------
     numpy.ndarray, shape (M, H, W) or (M, H, W, 3)
-        The images :func:`flowtrace` would write, in order: M = N-F with
-        ``windows='original'`` (1 when N == F), N-F+1 with ``'sliding'``;
-        uint8, or the input dtype with ``normalize='none'``.
+        The images :func:`flowtrace` would write, in order: M = N-F+1
+        (``windows='original'``: N-F, and 1 when N == F); uint8, or the
+        input dtype with ``normalize='none'``.
 
     Examples
     --------
     >>> import numpy as np
     >>> movie = np.random.default_rng(0).integers(0, 255, (40, 64, 64), dtype=np.uint8)
-    >>> flowtrace_array(movie, 10).shape
-    (30, 64, 64)
-    >>> flowtrace_array(movie, 10, windows='sliding', color_series=True).shape
-    (31, 64, 64, 3)
+    >>> flowtrace_array(movie, 10, progress=False).shape
+    (31, 64, 64)
+    >>> flowtrace_array(movie, 10, windows='original', color_series=True, progress=False).shape
+    (30, 64, 64, 3)
     """
-    options = TraceOptions(invert_color, take_diff, diff_order, subtract_median,
-                           subtract_first, add_first_frame, color_series, windows,
-                           normalize, bit_depth, colormap, fade_tails)
-    skip = _positive_int("frames_to_skip", frames_to_skip)
-    workers = _workers(use_parallel, max_cores)
+    options, run, workers = _start(locals(), FLOWTRACE_ARRAY)
+    skip = run.frames_to_skip
     if (hasattr(frames, "shape") and hasattr(frames, "dtype")) or isinstance(frames, (list, tuple)):
         source = ArraySource(frames, skip)
     else:
         source = IterableSource(frames, skip)
+    if options.grayscale and len(source.frame_shape) == 3:
+        source = GrayscaleSource(source)
     plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
-    engine = get_backend(backend, device)
+    engine = get_backend(run.backend, run.device)
     if n_out is None:
         writer = ListWriter()
     else:
         writer = ArrayWriter(np.empty((n_out,) + plan.out_shape, dtype=plan.image_dtype))
     return _trace(source, sequence, n_out, plan, engine, writer, workers=workers,
-                  progress=progress)
+                  progress=_progress(run))
+
+
+def _progress(run) -> bool:
+    """The bar is shown when asked for, or by default when stderr is a terminal."""
+    return sys.stderr.isatty() if run.progress is None else run.progress

@@ -1,5 +1,7 @@
-"""Command line: ``flowtrace SOURCE FRAMES [OUT_DIR] [options]`` and ``flowtrace demo``.
+"""Command line: ``flowtrace SOURCE FRAMES [OUT] [options]`` and ``flowtrace demo``.
 
+Every option flag comes from the option registry (:mod:`flowtrace_gpu.options`),
+so the command line, the Python calls and README's table cannot drift apart.
 Bad input prints one line on stderr and exits with status 2; no traceback.
 """
 
@@ -10,8 +12,32 @@ import sys
 
 from . import __version__
 from .errors import FlowtraceError
+from .options import image_option_names, registry, step_flags
 
 EXIT_USAGE = 2
+
+#: Option groups of ``--help``, by where an option's field lives.
+_GROUPS = (("what each window shows", True), ("input, output and how it runs", False))
+
+
+def _add_options(p: argparse.ArgumentParser, *, image_only: bool = False) -> None:
+    """One flag per registered option (only the image options for the demo)."""
+    image = set(image_option_names())
+    groups = {is_image: p.add_argument_group(title) for title, is_image in _GROUPS}
+    for opt in registry():
+        if opt.cli is None or (image_only and opt.name not in image
+                               and opt.name not in ("backend", "progress")):
+            continue
+        flags = [opt.cli] + ([opt.cli_short] if opt.cli_short else [])
+        kwargs = dict(dest=opt.name, help=opt.help)
+        if opt.negate:
+            kwargs.update(action="store_const", const=False, default=opt.default)
+        elif opt.is_flag:
+            kwargs.update(action="store_true", default=opt.default)
+        else:
+            kwargs.update(type=opt.cli_type, default=opt.default, metavar=opt.metavar,
+                          choices=opt.choices)
+        groups[opt.name in image].add_argument(*flags, **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,78 +55,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT", nargs="?", default="same",
                    help="a folder (PNG per window), a .tif (one stack) or a video file "
                         "(.mp4 .avi .mov .mkv); default: beside the source")
-    p.add_argument("--format", choices=("png", "tiff", "video"),
-                   help="output kind (default from OUT); 'tiff' with a folder: one TIFF per window")
-    p.add_argument("--fps", type=float, help="frame rate of a video output (default: the source's, else 30)")
-    p.add_argument("--grayscale", action="store_true", help="trace the luma of color frames")
     _add_options(p)
-    p.add_argument("--frames-to-skip", type=int, default=1, metavar="N",
-                   help="keep every N-th frame (default 1)")
-    p.add_argument("--max-cores", type=int, default=8, metavar="N",
-                   help="most threads to use (default 8)")
-    p.add_argument("--no-parallel", action="store_true", help="run serially on one thread")
     p.add_argument("--version", action="version", version=f"flowtrace_gpu {__version__}")
     return p
-
-
-def _add_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("what each window shows")
-    g.add_argument("--subtract-median", action="store_true",
-                   help="subtract each window's median (removes the still background)")
-    g.add_argument("--subtract-first", action="store_true", help="subtract each window's first frame")
-    g.add_argument("--take-diff", action="store_true", help="trace frame-to-frame differences")
-    g.add_argument("--diff-order", type=int, default=1, metavar="N", help="order of --take-diff")
-    g.add_argument("--add-first-frame", action="store_true",
-                   help="add each window's raw first frame back")
-    g.add_argument("--color-series", action="store_true", help="tint frames by time (RGB out)")
-    g.add_argument("--invert-color", action="store_true",
-                   help="dark particles on a light background")
-    g.add_argument("--fade-tails", action="store_true",
-                   help="fade older frames: weight j/(K-1) in a window of K (oldest black)")
-    g.add_argument("--colormap", metavar="MAP",
-                   help="with --color-series: a matplotlib colormap name, or colors "
-                        "separated by commas ('#5a0afa,#ff9900')")
-    g.add_argument("--normalize", choices=("frame", "global", "none"), default="frame",
-                   help="'frame': each image stretched to 255 (the original; flickers); "
-                        "'global': one scale for the whole run (reads the frames twice); "
-                        "'none': raw values in the input's dtype (default frame)")
-    g.add_argument("--bit-depth", type=int, metavar="BITS",
-                   help="bits used by 16-bit frames (e.g. 12): --invert-color uses 2**BITS-1")
-    g.add_argument("--windows", choices=("original", "sliding"), default="sliding",
-                   help="'original' reproduces the original's pixels (it never reads frame "
-                        "FRAMES); 'sliding' uses every window of FRAMES consecutive frames (default)")
-    r = p.add_argument_group("how it runs")
-    r.add_argument("--backend", default="auto", choices=("auto", "cupy", "numba", "numpy"),
-                   help="array backend (default auto: cupy on a CUDA GPU, else numba)")
-    r.add_argument("--device", type=int, metavar="N",
-                   help="CUDA device for --backend cupy (default FLOWTRACE_DEVICE or 0)")
-    r.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-
-
-def _options(args) -> dict:
-    return dict(subtract_median=args.subtract_median, subtract_first=args.subtract_first,
-                take_diff=args.take_diff, diff_order=args.diff_order,
-                add_first_frame=args.add_first_frame, color_series=args.color_series,
-                invert_color=args.invert_color, windows=args.windows, backend=args.backend,
-                device=args.device,
-                fade_tails=args.fade_tails, colormap=_colormap(args.colormap),
-                normalize=args.normalize, bit_depth=args.bit_depth)
-
-
-def _colormap(text):
-    if text is None or "," not in text:
-        return text
-    return [part.strip() for part in text.split(",")]
 
 
 def _demo_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flowtrace demo",
         description="Generate a seeded synthetic movie of tracer particles in a cellular "
-                    "flow, trace it (30-frame windows, median subtracted) and write the "
-                    "pathline images and a side-by-side preview.png.")
+                    "flow, trace it (30-frame windows, median subtracted unless another "
+                    "step is asked for) and write the pathline images and a side-by-side "
+                    "preview.png.")
     p.add_argument("out_dir", metavar="OUT_DIR", nargs="?", default="demo_output")
-    _add_options(p)
+    p.add_argument("--n-frames", type=int, default=None, metavar="N",
+                   help="frames of the synthetic movie (default 240)")
+    p.add_argument("--size", type=int, default=None, metavar="PIXELS",
+                   help="side of its square frames (default 256)")
+    _add_options(p, image_only=True)
     return p
 
 
@@ -122,18 +94,17 @@ def main(argv=None) -> int:
         return 1
 
 
-def _progress(args) -> bool:
-    return not args.quiet and sys.stderr.isatty()
+def _options(args) -> dict:
+    """The registered options the parser filled in, by name."""
+    return {opt.name: getattr(args, opt.name) for opt in registry() if hasattr(args, opt.name)}
 
 
 def _trace(args) -> int:
     from .api import flowtrace
 
-    result = flowtrace(args.source, args.frames, args.out_dir, use_parallel=not args.no_parallel,
-                       max_cores=args.max_cores, frames_to_skip=args.frames_to_skip,
-                       format=args.format, fps=args.fps, grayscale=args.grayscale,
-                       progress=_progress(args), **_options(args))
-    if not args.quiet:
+    options = _options(args)
+    result = flowtrace(args.source, args.frames, args.out_dir, **options)
+    if options["progress"] is not False:
         if isinstance(result, list):
             where = result[0].parent if result else args.out_dir
             print(f"flowtrace: wrote {len(result)} images to {where}", file=sys.stderr)
@@ -146,13 +117,10 @@ def _demo(args) -> int:
     from .demo import run_demo
 
     options = _options(args)
-    backend = options.pop("backend")
-    options.pop("device")
-    if not any(options[k] for k in ("subtract_median", "subtract_first", "take_diff",
-                                    "add_first_frame", "color_series", "invert_color",
-                                    "fade_tails")):
-        options.pop("subtract_median")  # demo default: median subtracted
-    result = run_demo(args.out_dir, backend=backend, progress=_progress(args), **options)
+    if not any(options[name] for name in step_flags()):
+        options["subtract_median"] = True  # the demo's default view
+    sizes = {k: v for k, v in (("n_frames", args.n_frames), ("size", args.size)) if v is not None}
+    result = run_demo(args.out_dir, **sizes, **options)
     print(f"flowtrace demo: traced {result['n_frames']} synthetic frames into "
           f"{result['n_images']} images in {result['pathlines']}; preview: {result['preview']}")
     return 0

@@ -11,8 +11,8 @@ knob is in one place; tests and benchmarks may pass other values explicitly.
 >>> from flowtrace_gpu import config
 >>> config.DEFAULTS["prefetch"]
 8
->>> sorted(config.ENV_VARS)[:2]
-['FLOWTRACE_BACKEND', 'FLOWTRACE_DEVICE']
+>>> config.ENV_VARS['FLOWTRACE_PREFETCH']
+'prefetch'
 """
 
 from __future__ import annotations

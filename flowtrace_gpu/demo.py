@@ -10,31 +10,48 @@ from .io.writers import prepare_out_dir, write_atomically
 from .synthetic import synthetic_movie
 
 DEMO_FRAMES = 240
-DEMO_SHAPE = (256, 256)
+DEMO_SIZE = 256
 DEMO_WINDOW = 30
 
 
-def run_demo(out_dir="demo_output", *, backend="auto", progress=None, **options) -> dict:
+def run_demo(out_dir="demo_output", *, n_frames: int = DEMO_FRAMES, size: int = DEMO_SIZE,
+             window: int = DEMO_WINDOW, **options) -> dict:
     """Write a synthetic movie, trace it, and save a side-by-side preview.
 
     Layout of ``out_dir``: ``frames/`` (the movie as 8-bit TIFFs),
-    ``pathlines/`` (one PNG per window of 30 frames, the still background
-    subtracted) and ``preview.png`` (a raw frame beside its pathline image).
+    ``pathlines/`` (one PNG per window of ``window`` frames, by default
+    with the still background subtracted) and ``preview.png`` (a raw frame
+    beside its pathline image).
+
+    Parameters
+    ----------
+    out_dir : path-like
+    n_frames, size, window : int
+        Frames of the movie, side of its square frames, frames per window.
+    **options
+        Any option of :func:`flowtrace_gpu.flowtrace`; default
+        ``subtract_median=True``.
 
     Returns
     -------
     dict with the paths written and the counts.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> result = run_demo(tempfile.mkdtemp(), n_frames=12, size=32, window=4, progress=False)
+    >>> result["n_images"]
+    9
     """
     import tifffile
 
     out = prepare_out_dir(out_dir)
     frames_dir = prepare_out_dir(out / "frames")
-    movie = synthetic_movie(DEMO_FRAMES, DEMO_SHAPE, seed=0)
+    movie = synthetic_movie(n_frames, (size, size), seed=0)
     for i, frame in enumerate(movie):
         tifffile.imwrite(frames_dir / f"frame{i:04d}.tif", frame)
     options.setdefault("subtract_median", True)
-    images = flowtrace(frames_dir, DEMO_WINDOW, out / "pathlines", backend=backend,
-                       progress=progress, **options)
+    images = flowtrace(frames_dir, window, out / "pathlines", **options)
 
     import imageio.v3 as iio
 

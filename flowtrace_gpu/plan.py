@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import enum
 import itertools
-import operator
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
 
+from .colors import colormap_colors, fade_weights, ramp_colors
 from .errors import FlowtraceError
-
-#: The original's time ramp, first frame to last (RGB, 0-255).
-RAMP_START = (90, 10, 250)
-RAMP_END = (255, 153, 0)
+from .options import check_fields, colormap_check, colormap_text, flag, one_of, option, optional, whole
 
 #: How windows are laid over the frames (see :func:`trace_sequence`).
 WINDOW_SCHEMES = ("original", "sliding")
@@ -47,64 +44,63 @@ class WeightMode(enum.IntEnum):
     TINT = 3
 
 
-def _positive_int(name: str, value, minimum: int = 1) -> int:
-    try:
-        ivalue = operator.index(value)
-    except TypeError:
-        raise FlowtraceError(
-            f"{name} must be a whole number >= {minimum}, got {value!r} "
-            f"({type(value).__name__})"
-        ) from None
-    if ivalue < minimum:
-        raise FlowtraceError(f"{name} must be >= {minimum}, got {ivalue}")
-    return ivalue
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TraceOptions:
-    """The per-window steps, in the original's order (see README, "Options")."""
+    """What each window shows: the per-window steps, in the original's order.
 
-    invert_color: bool = False
-    take_diff: bool = False
-    diff_order: int = 1
-    subtract_median: bool = False
-    subtract_first: bool = False
-    add_first_frame: bool = False
-    color_series: bool = False
-    windows: str = "sliding"
-    normalize: str = "frame"
-    bit_depth: int | None = None
-    colormap: object = None
-    fade_tails: bool = False
+    Each field is a user option declared once (:mod:`flowtrace_gpu.options`):
+    its help, check and command-line flag live in the field's metadata.
+    Build it by keyword; values are checked (and normalized) on creation.
+    """
+
+    subtract_first: bool = option(
+        False, "subtract each window's first frame from its frames", flag,
+        cli="--subtract-first")
+    subtract_median: bool = option(
+        False, "subtract each window's per-pixel median (removes the still background)", flag,
+        cli="--subtract-median")
+    take_diff: bool = option(
+        False, "trace the diff_order-th difference of the window's frames along time", flag,
+        cli="--take-diff")
+    diff_order: int = option(
+        1, "order of take_diff", whole(1), cli="--diff-order", cli_type=int, metavar="N")
+    add_first_frame: bool = option(
+        False, "add the window's raw first frame back before projecting", flag,
+        cli="--add-first-frame")
+    color_series: bool = option(
+        False, "tint frame j by its time in the window, purple (90, 10, 250) -> orange "
+               "(255, 153, 0); RGB out", flag, cli="--color-series")
+    colormap: object = option(
+        None, "with color_series: a matplotlib colormap name ('viridis') or two or more "
+              "colors ('#5a0afa,#ff9900' on the command line)", optional(colormap_check),
+        cli="--colormap", cli_type=colormap_text, metavar="MAP")
+    fade_tails: bool = option(
+        False, "weight frame j of K by j/(K-1): older frames fade (the MATLAB flowtrace's "
+               "option)", flag, cli="--fade-tails")
+    invert_color: bool = option(
+        False, "dark particles on a light background: 255 - min (16-bit: 65535 - min, or "
+               "2**bit_depth - 1)", flag, cli="--invert-color")
+    windows: str = option(
+        "sliding", "'sliding': every window of F consecutive frames (N-F+1 images); "
+                   "'original': the original's windows, which skip frame F (N-F images)",
+        one_of(*WINDOW_SCHEMES), cli="--windows", cli_type=str, choices=WINDOW_SCHEMES)
+    normalize: str = option(
+        "frame", "'frame': each image stretched to 255 (the original; flickers); 'global': "
+                 "one scale for the whole run (reads the frames twice); 'none': raw values "
+                 "in the input's dtype", one_of(*NORMALIZE_MODES), cli="--normalize",
+        cli_type=str, choices=NORMALIZE_MODES)
+    bit_depth: int | None = option(
+        None, "bits really used by integer frames (10, 12): invert_color uses "
+              "2**bit_depth - 1; default from the camera file", optional(whole(1, 16)),
+        cli="--bit-depth", cli_type=int, metavar="BITS")
+    grayscale: bool = option(
+        False, "trace the luma (BT.601) of color frames instead of each channel", flag,
+        cli="--grayscale")
 
     def __post_init__(self):
-        for name in ("invert_color", "take_diff", "subtract_median", "subtract_first",
-                     "add_first_frame", "color_series", "fade_tails"):
-            value = getattr(self, name)
-            if not isinstance(value, (bool, np.bool_)):
-                raise FlowtraceError(f"{name} must be True or False, got {value!r}")
-            object.__setattr__(self, name, bool(value))
-        object.__setattr__(self, "diff_order", _positive_int("diff_order", self.diff_order))
-        if self.windows not in WINDOW_SCHEMES:
-            raise FlowtraceError(
-                f"windows must be one of {', '.join(map(repr, WINDOW_SCHEMES))}, "
-                f"got {self.windows!r}"
-            )
-        if self.normalize not in NORMALIZE_MODES:
-            raise FlowtraceError(
-                f"normalize must be one of {', '.join(map(repr, NORMALIZE_MODES))}, "
-                f"got {self.normalize!r}"
-            )
-        if self.bit_depth is not None:
-            bits = _positive_int("bit_depth", self.bit_depth)
-            if bits > 16:
-                raise FlowtraceError(f"bit_depth must be 1..16 (bits per pixel stored), got {bits}")
-            object.__setattr__(self, "bit_depth", bits)
-        if self.colormap is not None:
-            if not self.color_series:
-                raise FlowtraceError("colormap colors the time series: pass color_series=True too")
-            # Resolve now: a bad name fails before any frame is read.
-            object.__setattr__(self, "colormap", resolve_colormap(self.colormap))
+        if self.colormap is not None and not self.color_series:
+            raise FlowtraceError("colormap colors the time series: pass color_series=True too")
+        check_fields(self)  # resolves a colormap now: a bad name fails before any frame
 
     def stack_length(self, frames_to_merge: int) -> int:
         """Frames left in a window after ``take_diff`` and ``add_first_frame``."""
@@ -123,7 +119,7 @@ def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
     ``n_frames`` is the count after ``frames_to_skip`` (None when unknown, as
     for a generator). Returns ``frames_to_merge`` as an int.
     """
-    f = _positive_int("frames_to_merge", frames_to_merge)
+    f = whole(1)("frames_to_merge", frames_to_merge)
     if n_frames is not None:
         if n_frames < 1:
             raise FlowtraceError("no frames to trace")
@@ -161,80 +157,6 @@ def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "s
     if windows == "original" and n_frames > frames_to_merge:
         del indices[frames_to_merge]
     return indices
-
-
-def resolve_colormap(colormap) -> str | tuple:
-    """Validate a colormap: a matplotlib name, or two or more colors.
-
-    Colors are RGB triples in 0-1 or 0-255, or ``'#rrggbb'`` strings;
-    returns the name, or a tuple of RGB triples in 0-1.
-    """
-    if isinstance(colormap, str) and not colormap.startswith("#"):
-        try:
-            import matplotlib
-        except ImportError:
-            raise FlowtraceError(
-                f"colormap={colormap!r} names a matplotlib colormap, but matplotlib is not "
-                "installed; pip install matplotlib, or give a list of colors"
-            ) from None
-        if colormap not in matplotlib.colormaps:
-            raise FlowtraceError(
-                f"colormap {colormap!r} is not a matplotlib colormap name (e.g. 'viridis', "
-                "'plasma'), nor a list of colors"
-            )
-        return colormap
-    try:
-        colors = [_rgb(c) for c in colormap]
-    except (TypeError, ValueError):
-        colors = []
-    if len(colors) < 2:
-        raise FlowtraceError(
-            f"colormap must be a matplotlib name or two or more colors such as "
-            f"[(90, 10, 250), (255, 153, 0)] or ['#5a0afa', '#ff9900'], got {colormap!r}"
-        )
-    return tuple(colors)
-
-
-def _rgb(color) -> tuple:
-    if isinstance(color, str):
-        text = color.lstrip("#")
-        if len(text) != 6:
-            raise ValueError(color)
-        return tuple(int(text[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
-    rgb = tuple(float(c) for c in color)
-    if len(rgb) != 3 or min(rgb) < 0 or max(rgb) > 255:
-        raise ValueError(color)
-    return tuple(c / 255.0 for c in rgb) if max(rgb) > 1 else rgb
-
-
-def colormap_colors(colormap, k: int) -> np.ndarray:
-    """(k, 3) RGB in 0-1 sampled evenly along ``colormap``, oldest frame first."""
-    positions = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
-    if isinstance(colormap, str):
-        import matplotlib
-
-        return np.asarray(matplotlib.colormaps[colormap](positions), dtype=np.float64)[:, :3]
-    stops = np.asarray(colormap, dtype=np.float64)
-    anchors = np.linspace(0.0, 1.0, len(stops))
-    return np.stack([np.interp(positions, anchors, stops[:, c]) for c in range(3)], axis=1)
-
-
-def fade_weights(k: int) -> np.ndarray:
-    """The MATLAB flowtrace's ``fade_tails`` ramp: 0 for the oldest frame, 1 for the newest."""
-    return np.linspace(0.0, 1.0, k) if k > 1 else np.ones(1)
-
-
-def ramp_colors(k: int) -> np.ndarray:
-    """The original's time ramp as (k, 3) float64 weights, frame 0 first.
-
-    Built exactly as the original builds it (``linspace`` of colors divided
-    by 255, then divided by 255 again) so the products round as its do; the
-    per-image stretch cancels the constant factor.
-    """
-    start = np.array(RAMP_START, dtype=np.float64) / 255.0
-    end = np.array(RAMP_END, dtype=np.float64) / 255.0
-    ramp = np.stack([np.linspace(start[c], end[c], k) for c in range(3)], axis=1)
-    return ramp / 255.0
 
 
 @dataclass(frozen=True)

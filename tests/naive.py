@@ -93,7 +93,12 @@ def naive_to_dtype(proj, dtype):
 def naive_trace_ext(frames, frames_to_merge, frames_to_skip=1, *, windows="sliding",
                     normalize="frame", colors=None, fade_tails=False, bit_depth=None,
                     invert_color=False, **options):
-    """naive_trace plus normalize / per-frame colors (a (K, 3) array in 0-1) / fade / bit_depth."""
+    """naive_trace plus normalize / per-frame colors (a (K, 3) array in 0-1) / fade / bit_depth.
+
+    ``color_series=True`` without ``colors`` takes the original's ramp.
+    """
+    if options.pop("color_series", False) and colors is None:
+        colors = "ramp"
     frames = np.asarray(frames)[::frames_to_skip]
     sequence = naive_sequence(len(frames), frames_to_merge, windows)
     offset = float(2 ** bit_depth - 1) if bit_depth else invert_offset_for(frames.dtype)
@@ -110,11 +115,12 @@ def naive_trace_ext(frames, frames_to_merge, frames_to_skip=1, *, windows="slidi
         if options.get("add_first_frame"):
             window = np.concatenate([window, first[None]])
         k = len(window)
+        weights = naive_colors(k) if isinstance(colors, str) else colors
         layers = []
         for j in range(k):
             layer = window[j]
-            if colors is not None:
-                layer = np.stack([(layer if layer.ndim == 2 else layer[..., c]) * colors[j][c]
+            if weights is not None:
+                layer = np.stack([(layer if layer.ndim == 2 else layer[..., c]) * weights[j][c]
                                   for c in range(3)], axis=-1)
             if fade_tails:
                 layer = layer * naive_fade(k)[j]

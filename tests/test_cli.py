@@ -66,12 +66,13 @@ def test_module_entry_point_one_line_error(tmp_path):
 
 def test_demo_writes_pathlines_and_preview(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", str(out), "--backend", "numpy", "-q"]) == 0
+    assert main(["demo", str(out), "--backend", "numpy", "-q", "--n-frames", "60",
+                 "--size", "96"]) == 0
     images = sorted((out / "pathlines").glob("*.png"))
     frames = sorted((out / "frames").glob("*.tif"))
-    assert len(frames) == 240 and len(images) == 240 - 30 + 1
+    assert len(frames) == 60 and len(images) == 60 - 30 + 1
     preview = read_png(out / "preview.png")
-    assert preview.shape[1] > 2 * 256 and preview.shape[0] == 256
+    assert preview.shape[1] > 2 * 96 and preview.shape[0] == 96
     # The pathline image is brighter on average than a raw frame: streaks, not dots.
     raw = tifffile.imread(frames[0])
     assert read_png(images[0]).mean() > raw.mean()

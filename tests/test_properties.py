@@ -2,17 +2,18 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from flowtrace_gpu import flowtrace_array
+from flowtrace_gpu.options import step_flags
 
 from conftest import BACKENDS
-from naive import naive_trace
+from naive import naive_trace, naive_trace_ext
 
-OPTION_NAMES = ("invert_color", "take_diff", "subtract_median", "subtract_first",
-                "add_first_frame", "color_series")
+#: Every on/off step of the registry: a new one fails here until the oracle knows it.
+OPTION_NAMES = step_flags()
 
 
 @st.composite
@@ -35,18 +36,17 @@ def movies(draw):
             options["take_diff"] = False
         else:
             options["diff_order"] = draw(st.integers(1, f - 1))
-    windows = draw(st.sampled_from(["original", "sliding"]))
-    return frames, f, skip, options, windows
+    options["windows"] = draw(st.sampled_from(["original", "sliding"]))
+    options["normalize"] = draw(st.sampled_from(["frame", "global"]))
+    return frames, f, skip, options
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=movies(), parallel=st.booleans())
 def test_backend_equals_oracle(backend, case, parallel):
-    frames, f, skip, options, windows = case
-    expected = naive_trace(frames, f, skip, windows=windows, **options)
-    got = flowtrace_array(frames, f, skip, windows=windows, backend=backend,
-                          use_parallel=parallel, **options)
+    frames, f, skip, options = case
+    expected = naive_trace_ext(frames, f, skip, **options)
+    got = flowtrace_array(frames, f, skip, backend=backend, use_parallel=parallel, **options)
     assert got.dtype == np.uint8
     assert got.shape == expected.shape
     np.testing.assert_array_equal(got, expected)

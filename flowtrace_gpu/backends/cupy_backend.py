@@ -715,7 +715,7 @@ class CupyBackend(Backend):
     >>> from flowtrace_gpu import flowtrace_array
     >>> movie = numpy.zeros((12, 4, 4), numpy.uint8)
     >>> flowtrace_array(movie, 10, backend=CupyBackend(xp=numpy)).shape
-    (2, 4, 4)
+    (3, 4, 4)
     """
 
     name = "cupy"

@@ -1,0 +1,282 @@
+"""Every user option, declared once.
+
+An option is a dataclass field whose metadata holds an :class:`Option`: its
+one-line help, how it is checked, its command-line spelling and which public
+calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.plan.TraceOptions`
+(what each window shows: every call that makes images takes these) and
+:class:`RunOptions` (where frames come from and go, and how a run uses the
+machine). From these fields come the command line (:mod:`flowtrace_gpu.cli`),
+the README's options table (:func:`markdown_table`, checked by a test), the
+option lists of the demo and the tests, and a test that holds the explicit
+keyword signatures of :func:`~flowtrace_gpu.flowtrace` and
+:func:`~flowtrace_gpu.flowtrace_array` against them.
+
+>>> from flowtrace_gpu.options import registry
+>>> [o.name for o in registry()][:3]
+['subtract_first', 'subtract_median', 'take_diff']
+>>> registry()[0].cli
+'--subtract-first'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import FlowtraceError
+
+#: The public calls options belong to.
+FLOWTRACE = "flowtrace"
+FLOWTRACE_ARRAY = "flowtrace_array"
+BOTH = (FLOWTRACE, FLOWTRACE_ARRAY)
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one option is checked, spelled on the command line and documented."""
+
+    help: str
+    #: ``check(name, value) -> value``: the value, normalized; raises FlowtraceError.
+    check: Callable
+    #: Which public calls take it as a keyword.
+    calls: tuple = BOTH
+    #: Command-line flag; None keeps the option off the command line.
+    cli: str | None = None
+    #: Short alias of the flag, e.g. '-q'.
+    cli_short: str | None = None
+    #: Converts the flag's text; None for on/off flags.
+    cli_type: Callable | None = None
+    metavar: str | None = None
+    choices: tuple | None = None
+    #: The flag turns the option off (``--no-parallel`` sets ``use_parallel=False``).
+    negate: bool = False
+    #: Filled in by :func:`registry` from the dataclass field.
+    name: str = ""
+    default: object = None
+
+    @property
+    def is_flag(self) -> bool:
+        """Whether the option is on/off (a bare flag on the command line)."""
+        return self.cli_type is None
+
+
+def option(default, help: str, check: Callable, **info):
+    """A dataclass field carrying its :class:`Option` (see the module docstring)."""
+    return field(default=default, metadata={"option": Option(help, check, **info)})
+
+
+# --------------------------------------------------------------------- checks
+
+def flag(name: str, value) -> bool:
+    """True or False, nothing else (1, 'yes' and None are refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise FlowtraceError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def whole(minimum: int = 1, maximum: int | None = None) -> Callable:
+    """A check for whole numbers in ``[minimum, maximum]`` (True and 2.0 are refused)."""
+
+    def check(name: str, value) -> int:
+        if isinstance(value, (bool, np.bool_)):
+            raise FlowtraceError(
+                f"{name} must be a whole number >= {minimum}, got {value!r} (a bool)")
+        try:
+            number = operator.index(value)
+        except TypeError:
+            raise FlowtraceError(
+                f"{name} must be a whole number >= {minimum}, got {value!r} "
+                f"({type(value).__name__})"
+            ) from None
+        if number < minimum or (maximum is not None and number > maximum):
+            span = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise FlowtraceError(f"{name} must be {span}, got {number}")
+        return number
+
+    return check
+
+
+def one_of(*choices) -> Callable:
+    """A check for one of ``choices``."""
+
+    def check(name: str, value):
+        if not isinstance(value, str) or value not in choices:
+            raise FlowtraceError(
+                f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
+
+    check.choices = choices
+    return check
+
+
+def optional(check: Callable) -> Callable:
+    """``check``, or None."""
+
+    def optional_check(name: str, value):
+        return None if value is None else check(name, value)
+
+    optional_check.choices = getattr(check, "choices", None)
+    return optional_check
+
+
+def positive_finite(name: str, value) -> float:
+    """A real number > 0 that is not inf or nan (a frame rate)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise FlowtraceError(f"{name} must be a number > 0, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise FlowtraceError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def anything(name: str, value):
+    """Checked where it is used (e.g. a backend object, a colormap)."""
+    return value
+
+
+def colormap_check(name: str, value):
+    """A matplotlib colormap name or two or more colors, resolved now (see plan)."""
+    from .colors import resolve_colormap
+
+    return resolve_colormap(value)
+
+
+def colormap_text(text: str):
+    """The command line's colormap: a name, or colors separated by commas."""
+    if "," not in text:
+        return text
+    return [part.strip() for part in text.split(",")]
+
+
+# ------------------------------------------------------------ run options
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Where frames come from and go, and how a run uses the machine."""
+
+    frames_to_skip: int = option(
+        1, "keep every n-th frame, starting with the first, before windowing", whole(1),
+        cli="--frames-to-skip", cli_type=int, metavar="N")
+    format: str | None = option(
+        None, "output kind: 'png' (default for a folder), 'tiff' (one TIFF per window "
+              "in a folder, 16 bits kept) or 'video'; default from the output path",
+        optional(one_of("png", "tiff", "video")), calls=(FLOWTRACE,),
+        cli="--format", cli_type=str, choices=("png", "tiff", "video"))
+    fps: float | None = option(
+        None, "frame rate of a video output; default the recording's, else 30",
+        optional(positive_finite), calls=(FLOWTRACE,), cli="--fps", cli_type=float,
+        metavar="FPS")
+    use_parallel: bool = option(
+        True, "read, compute and write on separate threads (False: serially)", flag,
+        cli="--no-parallel", negate=True)
+    max_cores: int = option(
+        8, "most threads to use (capped at the machine's cores)", whole(1),
+        cli="--max-cores", cli_type=int, metavar="N")
+    backend: object = option(
+        "auto", "'cupy', 'numba' or 'numpy'; 'auto': the first that runs here "
+                "(cupy on a CUDA GPU, else numba)", anything,
+        cli="--backend", cli_type=str, choices=("auto", "cupy", "numba", "numpy"))
+    device: int | None = option(
+        None, "CUDA device of the cupy backend; default FLOWTRACE_DEVICE (0)",
+        optional(whole(0)), cli="--device", cli_type=int, metavar="N")
+    progress: bool | None = option(
+        None, "progress bar on stderr; default: only when stderr is a terminal",
+        optional(flag), cli="--quiet", cli_short="-q", negate=True)
+
+    def __post_init__(self):
+        check_fields(self)
+
+
+def registry() -> list[Option]:
+    """Every option, image options first, with ``name`` and ``default`` filled in."""
+    from .plan import TraceOptions
+
+    found = []
+    for cls in (TraceOptions, RunOptions):
+        for f in dataclasses.fields(cls):
+            info = f.metadata.get("option")
+            if info is not None:
+                found.append(dataclasses.replace(info, name=f.name, default=f.default))
+    return found
+
+
+def image_option_names() -> tuple[str, ...]:
+    """Names of the options that shape the images (the fields of TraceOptions)."""
+    from .plan import TraceOptions
+
+    return tuple(f.name for f in dataclasses.fields(TraceOptions))
+
+
+def step_flags() -> tuple[str, ...]:
+    """The on/off options that change what a window shows (the demo's and the tests' list)."""
+    from .plan import TraceOptions
+
+    return tuple(f.name for f in dataclasses.fields(TraceOptions)
+                 if f.metadata["option"].is_flag and f.name != "grayscale")
+
+
+def split(kwargs: dict, call: str = FLOWTRACE) -> tuple:
+    """``kwargs`` of a public call -> (TraceOptions, RunOptions), both checked.
+
+    Only the options ``call`` takes are read; the rest of ``kwargs``
+    (positional parameters such as ``image_dir``) is ignored.
+    """
+    from .plan import TraceOptions
+
+    image, run = {}, {}
+    for opt in registry():
+        if call in opt.calls and opt.name in kwargs:
+            target = image if opt.name in image_option_names() else run
+            target[opt.name] = kwargs[opt.name]
+    return TraceOptions(**image), RunOptions(**run)
+
+
+def check_fields(instance) -> None:
+    """Run every field's check on a frozen options dataclass, storing the normalized values."""
+    for f in dataclasses.fields(instance):
+        info = f.metadata.get("option")
+        if info is not None:
+            object.__setattr__(instance, f.name, info.check(f.name, getattr(instance, f.name)))
+
+
+def _markdown_default(opt: Option) -> str:
+    if opt.name == "progress":
+        return "auto"
+    return f"`{opt.default!r}`"
+
+
+def markdown_table() -> str:
+    """The options as the Markdown table README shows (a test checks README has it)."""
+    lines = ["| option | command line | default | what it does |", "|---|---|---|---|"]
+    for opt in registry():
+        cli = opt.cli if opt.cli else "—"
+        if opt.cli_short:
+            cli = f"{opt.cli_short}, {cli}"
+        if opt.cli and (opt.metavar or opt.choices):
+            cli = f"{cli} {opt.metavar or '|'.join(opt.choices)}"
+        only = "" if opt.calls == BOTH else f" ({', '.join(f'`{c}`' for c in opt.calls)} only)"
+        text = opt.help.replace("|", "\\|")
+        lines.append(f"| `{opt.name}` | `{cli}` | {_markdown_default(opt)} | {text}{only} |")
+    return "\n".join(lines)
+
+
+# Checks a run's own code may reuse for positional parameters.
+check_frames_to_merge = whole(1)
+
+
+__all__ = [
+    "Option",
+    "RunOptions",
+    "check_fields",
+    "image_option_names",
+    "markdown_table",
+    "registry",
+    "split",
+    "step_flags",
+]
