@@ -12,7 +12,8 @@ import numpy as np
 from . import config, pipeline
 from .backends import get_backend
 from .errors import FlowtraceError
-from .io.formats import GrayscaleSource, open_source, open_writer
+from .io.formats import open_source, open_writer
+from .io.grayscale import GrayscaleSource
 from .io.iterable import IterableSource
 from .io.sources import ArraySource, default_probe_workers
 from .io.writers import ArrayWriter, ListWriter
