@@ -39,7 +39,9 @@ def test_rgba_and_la_drop_alpha(tmp_path):
     rgba = _rng().integers(0, 256, (3, H, W, 4), dtype=np.uint8)
     source = _folder(tmp_path, rgba)
     assert (source.frame_shape, source.dtype) == ((H, W, 3), np.uint8)
-    np.testing.assert_array_equal(_read_all(source), rgba[..., :3])
+    frames = _read_all(source)
+    np.testing.assert_array_equal(frames, rgba[..., :3])
+    assert next(source.frames([0])).flags.writeable
     la = _rng(1).integers(0, 256, (2, H, W, 2), dtype=np.uint8)
     (tmp_path / "la").mkdir()
     source = _folder(tmp_path / "la", [Image.fromarray(f, mode="LA") for f in la])

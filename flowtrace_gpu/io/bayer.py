@@ -12,7 +12,7 @@ That is the convolution of each color's samples with
 (``np.pad(mode='reflect')``, which keeps the pattern's phase).
 
 The loop is compiled by Numba (serial, ``nogil``, for the reader thread);
-whole-array NumPy took ~4x longer (``bench/bench_readers.py``).
+whole-array NumPy was slower (``bench/bench_readers.py`` measures both).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def _pillow_frame(im, path: Path) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "palette images with transparency ..."
         frame = np.asarray(im.convert(convert) if convert else im)
-    return frame.astype(dtype, copy=False).astype(dtype.newbyteorder("="), copy=False)
+    return frame.astype(dtype)  # a writable copy, native byte order
 
 
 def _png_rgb16(path: Path):

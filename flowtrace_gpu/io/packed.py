@@ -7,7 +7,7 @@ its last group is read as if zero bytes completed the group.
 
 The loops are compiled by Numba (serial and ``nogil``: they run on the
 reader thread while the compute thread works); NumPy's column arithmetic
-took ~10x longer on a 2048x1080 frame (``bench/bench_readers.py``).
+was several times slower (``bench/bench_readers.py`` measures both).
 """
 
 from __future__ import annotations
