@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from camera_writers import pack_bits, write_cine
 
 from flowtrace_gpu import FlowtraceError
 from flowtrace_gpu.io.bayer import demosaic
@@ -20,6 +19,8 @@ from flowtrace_gpu.io.formats import open_source
 from flowtrace_gpu.io.grayscale import luma
 from flowtrace_gpu.io.packed import unpack_10bit, unpack_12bit
 from flowtrace_gpu.io.phantom_p10 import P10_TO_12BIT
+
+from camera_writers import pack_bits, write_cine
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 PATTERN_OF_CFA = {3: "GBRG", 4: "RGGB", 5: "GRBG", 6: "BGGR"}

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import tifffile
-from camera_writers import pack_bits, write_cine
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend, pipeline
 from flowtrace_gpu.io.formats import open_source, open_writer
@@ -18,6 +17,8 @@ from flowtrace_gpu.io.grayscale import luma
 from flowtrace_gpu.io.iterable import IterableSource
 from flowtrace_gpu.io.writers import ListWriter
 from flowtrace_gpu.plan import TraceOptions, TracePlan, trace_sequence
+
+from camera_writers import pack_bits, write_cine
 
 av = pytest.importorskip("av", reason="video formats need PyAV (pip install av)")
 pymraw = pytest.importorskip("pyMRAW", reason="MRAW needs pyMRAW (pip install pyMRAW)")
