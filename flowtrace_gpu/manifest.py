@@ -175,9 +175,12 @@ class Manifest:
     def differences(self, other: Manifest) -> list[str]:
         """What makes ``other``'s images differ from this one's, in words (empty if nothing).
 
-        Compares :data:`IDENTITY`; the completion state and times do not count.
+        Compares :data:`IDENTITY`; the completion state, the times and where
+        the output is (a folder may be moved, its manifest with it) do not count.
         """
         mine, theirs = _plain(self), _plain(other)
+        for data in (mine, theirs):
+            data["output"].pop("path", None)
         found = []
         for key in self.IDENTITY:
             a, b = mine[key], theirs[key]

@@ -195,6 +195,17 @@ def test_resume_refuses_other_options_or_a_changed_source(movie_dir, tmp_path, m
     assert main([str(d), "5", str(out), "--resume", "--subtract-median", "-q"]) == 2
 
 
+def test_a_moved_output_folder_still_resumes(movie_dir, tmp_path, monkeypatch):
+    d, _ = movie_dir
+    reference = flowtrace(d, 5, tmp_path / "ref", backend="numpy", progress=False)
+    out = tmp_path / "out"
+    stop_at_image(10, d, out, monkeypatch)
+    moved = out.rename(tmp_path / "elsewhere")
+    result = flowtrace(d, 5, moved, backend="numpy", progress=False, resume=True)
+    assert file_bytes(result) == file_bytes(reference)
+    assert read_manifest(moved).output["path"] == str(moved.resolve())
+
+
 def test_resume_of_nothing_starts_and_of_a_finished_output_does_nothing(movie_dir, tmp_path):
     d, _ = movie_dir
     out = tmp_path / "out"
