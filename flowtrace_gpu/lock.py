@@ -141,7 +141,8 @@ class OutputLock:
                 f"from {this_host()}; if that run is gone, delete {self.path} and run again")
         return FlowtraceError(
             f"output is in use by flowtrace {who} (lock {self.path}); wait for it to "
-            "finish or stop it, or write elsewhere")
+            "finish or stop it, or write elsewhere (one run at a time per output folder or "
+            "file: give concurrent runs their own)")
 
     def release(self) -> None:
         """Remove the lock file and let go of it."""
