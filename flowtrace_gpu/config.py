@@ -91,6 +91,11 @@ SETTINGS: dict[str, Setting] = {
     "gpu_headroom_mib": Setting(
         64, "device memory (MiB) left free beyond the cupy backend's planned buffers",
         env="FLOWTRACE_GPU_HEADROOM_MIB", minimum=0, maximum=2**20),
+    # A kill loses at most this much record (those images are recomputed on
+    # resume); rewriting a few hundred bytes once a second costs nothing.
+    "manifest_interval_s": Setting(
+        1.0, "most seconds between updates of an output's manifest while images complete",
+        env="FLOWTRACE_MANIFEST_INTERVAL", minimum=0.0, maximum=3600.0),
     # Noisy images barely shrink, and deflating them costs several times
     # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(

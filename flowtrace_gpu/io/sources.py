@@ -17,6 +17,7 @@ from .. import config
 from ..errors import FlowtraceError
 from . import suffixes
 from .images import TiffTemplate, list_images, probe_image, read_image
+from .own_files import without_own_files
 
 
 class FrameSource:
@@ -78,7 +79,8 @@ class ImageFolderSource(FrameSource):
             raise FlowtraceError(
                 f"image_dir {str(path)!r} is not a directory; give the folder that holds the frames"
             )
-        files = list_images(path)
+        # Never a file flowtrace wrote: images, single-file outputs, temporaries.
+        files = without_own_files(list_images(path), path)
         if not files:
             raise FlowtraceError(
                 f"image_dir {str(path)!r} holds no images ({', '.join(suffixes.IMAGES)}); "
