@@ -520,7 +520,8 @@ def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi,
 # --- per-window walk, weighted or not --------------------------------------------------
 
 
-@njit(parallel=True, cache=True, nogil=True)
+# Not parallel itself: the passes it calls are.
+@njit(cache=True, nogil=True)
 def project_window(ring, start, diff_order, lo, hi,
                    sub_first, sub_median, add_first, weights, wmode,
                    is_max, offset, proj, scale_mode, scale, out, chunk_max, chunk, block):

@@ -6,20 +6,20 @@ equal bit for bit to :func:`kernels.window.trace_window` followed by
 :func:`kernels.stretch.finalize` (NaNs aside). :func:`choose_projector` is
 the one place that decides which path a plan takes:
 
-===========================  ==================================================
-class                        when
-===========================  ==================================================
-:class:`WeightedProjector`   ``color_series`` or ``fade_tails`` (weights)
-:class:`PerWindowProjector`  ``take_diff`` with a shift on floats or 32/64-bit
-                             integers (shifted differences are not exact)
-:class:`PlainProjector`      no shift left: max/min, ``take_diff``,
-                             ``add_first_frame``
-:class:`FloatShiftProjector` a shift on values the half path cannot take, or
-                             raw output (``normalize='none'``, global peak)
-:class:`FusedMedianProjector` ``subtract_median`` on integers of <= 16 bits,
-                             blocked sorted window, no ``add_first_frame``
-:class:`HalfUnitProjector`   the other shifts of integers of <= 16 bits
-===========================  ==================================================
+=============================  ================================================
+class                          when
+=============================  ================================================
+:class:`WeightedProjector`     ``color_series`` or ``fade_tails`` (weights)
+:class:`PerWindowProjector`    ``take_diff`` with a shift on floats or 32/64-bit
+                               integers (differences kept in float64)
+:class:`PlainProjector`        no shift left: max/min, ``take_diff``,
+                               ``add_first_frame``
+:class:`FloatShiftProjector`   a shift on values the half path cannot take, or
+                               raw output (``normalize='none'``, global peak)
+:class:`FusedMedianProjector`  ``subtract_median`` on integers of <= 16 bits,
+                               blocked sorted window, no ``add_first_frame``
+:class:`HalfUnitProjector`     the other shifts of integers of <= 16 bits
+=============================  ================================================
 
 Why sliding state is exact for the shifts: within a window, the first
 frame ``x0`` and the median ``m`` are constants, and ``v -> fl(v - c)`` is
@@ -27,8 +27,9 @@ non-decreasing, so ``max_j fl(x_j - c) == fl(max_j x_j - c)`` and the order
 statistics of ``fl(x_j - x0)`` are ``fl(order statistics of x - x0)``.
 Hence NumPy's ``max(x - x0 - median(x - x0))`` follows bit for bit from the
 sliding maximum, ``x0`` and the two middle order statistics of x. With
-``take_diff`` on integers of at most 32 bits every difference is an exact
-integer, so ``diff(x - c) == diff(x)`` and the shifts drop out.
+``take_diff`` on 8- and 16-bit integers every difference is an exact integer
+(kept in int16 or int32, :func:`diff_dtype`), so ``diff(x - c) == diff(x)``
+and the shifts drop out.
 
 Memory, P = values per frame (pixels x channels), s = bytes per value: ring
 ``F * P * s`` (where a path needs the window's frames), sliding buffer
@@ -240,8 +241,11 @@ class _SlidingExtreme(NumbaProjector):
     Keeps van Herk's block buffer (:mod:`kernels.numba_sliding`) of the
     frames, or of their ``diff_order``-th differences, in a dtype holding
     them exactly, so comparisons are exact; each frame's extreme is kept
-    too (see :meth:`PlainProjector._scale`).
+    too (see :meth:`PlainProjector._scale`). Subclasses that form the
+    float64 projection allocate ``proj``.
     """
+
+    proj = None
 
     def __init__(self, plan, chunk=None, median="auto"):
         super().__init__(plan, chunk, median)
@@ -254,7 +258,6 @@ class _SlidingExtreme(NumbaProjector):
         # Extreme of each frame of the block, by block position (see ext_push).
         self.frame_ext = np.zeros(self.length, np.float64)
         self.chunk_ext = np.empty(self.nchunks, np.float64)
-        self.proj = np.empty(self.npix, np.float64)  # the float64 projection
 
     def _update(self, x, t):
         nsl, _ = _kernels()
@@ -294,8 +297,9 @@ class PlainProjector(_SlidingExtreme):
 
     Applies to max/min projections without ``subtract_first`` or
     ``subtract_median``, with or without ``add_first_frame``, and to
-    ``take_diff`` on integers of at most 32 bits whatever the shifts: their
-    differences are exact integers, so the shifts cancel.
+    ``take_diff`` whatever the shifts where :func:`diff_dtype` keeps the
+    differences in an integer dtype (8- and 16-bit frames): they are exact
+    integers, so the shifts cancel.
 
     Exact because the projection is the sliding extreme (comparisons in the
     values' own dtype), maxed with the raw first frame for
@@ -308,14 +312,17 @@ class PlainProjector(_SlidingExtreme):
 
     keeps_median = False
 
+    def __init__(self, plan, chunk=None, median="auto"):
+        super().__init__(plan, chunk, median)
+        if self.scale_mode == _RAW:
+            self.proj = np.empty(self.npix, np.float64)
+        elif self.d and plan.options.add_first_frame:
+            self.ext = np.empty(self.npix, self.buf.dtype)  # scratch of project_plain
+
     def _ring_rows(self):
         if self.plan.options.add_first_frame:
             return self.f
         return self.d + 1 if self.d else 0  # the previous frames of a difference
-
-    def __init__(self, plan, chunk=None, median="auto"):
-        super().__init__(plan, chunk, median)
-        self.ext = np.empty(self.npix, self.buf.dtype)  # scratch of project_plain
 
     def _scale(self) -> float:
         """The stretch factor, from the frames' extremes (or the fixed scale)."""
@@ -359,6 +366,10 @@ class FloatShiftProjector(_SlidingExtreme):
     middle order statistics.
     """
 
+    def __init__(self, plan, chunk=None, median="auto"):
+        super().__init__(plan, chunk, median)
+        self.proj = np.empty(self.npix, np.float64)
+
     def _project(self, out):
         opts = self.plan.options
         self._float_projection(out, opts.subtract_first, opts.subtract_median)
@@ -395,7 +406,6 @@ class HalfUnitProjector(_SlidingExtreme):
     def __init__(self, plan, chunk=None, median="auto"):
         super().__init__(plan, chunk, median)
         self.half = np.empty(self.npix, half_dtype(plan))
-        self.proj = None
 
     def _project(self, out):
         _, nproj = _kernels()
@@ -440,9 +450,9 @@ class PerWindowProjector(NumbaProjector):
     """Each pixel's window walked once per image: the fallback where sliding is not exact.
 
     Applies to ``take_diff`` combined with ``subtract_first`` or
-    ``subtract_median`` on floats or integers wider than 32 bits (whose
-    differences, in float64, are not exact: the differences of shifted
-    frames need not equal those of the frames).
+    ``subtract_median`` where :func:`diff_dtype` keeps the differences in
+    float64 (floats, 32- and 64-bit integers): there the differences of
+    shifted frames need not equal those of the frames (floats round).
 
     Exact because ``project_window`` copies each pixel's window to a float64
     column and runs the steps of :func:`kernels.window.trace_window` on it,
