@@ -88,6 +88,10 @@ SETTINGS: dict[str, Setting] = {
     "band_bins": Setting(
         16, "bins per pixel around the median in the band histogram",
         env="FLOWTRACE_BAND_BINS", minimum=1, maximum=256),
+    # 3 accumulators and one row of float64 per pixel in 32 KiB of L1 cache.
+    "numba_weight_block": Setting(
+        1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails)",
+        minimum=1, maximum=2**20),
     "gpu_headroom_mib": Setting(
         64, "device memory (MiB) left free beyond the cupy backend's planned buffers",
         env="FLOWTRACE_GPU_HEADROOM_MIB", minimum=0, maximum=2**20),
