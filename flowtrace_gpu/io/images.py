@@ -17,15 +17,16 @@ A multi-page TIFF in a folder gives all its pages, one frame each.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FlowtraceError
 from . import suffixes
+from .boundary import collected_messages, reading
 
 #: What flowtrace writes; never read back as input when out_dir='same'.
 OUTPUT_MARKER = re.compile(r"_streamlines_frames\d+\.png$")
@@ -81,9 +82,9 @@ def _pillow_layout(im, path: Path) -> tuple[tuple, np.dtype, str | None]:
 
 def _pillow_frame(im, path: Path) -> np.ndarray:
     shape, dtype, convert = _pillow_layout(im, path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "palette images with transparency ..."
-        frame = np.asarray(im.convert(convert) if convert else im)
+    # Pillow's warnings ("palette images with transparency ...") are collected
+    # by the reader's boundary (boundary.reading), not printed.
+    frame = np.asarray(im.convert(convert) if convert else im)
     return frame.astype(dtype)  # a writable copy, native byte order
 
 
@@ -108,8 +109,63 @@ def _read_png_rgb16(path: Path) -> np.ndarray:
 
 # ------------------------------------------------------------------ TIFF pages
 
+# Most bytes each TIFF compression can decode from one stored byte: none; LZW
+# (a 12-bit code stands for at most 4096 bytes); deflate (1032:1); PackBits
+# (2 bytes for a run of 128). Other codecs (JPEG, zstd, LZMA...) have no such
+# bound: only the machine's memory limits what their pages may claim.
+_MAX_EXPANSION = {1: 1, 5: 4096, 8: 1032, 32946: 1032, 32773: 64}
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine, where the OS says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_tiff_extent(page, path: Path, index: int) -> None:
+    """Refuse a page whose header claims what its file cannot hold, before any allocation.
+
+    A page needs at least one row and column, all the strips or tiles its
+    size implies, and no more pixels than its file's bytes can decode to
+    (see ``_MAX_EXPANSION``) or than the machine's memory holds.
+    """
+    where = f"{path} page {index}"
+    if not page.shape or min(page.shape) < 1:
+        raise FlowtraceError(
+            f"{where} is {page.imagewidth}x{page.imagelength} pixels (shape {page.shape}), an "
+            "empty image: its header is corrupt; replace the file"
+        )
+    if page.dtype is None:
+        raise FlowtraceError(
+            f"{where} stores {page.bitspersample}-bit samples of format {page.sampleformat}, "
+            "which no image type holds; replace the file or save it as 8/16/32-bit samples"
+        )
+    stored = math.ceil(page.size * page.bitspersample / 8)
+    file_size = page.parent.filehandle.size
+    ratio = _MAX_EXPANSION.get(page.compression)
+    memory = physical_memory()
+    if (ratio is not None and stored > file_size * ratio) or (memory and page.nbytes > memory):
+        raise FlowtraceError(
+            f"{where} claims {page.shape} {page.dtype} pixels ({page.nbytes} bytes), more than "
+            f"its {file_size}-byte file can hold: its header is corrupt; replace the file"
+        )
+    segments = math.prod(page.chunked)
+    if not page.is_lsm and len(page.dataoffsets) < segments:
+        raise FlowtraceError(
+            f"{where} stores {len(page.dataoffsets)} strips or tiles, but its size "
+            f"{page.shape} needs {segments}: its header is corrupt; replace the file"
+        )
+
+
 def tiff_layout(page, path: Path, index: int) -> tuple[tuple, np.dtype, bool]:
-    """Frame shape and dtype of a TIFF page, and whether tifffile's decoding is used."""
+    """Frame shape and dtype of a TIFF page, and whether tifffile's decoding is used.
+
+    Raises FlowtraceError for pages whose header cannot be right
+    (:func:`check_tiff_extent`) and for samples that are neither gray nor RGB.
+    """
+    check_tiff_extent(page, path, index)
     if page.photometric not in _PLAIN_PHOTOMETRIC:
         from PIL import Image
 
@@ -145,10 +201,20 @@ def tiff_samples(frame: np.ndarray, page) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def read_tiff_page(tif, path: Path, index: int) -> np.ndarray:
-    """Page ``index`` of an open ``tifffile.TiffFile`` as a frame (see the module notes)."""
+def read_tiff_page(tif, path: Path, index: int, expected: tuple | None = None) -> np.ndarray:
+    """Page ``index`` of an open ``tifffile.TiffFile`` as a frame (see the module notes).
+
+    With ``expected`` = (shape, dtype), a page of another layout is refused
+    before its pixels are decoded.
+    """
     page = tif.pages[index]
-    if tiff_layout(page, path, index)[2]:
+    shape, dtype, plain = tiff_layout(page, path, index)
+    if expected is not None and (shape, dtype) != tuple(expected):
+        raise FlowtraceError(
+            f"{path} page {index} is {shape} {dtype}, but the first frame is {expected[0]} "
+            f"{expected[1]}; every frame must match the first"
+        )
+    if plain:
         return tiff_samples(page.asarray(), page)
     from PIL import Image
 
@@ -159,12 +225,17 @@ def read_tiff_page(tif, path: Path, index: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ any image
 
+def _image_boundary(path: Path, page: int = 0):
+    subject = f"image file {path}" if page == 0 else f"page {page} of image file {path}"
+    return reading(subject, "replace or remove it", doing="decode")
+
+
 def probe_image(path: Path) -> tuple[tuple, np.dtype, int]:
     """Shape and dtype of an image file's frames, and its page count, without decoding pixels.
 
     Every page of a multi-page TIFF must have the first page's shape and dtype.
     """
-    try:
+    with _image_boundary(path):
         if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
@@ -187,30 +258,26 @@ def probe_image(path: Path) -> tuple[tuple, np.dtype, int]:
         with Image.open(path) as im:
             shape, dtype, _ = _pillow_layout(im, path)
             return shape, dtype, 1
-    except FlowtraceError:
-        raise
-    except Exception as exc:
-        raise unreadable(path, exc) from None
 
 
-def read_image(path: Path, page: int = 0) -> np.ndarray:
-    """Decode one frame: an image file, or page ``page`` of a TIFF."""
-    try:
+def read_image(path: Path, page: int = 0, expected: tuple | None = None) -> np.ndarray:
+    """Decode one frame: an image file, or page ``page`` of a TIFF.
+
+    ``expected`` (shape, dtype): a TIFF page of another layout is refused
+    before it is decoded.
+    """
+    with _image_boundary(path, page):
         if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                return read_tiff_page(tif, path, page)
+                return read_tiff_page(tif, path, page, expected)
         if suffixes.suffix(path) == ".png" and _png_rgb16(path) is not None:
             return _read_png_rgb16(path)
         from PIL import Image
 
         with Image.open(path) as im:
             return _pillow_frame(im, path)
-    except FlowtraceError:
-        raise
-    except Exception as exc:
-        raise unreadable(path, exc) from None
 
 
 class TiffTemplate:
@@ -240,8 +307,10 @@ class TiffTemplate:
         """The layout of ``path``'s first page, or None if it cannot be read plainly."""
         import tifffile
 
+        # A file that tifffile complains about is read again, through the boundary, by
+        # probe_image: its messages are reported there, not here.
         try:
-            with tifffile.TiffFile(path) as tif:
+            with collected_messages(), tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 if (len(tif.pages) != 1 or not page.is_contiguous or page.compression != 1
                         or page.predictor != 1
@@ -298,11 +367,3 @@ class TiffTemplate:
         if view[:self.offset] != self.head or view[self.offset + self.nbytes:] != self.tail:
             return None
         return self._decode(buf)
-
-
-def unreadable(path: Path, exc: BaseException) -> FlowtraceError:
-    """The error for an image file that cannot be decoded."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return FlowtraceError(
-        f"cannot decode image file {path} ({reason}); replace or remove it"
-    )
