@@ -25,7 +25,8 @@ last 4 bytes give the image size), the pixels. Read here:
 * The ``CFA`` code names the Bayer pattern of the first *stored* row
   (3 GBRG, 4 RGGB, 5 GRBG, 6 BGGR). Flipping a bottom-up frame of even height
   puts the pattern's second row on top, so the pattern used is swapped then.
-* ``bit_depth`` is ``RealBPP`` (12 after the P10 table).
+* ``bit_depth`` is ``RealBPP`` (12 after the P10 table; None where it is
+  absent or more than the samples hold).
 
 Every offset and size in the headers is checked against the file's size
 before anything is allocated or read. JPEG-compressed files
@@ -134,7 +135,9 @@ class CineSource(RecordingSource):
             raise ValueError(f"it announces {count} images of {width}x{height}")
         self.fps, cfa, real_bpp = self._setup(fh, off_setup)
         self._layout(compression, packing, bits, cfa, width, height)
-        self.bit_depth = 12 if packing == _P10 else (int(real_bpp) if real_bpp else None)
+        # RealBPP beyond the samples' bits is a corrupt field: ignored, as where it is absent.
+        plausible = 1 <= real_bpp <= 8 * self.dtype.itemsize
+        self.bit_depth = 12 if packing == _P10 else (int(real_bpp) if plausible else None)
         table = self._read_at(fh, off_offsets, 8 * count, "image offset table")
         self._offsets = np.frombuffer(table, dtype="<i8").astype(np.int64)
         # Every image's smallest extent (annotation size, image size, pixels) inside the

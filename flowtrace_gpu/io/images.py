@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -88,11 +89,39 @@ def _pillow_frame(im, path: Path) -> np.ndarray:
     return frame.astype(dtype)  # a writable copy, native byte order
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png_chunks(path: Path) -> None:
+    """Refuse a PNG chunk whose length runs past the end of the file.
+
+    Pillow allocates a chunk's announced length before reading it: a corrupt
+    length would reserve up to 4 GiB for a file of a few bytes. Reads only
+    the chunk headers, up to ``IEND``.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if fh.read(8) != _PNG_SIGNATURE:
+            return  # not a PNG inside: the decoder says what it is
+        pos = 8
+        while pos + 12 <= size:
+            fh.seek(pos)
+            length, kind = struct.unpack(">I4s", fh.read(8))
+            if length > size - pos - 12:
+                raise ValueError(
+                    f"its {kind!r} chunk at offset {pos} announces {length} bytes, past the end "
+                    f"of the {size}-byte file"
+                )
+            if kind == b"IEND":
+                return
+            pos += 12 + length
+
+
 def _png_rgb16(path: Path):
     """(H, W) of a 16-bit RGB(A) PNG from its IHDR chunk, else None."""
     with open(path, "rb") as fh:
         head = fh.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     if head[24] != 16 or head[25] not in (2, 6):  # bit depth, color type RGB / RGBA
         return None
@@ -128,8 +157,9 @@ def check_tiff_extent(page, path: Path, index: int) -> None:
     """Refuse a page whose header claims what its file cannot hold, before any allocation.
 
     A page needs at least one row and column, all the strips or tiles its
-    size implies, and no more pixels than its file's bytes can decode to
-    (see ``_MAX_EXPANSION``) or than the machine's memory holds.
+    size implies, each inside the file, and no more pixels than its file's
+    bytes can decode to (see ``_MAX_EXPANSION``) or than the machine's
+    memory holds.
     """
     where = f"{path} page {index}"
     if not page.shape or min(page.shape) < 1:
@@ -156,6 +186,14 @@ def check_tiff_extent(page, path: Path, index: int) -> None:
         raise FlowtraceError(
             f"{where} stores {len(page.dataoffsets)} strips or tiles, but its size "
             f"{page.shape} needs {segments}: its header is corrupt; replace the file"
+        )
+    # A strip is read whole before it is decoded: one claiming gigabytes would be allocated.
+    ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)
+            if count]
+    if ends and max(ends) > file_size:
+        raise FlowtraceError(
+            f"{where} has strips or tiles up to byte {max(ends)} of its {file_size}-byte file: "
+            "it is truncated or its header is corrupt; replace the file"
         )
 
 
@@ -250,7 +288,10 @@ def probe_image(path: Path) -> tuple[tuple, np.dtype, int]:
                             f"{shape} {dtype}; every frame must match the first"
                         )
                 return shape, dtype, n_pages
-        rgb16 = _png_rgb16(path) if suffixes.suffix(path) == ".png" else None
+        png = suffixes.suffix(path) == ".png"
+        if png:
+            check_png_chunks(path)
+        rgb16 = _png_rgb16(path) if png else None
         if rgb16 is not None:
             return rgb16 + (3,), np.dtype(np.uint16), 1
         from PIL import Image
@@ -272,8 +313,10 @@ def read_image(path: Path, page: int = 0, expected: tuple | None = None) -> np.n
 
             with tifffile.TiffFile(path) as tif:
                 return read_tiff_page(tif, path, page, expected)
-        if suffixes.suffix(path) == ".png" and _png_rgb16(path) is not None:
-            return _read_png_rgb16(path)
+        if suffixes.suffix(path) == ".png":
+            check_png_chunks(path)
+            if _png_rgb16(path) is not None:
+                return _read_png_rgb16(path)
         from PIL import Image
 
         with Image.open(path) as im:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import FlowtraceError
 from . import suffixes
-from .images import TIME_SERIES_HINT, read_tiff_page, tiff_layout, tiff_samples
+from .images import TIME_SERIES_HINT, check_tiff_extent, read_tiff_page, tiff_layout, tiff_samples
 from .recording import RecordingSource, read_block
 from .writers import StreamedFileWriter, write_atomically
 
@@ -56,6 +56,8 @@ class TiffStackSource(RecordingSource):
         import tifffile
 
         with tifffile.TiffFile(self.path) as tif:
+            # The first page's header, checked before tifffile's series arithmetic uses it.
+            check_tiff_extent(tif.pages[0], self.path, 0)
             series = tif.series[0]
             shape, axes = tuple(series.shape), series.axes
             n_pages = len(series.pages)
@@ -88,6 +90,11 @@ class TiffStackSource(RecordingSource):
                 "only stacks with one page per frame are read page by page "
                 "(save it uncompressed, or as one page per frame)"
             )
+        if self._block is None:
+            # Decode the first page now: a codec or bit depth that cannot be decoded here
+            # fails before any output exists.
+            with self._open_pass() as handle:
+                self._read_raw(handle, 0)
 
     def _pages_alike(self, tif) -> tuple[tuple, str, int]:
         """Shape, axes and count of a file's pages as one stack, if they all match the first."""
