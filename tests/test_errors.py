@@ -290,6 +290,30 @@ def test_tiff_stack_that_cannot_be_decoded_fails_at_open(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("offset, value, match", [
+    (16, 10**6, r"f1\.png announces a 1000000x6 image .* which its \d+-byte file cannot hold"),
+    (33, 0xFFFFFFFF, r"cannot decode image file .*f1\.png \(its b'IDAT' chunk at offset 33 "
+                     r"announces 4294967295 bytes, past the end"),
+])
+def test_png_header_announcing_more_than_its_file_is_refused(tmp_path, capsys, offset, value,
+                                                             match):
+    import zlib
+
+    from PIL import Image
+
+    d = tmp_path / "png"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((6, 5), 9 * i, np.uint8)).save(d / f"f{i}.png")
+    path = d / "f1.png"
+    _patch(path, offset, ">I", value)  # IHDR width (CRC mended) or IDAT's length
+    data = bytearray(path.read_bytes())
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    check_both((d, 2, tmp_path / "o"), {}, match, capsys, [d, 2, tmp_path / "o"])
+    assert not (tmp_path / "o").exists()
+
+
 def _cli(*args):
     import subprocess
     import sys

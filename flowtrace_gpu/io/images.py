@@ -78,7 +78,27 @@ def _pillow_layout(im, path: Path) -> tuple[tuple, np.dtype, str | None]:
     channels, dtype, convert = _PIL_MODES[im.mode]
     if im.mode == "I" and im.format == "PNG":
         dtype = np.uint16  # Pillow opens some 16-bit gray PNGs as 32-bit 'I'
-    return (im.height, im.width) + ((channels,) if channels else ()), np.dtype(dtype), convert
+    shape = (im.height, im.width) + ((channels,) if channels else ())
+    check_image_size(path, shape, np.dtype(dtype))
+    return shape, np.dtype(dtype), convert
+
+
+#: Most pixels a PNG, JPEG or BMP file may hold per stored byte: deflate's 1032:1
+#: on 1-bit pixels (8 to a byte), with room; baseline JPEG needs at least a bit
+#: per 64 pixels. Pillow allocates the image its header announces before it
+#: decodes a byte.
+_MAX_PIXELS_PER_BYTE = 16384
+
+
+def check_image_size(path: Path, shape: tuple, dtype: np.dtype) -> None:
+    """Refuse an image whose header announces more pixels than its file can decode to."""
+    pixels = shape[0] * shape[1]
+    file_size = os.stat(path).st_size
+    if pixels < 1 or pixels > file_size * _MAX_PIXELS_PER_BYTE:
+        raise FlowtraceError(
+            f"{path} announces a {shape[1]}x{shape[0]} image ({pixels} pixels), which its "
+            f"{file_size}-byte file cannot hold: its header is corrupt; replace the file"
+        )
 
 
 def _pillow_frame(im, path: Path) -> np.ndarray:
@@ -293,6 +313,7 @@ def probe_image(path: Path) -> tuple[tuple, np.dtype, int]:
             check_png_chunks(path)
         rgb16 = _png_rgb16(path) if png else None
         if rgb16 is not None:
+            check_image_size(path, rgb16 + (3,), np.dtype(np.uint16))
             return rgb16 + (3,), np.dtype(np.uint16), 1
         from PIL import Image
 
