@@ -127,7 +127,7 @@ def test_tiff_stack_memmapped_matches_folder(tmp_path, dtype):
     path = tmp_path / "rec.tif"
     tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX"})
     source = open_source(path)
-    assert source._memmap is not None  # mapped, not decoded
+    assert source._block is not None  # read from its offset, not decoded
     assert (source.n_frames, source.frame_shape, source.dtype) == (N, (H, W), np.dtype(dtype))
     assert source.names[:2] == ["rec_00", "rec_01"] and source.names[-1] == "rec_11"
     got = _read_all(source)
@@ -140,7 +140,7 @@ def test_tiff_stack_compressed_rgb_page_by_page(tmp_path):
     path = tmp_path / "rec.tiff"
     tifffile.imwrite(path, movie, photometric="rgb", compression="zlib")
     source = open_source(path)
-    assert source._memmap is None and source.frame_shape == (H, W, 3)
+    assert source._block is None and source.frame_shape == (H, W, 3)
     np.testing.assert_array_equal(_read_all(source), _folder_frames(tmp_path, movie))
 
 

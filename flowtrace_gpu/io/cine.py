@@ -25,7 +25,8 @@ last 4 bytes give the image size), the pixels. Read here:
 * The ``CFA`` code names the Bayer pattern of the first *stored* row
   (3 GBRG, 4 RGGB, 5 GRBG, 6 BGGR). Flipping a bottom-up frame of even height
   puts the pattern's second row on top, so the pattern used is swapped then.
-* ``bit_depth`` is ``RealBPP`` (12 after the P10 table).
+* ``bit_depth`` is ``RealBPP`` (12 after the P10 table; None where it is
+  absent or more than the samples hold).
 
 Every offset and size in the headers is checked against the file's size
 before anything is allocated or read. JPEG-compressed files
@@ -89,27 +90,31 @@ class CineSource(RecordingSource):
         Bayer files, else None.
     """
 
+    kind = "a Phantom cine"
+    fix = "the file is truncated or corrupt; copy it again from the camera or export it in PCC"
+
     def __init__(self, path, frames_to_skip: int = 1):
         super().__init__(path, frames_to_skip)
-        try:
-            with open(self.path, "rb") as fh:
-                self._size = os.fstat(fh.fileno()).st_size
-                count = self._parse(fh)
-        except FlowtraceError:
-            raise
-        except (OSError, struct.error, ValueError) as exc:
-            raise self._bad(f"its headers cannot be read ({exc})") from None
-        self._set_count(count)
+        with self._opening(), open(self.path, "rb") as fh:
+            self._size = os.fstat(fh.fileno()).st_size
+            count = self._parse(fh)
+            self._image_bytes(fh, 0)  # the first image's sizes, checked before any output
+            self._set_count(count)
 
     def _bad(self, why: str) -> FlowtraceError:
+        """A file of a kind this reader does not take."""
         return FlowtraceError(f"cannot read {self.path} as a Phantom cine: {why}; {_SCOPE}")
 
     def _read_at(self, fh, offset: int, nbytes: int, what: str) -> bytes:
-        """``nbytes`` at ``offset``, after checking that the file holds them."""
-        if offset < 0 or offset + nbytes > self._size:
-            raise self._bad(
+        """``nbytes`` at ``offset``, after checking that the file holds them.
+
+        A corrupt size or offset raises ValueError, which the reader's boundary
+        (``_opening``/``_decoding``) turns into the FlowtraceError naming the file.
+        """
+        if offset < 0 or nbytes < 0 or offset + nbytes > self._size:
+            raise ValueError(
                 f"its {what} ({nbytes} bytes at offset {offset}) lies beyond the end of the "
-                f"{self._size}-byte file (truncated or corrupt file)"
+                f"{self._size}-byte file"
             )
         fh.seek(offset)
         return fh.read(nbytes)
@@ -127,17 +132,21 @@ class CineSource(RecordingSource):
         (_, width, height, _, bits, packing, _, _, _, _, _) = BITMAP_HEADER.unpack(
             self._read_at(fh, off_bitmap, BITMAP_HEADER.size, "bitmap header"))
         if count < 1 or width < 1 or height == 0:
-            raise self._bad(f"it announces {count} images of {width}x{height}")
+            raise ValueError(f"it announces {count} images of {width}x{height}")
         self.fps, cfa, real_bpp = self._setup(fh, off_setup)
         self._layout(compression, packing, bits, cfa, width, height)
-        self.bit_depth = 12 if packing == _P10 else (int(real_bpp) if real_bpp else None)
+        # RealBPP beyond the samples' bits is a corrupt field: ignored, as where it is absent.
+        plausible = 1 <= real_bpp <= 8 * self.dtype.itemsize
+        self.bit_depth = 12 if packing == _P10 else (int(real_bpp) if plausible else None)
         table = self._read_at(fh, off_offsets, 8 * count, "image offset table")
         self._offsets = np.frombuffer(table, dtype="<i8").astype(np.int64)
-        # Every image's smallest extent (annotation size, image size, pixels) inside the file.
-        past_end = (self._offsets < 0) | (self._offsets + 8 + self._pixel_bytes > self._size)
+        # Every image's smallest extent (annotation size, image size, pixels) inside the
+        # file; compared without adding to the offsets, which may be near int64's limit.
+        past_end = (self._offsets < 0) | (self._offsets > self._size - 8 - self._pixel_bytes)
         if past_end.any():
             first = int(np.argmax(past_end))
-            raise self._bad(f"image {first} lies beyond the end of the file (truncated file)")
+            raise ValueError(f"image {first} lies beyond the end of the file, at offset "
+                             f"{int(self._offsets[first])}")
         return count
 
     def _layout(self, compression, packing, bits, cfa, width, height) -> None:
@@ -182,7 +191,7 @@ class CineSource(RecordingSource):
     def _setup(self, fh, off_setup) -> tuple[float | None, int, int]:
         """Frame rate (or None), CFA code and RealBPP (0 where absent)."""
         if off_setup < 0 or off_setup >= self._size:
-            raise self._bad(f"its SETUP offset {off_setup} lies beyond the end of the file")
+            raise ValueError(f"its SETUP offset {off_setup} lies beyond the end of the file")
         fh.seek(off_setup)
         setup = fh.read(_SETUP_REALBPP + 4)  # read() stops at the end of the file
         if len(setup) < _SETUP_LENGTH + 2:
@@ -201,18 +210,22 @@ class CineSource(RecordingSource):
     def _open_pass(self):
         return open(self.path, "rb")  # one handle for the pass, on the reader thread
 
-    def _pixels(self, fh, raw: int) -> np.ndarray:
-        """Image ``raw``'s samples as stored, unpacked and in top-down order."""
+    def _image_bytes(self, fh, raw: int) -> bytes:
+        """Image ``raw``'s stored bytes, its annotation and sizes checked against the file."""
         start = int(self._offsets[raw])
         (annotation,) = struct.unpack("<I", self._read_at(fh, start, 4, f"image {raw} header"))
         if annotation < 8:
-            raise self._bad(f"image {raw} has an annotation of {annotation} bytes (corrupt file)")
+            raise ValueError(f"image {raw} has an annotation of {annotation} bytes, less than 8")
         (image_size,) = struct.unpack(
             "<I", self._read_at(fh, start + annotation - 4, 4, f"image {raw} size"))
         if image_size < self._pixel_bytes:
-            raise self._bad(f"image {raw} is {image_size} bytes, expected {self._pixel_bytes} "
-                            "(corrupt file)")
-        data = self._read_at(fh, start + annotation, image_size, f"image {raw}")
+            raise ValueError(f"image {raw} is {image_size} bytes, expected {self._pixel_bytes}")
+        return self._read_at(fh, start + annotation, image_size, f"image {raw}")
+
+    def _pixels(self, fh, raw: int) -> np.ndarray:
+        """Image ``raw``'s samples as stored, unpacked and in top-down order."""
+        data = self._image_bytes(fh, raw)
+        image_size = len(data)
         rows, width = self._stored_shape[:2]
         if self._packing == _P10:
             return unpack_10bit(data, (rows, width), P10_TO_12BIT)
@@ -243,5 +256,5 @@ class CineSource(RecordingSource):
             raise FlowtraceError(f"{self.path} is not a raw Bayer cine; it has no mosaic")
         if not 0 <= raw < self.n_raw:
             raise FlowtraceError(f"{self.path} holds images 0..{self.n_raw - 1}, not {raw}")
-        with open(self.path, "rb") as fh:
+        with self._decoding(raw), open(self.path, "rb") as fh:
             return self._pixels(fh, raw)

@@ -17,15 +17,17 @@ A multi-page TIFF in a folder gives all its pages, one frame each.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-import warnings
+import struct
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FlowtraceError
 from . import suffixes
+from .boundary import collected_messages, reading
 
 #: What flowtrace writes; never read back as input when out_dir='same'.
 OUTPUT_MARKER = re.compile(r"_streamlines_frames\d+\.png$")
@@ -76,22 +78,70 @@ def _pillow_layout(im, path: Path) -> tuple[tuple, np.dtype, str | None]:
     channels, dtype, convert = _PIL_MODES[im.mode]
     if im.mode == "I" and im.format == "PNG":
         dtype = np.uint16  # Pillow opens some 16-bit gray PNGs as 32-bit 'I'
-    return (im.height, im.width) + ((channels,) if channels else ()), np.dtype(dtype), convert
+    shape = (im.height, im.width) + ((channels,) if channels else ())
+    check_image_size(path, shape, np.dtype(dtype))
+    return shape, np.dtype(dtype), convert
+
+
+#: Most pixels a PNG, JPEG or BMP file may hold per stored byte: deflate's 1032:1
+#: on 1-bit pixels (8 to a byte), with room; baseline JPEG needs at least a bit
+#: per 64 pixels. Pillow allocates the image its header announces before it
+#: decodes a byte.
+_MAX_PIXELS_PER_BYTE = 16384
+
+
+def check_image_size(path: Path, shape: tuple, dtype: np.dtype) -> None:
+    """Refuse an image whose header announces more pixels than its file can decode to."""
+    pixels = shape[0] * shape[1]
+    file_size = os.stat(path).st_size
+    if pixels < 1 or pixels > file_size * _MAX_PIXELS_PER_BYTE:
+        raise FlowtraceError(
+            f"{path} announces a {shape[1]}x{shape[0]} image ({pixels} pixels), which its "
+            f"{file_size}-byte file cannot hold: its header is corrupt; replace the file"
+        )
 
 
 def _pillow_frame(im, path: Path) -> np.ndarray:
     shape, dtype, convert = _pillow_layout(im, path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. "palette images with transparency ..."
-        frame = np.asarray(im.convert(convert) if convert else im)
+    # Pillow's warnings ("palette images with transparency ...") are collected
+    # by the reader's boundary (boundary.reading), not printed.
+    frame = np.asarray(im.convert(convert) if convert else im)
     return frame.astype(dtype)  # a writable copy, native byte order
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png_chunks(path: Path) -> None:
+    """Refuse a PNG chunk whose length runs past the end of the file.
+
+    Pillow allocates a chunk's announced length before reading it: a corrupt
+    length would reserve up to 4 GiB for a file of a few bytes. Reads only
+    the chunk headers, up to ``IEND``.
+    """
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if fh.read(8) != _PNG_SIGNATURE:
+            return  # not a PNG inside: the decoder says what it is
+        pos = 8
+        while pos + 12 <= size:
+            fh.seek(pos)
+            length, kind = struct.unpack(">I4s", fh.read(8))
+            if length > size - pos - 12:
+                raise ValueError(
+                    f"its {kind!r} chunk at offset {pos} announces {length} bytes, past the end "
+                    f"of the {size}-byte file"
+                )
+            if kind == b"IEND":
+                return
+            pos += 12 + length
 
 
 def _png_rgb16(path: Path):
     """(H, W) of a 16-bit RGB(A) PNG from its IHDR chunk, else None."""
     with open(path, "rb") as fh:
         head = fh.read(26)
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     if head[24] != 16 or head[25] not in (2, 6):  # bit depth, color type RGB / RGBA
         return None
@@ -108,8 +158,72 @@ def _read_png_rgb16(path: Path) -> np.ndarray:
 
 # ------------------------------------------------------------------ TIFF pages
 
+# Most bytes each TIFF compression can decode from one stored byte: none; LZW
+# (a 12-bit code stands for at most 4096 bytes); deflate (1032:1); PackBits
+# (2 bytes for a run of 128). Other codecs (JPEG, zstd, LZMA...) have no such
+# bound: only the machine's memory limits what their pages may claim.
+_MAX_EXPANSION = {1: 1, 5: 4096, 8: 1032, 32946: 1032, 32773: 64}
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine, where the OS says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_tiff_extent(page, path: Path, index: int) -> None:
+    """Refuse a page whose header claims what its file cannot hold, before any allocation.
+
+    A page needs at least one row and column, all the strips or tiles its
+    size implies, each inside the file, and no more pixels than its file's
+    bytes can decode to (see ``_MAX_EXPANSION``) or than the machine's
+    memory holds.
+    """
+    where = f"{path} page {index}"
+    if not page.shape or min(page.shape) < 1:
+        raise FlowtraceError(
+            f"{where} is {page.imagewidth}x{page.imagelength} pixels (shape {page.shape}), an "
+            "empty image: its header is corrupt; replace the file"
+        )
+    if page.dtype is None:
+        raise FlowtraceError(
+            f"{where} stores {page.bitspersample}-bit samples of format {page.sampleformat}, "
+            "which no image type holds; replace the file or save it as 8/16/32-bit samples"
+        )
+    stored = math.ceil(page.size * page.bitspersample / 8)
+    file_size = page.parent.filehandle.size
+    ratio = _MAX_EXPANSION.get(page.compression)
+    memory = physical_memory()
+    if (ratio is not None and stored > file_size * ratio) or (memory and page.nbytes > memory):
+        raise FlowtraceError(
+            f"{where} claims {page.shape} {page.dtype} pixels ({page.nbytes} bytes), more than "
+            f"its {file_size}-byte file can hold: its header is corrupt; replace the file"
+        )
+    segments = math.prod(page.chunked)
+    if not page.is_lsm and len(page.dataoffsets) < segments:
+        raise FlowtraceError(
+            f"{where} stores {len(page.dataoffsets)} strips or tiles, but its size "
+            f"{page.shape} needs {segments}: its header is corrupt; replace the file"
+        )
+    # A strip is read whole before it is decoded: one claiming gigabytes would be allocated.
+    ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)
+            if count]
+    if ends and max(ends) > file_size:
+        raise FlowtraceError(
+            f"{where} has strips or tiles up to byte {max(ends)} of its {file_size}-byte file: "
+            "it is truncated or its header is corrupt; replace the file"
+        )
+
+
 def tiff_layout(page, path: Path, index: int) -> tuple[tuple, np.dtype, bool]:
-    """Frame shape and dtype of a TIFF page, and whether tifffile's decoding is used."""
+    """Frame shape and dtype of a TIFF page, and whether tifffile's decoding is used.
+
+    Raises FlowtraceError for pages whose header cannot be right
+    (:func:`check_tiff_extent`) and for samples that are neither gray nor RGB.
+    """
+    check_tiff_extent(page, path, index)
     if page.photometric not in _PLAIN_PHOTOMETRIC:
         from PIL import Image
 
@@ -145,10 +259,20 @@ def tiff_samples(frame: np.ndarray, page) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def read_tiff_page(tif, path: Path, index: int) -> np.ndarray:
-    """Page ``index`` of an open ``tifffile.TiffFile`` as a frame (see the module notes)."""
+def read_tiff_page(tif, path: Path, index: int, expected: tuple | None = None) -> np.ndarray:
+    """Page ``index`` of an open ``tifffile.TiffFile`` as a frame (see the module notes).
+
+    With ``expected`` = (shape, dtype), a page of another layout is refused
+    before its pixels are decoded.
+    """
     page = tif.pages[index]
-    if tiff_layout(page, path, index)[2]:
+    shape, dtype, plain = tiff_layout(page, path, index)
+    if expected is not None and (shape, dtype) != tuple(expected):
+        raise FlowtraceError(
+            f"{path} page {index} is {shape} {dtype}, but the first frame is {expected[0]} "
+            f"{expected[1]}; every frame must match the first"
+        )
+    if plain:
         return tiff_samples(page.asarray(), page)
     from PIL import Image
 
@@ -159,12 +283,17 @@ def read_tiff_page(tif, path: Path, index: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ any image
 
+def _image_boundary(path: Path, page: int = 0):
+    subject = f"image file {path}" if page == 0 else f"page {page} of image file {path}"
+    return reading(subject, "replace or remove it", doing="decode")
+
+
 def probe_image(path: Path) -> tuple[tuple, np.dtype, int]:
     """Shape and dtype of an image file's frames, and its page count, without decoding pixels.
 
     Every page of a multi-page TIFF must have the first page's shape and dtype.
     """
-    try:
+    with _image_boundary(path):
         if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
@@ -179,38 +308,40 @@ def probe_image(path: Path) -> tuple[tuple, np.dtype, int]:
                             f"{shape} {dtype}; every frame must match the first"
                         )
                 return shape, dtype, n_pages
-        rgb16 = _png_rgb16(path) if suffixes.suffix(path) == ".png" else None
+        png = suffixes.suffix(path) == ".png"
+        if png:
+            check_png_chunks(path)
+        rgb16 = _png_rgb16(path) if png else None
         if rgb16 is not None:
+            check_image_size(path, rgb16 + (3,), np.dtype(np.uint16))
             return rgb16 + (3,), np.dtype(np.uint16), 1
         from PIL import Image
 
         with Image.open(path) as im:
             shape, dtype, _ = _pillow_layout(im, path)
             return shape, dtype, 1
-    except FlowtraceError:
-        raise
-    except Exception as exc:
-        raise unreadable(path, exc) from None
 
 
-def read_image(path: Path, page: int = 0) -> np.ndarray:
-    """Decode one frame: an image file, or page ``page`` of a TIFF."""
-    try:
+def read_image(path: Path, page: int = 0, expected: tuple | None = None) -> np.ndarray:
+    """Decode one frame: an image file, or page ``page`` of a TIFF.
+
+    ``expected`` (shape, dtype): a TIFF page of another layout is refused
+    before it is decoded.
+    """
+    with _image_boundary(path, page):
         if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                return read_tiff_page(tif, path, page)
-        if suffixes.suffix(path) == ".png" and _png_rgb16(path) is not None:
-            return _read_png_rgb16(path)
+                return read_tiff_page(tif, path, page, expected)
+        if suffixes.suffix(path) == ".png":
+            check_png_chunks(path)
+            if _png_rgb16(path) is not None:
+                return _read_png_rgb16(path)
         from PIL import Image
 
         with Image.open(path) as im:
             return _pillow_frame(im, path)
-    except FlowtraceError:
-        raise
-    except Exception as exc:
-        raise unreadable(path, exc) from None
 
 
 class TiffTemplate:
@@ -240,8 +371,10 @@ class TiffTemplate:
         """The layout of ``path``'s first page, or None if it cannot be read plainly."""
         import tifffile
 
+        # A file that tifffile complains about is read again, through the boundary, by
+        # probe_image: its messages are reported there, not here.
         try:
-            with tifffile.TiffFile(path) as tif:
+            with collected_messages(), tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
                 if (len(tif.pages) != 1 or not page.is_contiguous or page.compression != 1
                         or page.predictor != 1
@@ -298,11 +431,3 @@ class TiffTemplate:
         if view[:self.offset] != self.head or view[self.offset + self.nbytes:] != self.tail:
             return None
         return self._decode(buf)
-
-
-def unreadable(path: Path, exc: BaseException) -> FlowtraceError:
-    """The error for an image file that cannot be decoded."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return FlowtraceError(
-        f"cannot decode image file {path} ({reason}); replace or remove it"
-    )

@@ -1,9 +1,9 @@
-"""Photron MRAW recordings (``.mraw`` + ``.cih``/``.cihx`` header), memory-mapped.
+"""Photron MRAW recordings (``.mraw`` + ``.cih``/``.cihx`` header), read frame by frame.
 
 The header is parsed by pyMRAW (package ``pyMRAW``), which knows both the
-text ``.cih`` and the XML ``.cihx``. The pixels are mapped here rather than
-by ``pyMRAW.load_video`` so that 12-bit packed files are unpacked one frame
-at a time instead of whole into memory. Read: monochrome 8-bit, packed
+text ``.cih`` and the XML ``.cihx``. The pixels are read here, one frame at
+a time from its offset, rather than by ``pyMRAW.load_video`` (which maps the
+file and unpacks 12-bit files whole into memory). Read: monochrome 8-bit, packed
 12-bit (:func:`~flowtrace_gpu.io.packed.unpack_12bit`) and 16-bit files;
 anything else (color MRAW, other bit depths or packings) is refused.
 
@@ -19,16 +19,15 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FlowtraceError
 from . import suffixes
+from .boundary import reading
 from .packed import unpack_12bit
-from .recording import RecordingSource, require
-from .recording import first_line as _reason
+from .recording import RecordingSource, read_block, require
 
 _BIT_DEPTHS = (8, 12, 16)
 #: Color types of monochrome data: the ``.cih`` says Mono; a ``.cihx`` of a mono camera says Raw.
@@ -79,9 +78,7 @@ def read_header(header: Path) -> dict:
         if header.suffix != kind:
             parsed = Path(tmp) / f"header{kind}"
             shutil.copyfile(header, parsed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cih = pymraw.get_cih(str(parsed))
+        cih = pymraw.get_cih(str(parsed))  # its warnings are collected by the caller's boundary
     if kind == ".cihx" and "Color Type" not in cih:
         text = header.read_text(encoding="utf-8", errors="ignore")
         found = re.search(r"<colorInfo>\s*<type>\s*([^<\s]+)\s*</type>", text)
@@ -108,20 +105,21 @@ class MrawSource(RecordingSource):
         Effective bits per pixel (``EffectiveBit Depth``, else the stored 8, 12 or 16).
     """
 
+    kind = "a Photron MRAW recording"
+    fix = _SCOPE
+
     def __init__(self, path, frames_to_skip: int = 1):
         mraw, self.header = find_pair(Path(path))
         super().__init__(mraw, frames_to_skip)
-        try:
+        with reading(f"the MRAW header {self.header}", _SCOPE):
             cih = read_header(self.header)
             n_raw = int(cih["Total Frame"])
             height, width = int(cih["Image Height"]), int(cih["Image Width"])
             bits = int(cih["Color Bit"])
-        except FlowtraceError:
-            raise
-        except Exception as exc:
-            raise FlowtraceError(
-                f"cannot read the MRAW header {self.header} ({_reason(exc)}); {_SCOPE}"
-            ) from None
+        with self._opening():
+            self._parse(cih, n_raw, height, width, bits)
+
+    def _parse(self, cih: dict, n_raw: int, height: int, width: int, bits: int) -> None:
         self._check_scope(cih, bits, height, width)
         rate = cih.get("Record Rate(fps)")
         self.fps = float(rate) if isinstance(rate, (int, float)) and rate > 0 else None
@@ -136,18 +134,14 @@ class MrawSource(RecordingSource):
         frame_bytes = height * width * bits // 8
         needed = n_raw * frame_bytes
         size = self.path.stat().st_size
-        if n_raw < 1 or size < needed:
+        if n_raw < 1 or height < 1 or width < 1 or size < needed:
             raise FlowtraceError(
                 f"{self.path} is {size} bytes, but its header {self.header.name} announces "
                 f"{n_raw} frames of {width}x{height} at {bits} bits ({needed} bytes); "
                 "the recording is truncated or the header belongs to another file"
             )
         self._set_count(n_raw)
-        # Mapped, not read: pages are loaded as frames are asked for. Photron
-        # writes 16-bit values little-endian, as pyMRAW reads them on x86.
-        stored = np.dtype(np.uint8) if bits in (8, 12) else np.dtype("<u2")
-        self._map = np.memmap(self.path, dtype=stored, mode="r",
-                              shape=(n_raw, frame_bytes // stored.itemsize))
+        self._frame_bytes = frame_bytes
 
     def _check_scope(self, cih: dict, bits: int, height: int, width: int) -> None:
         fmt = str(cih.get("File Format", "MRaw"))
@@ -172,12 +166,17 @@ class MrawSource(RecordingSource):
                 f"number of pixels, which MRAW cannot pack; {_SCOPE}"
             )
 
+    def _open_pass(self):
+        return open(self.path, "rb", buffering=0)  # unbuffered: readinto fills the frame
+
     def _read_raw(self, handle, raw):
-        row = np.asarray(self._map[raw])
+        block = read_block(handle, raw * self._frame_bytes, self._frame_bytes)
         if self._bits == 12:
-            frame = unpack_12bit(row, self.frame_shape)
+            frame = unpack_12bit(block, self.frame_shape)
         else:
-            frame = row.reshape(self.frame_shape).astype(self.dtype)  # a native copy
+            # Photron writes 16-bit values little-endian, as pyMRAW reads them on x86.
+            stored = np.dtype(np.uint8) if self._bits == 8 else np.dtype("<u2")
+            frame = block.view(stored).reshape(self.frame_shape).astype(self.dtype, copy=False)
         if self._shift:
             frame >>= self._shift
         return frame

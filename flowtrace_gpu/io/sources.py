@@ -135,7 +135,7 @@ class ImageFolderSource(FrameSource):
                 frame = None  # let the decoder report it
             if frame is not None:
                 return frame
-        return read_image(path, page)
+        return read_image(path, page, (self.frame_shape, self.dtype))
 
     def _label(self, i):
         path, page, _ = self._entries[i]
