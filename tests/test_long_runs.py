@@ -586,7 +586,14 @@ def test_lock_is_released_after_errors_too(movie_dir, tmp_path, monkeypatch):
 def test_a_frame_cut_short_names_file_frame_and_progress(movie_dir, tmp_path, capsys):
     d, _ = movie_dir
     bad = d / "f0040.tif"
-    bad.write_bytes(bad.read_bytes()[:-200])  # header fine, data cut
+    # Header fine, data broken: a zlib frame whose compressed bytes are zeroed
+    # (a cut file is refused up front, as its strips would lie past its end).
+    tifffile.imwrite(bad, tifffile.imread(bad), compression="zlib")
+    with tifffile.TiffFile(bad) as tif:
+        offset, count = tif.pages[0].dataoffsets[0], tif.pages[0].databytecounts[0]
+    data = bytearray(bad.read_bytes())
+    data[offset:offset + count] = bytes(count)
+    bad.write_bytes(bytes(data))
     out = tmp_path / "out"
     with pytest.raises(IncompleteRunError) as info:
         flowtrace(d, 5, out, backend="numpy", progress=False)
