@@ -5,7 +5,9 @@
 
 The public API is what :data:`__all__` names: :func:`flowtrace` (folders,
 recordings and videos), :func:`flowtrace_array` (arrays in memory),
-:class:`FlowtraceError`, and the backend helpers; plus two modules of
+:func:`flowtrace_dask` (a lazy dask array) and :func:`flowtrace_batch` (an
+archive on a dask cluster; both need the ``[dask]`` extra, imported only
+when called), :class:`FlowtraceError`, and the backend helpers; plus two modules of
 declarations, :mod:`flowtrace_gpu.options` (every user option) and
 :mod:`flowtrace_gpu.config` (every tunable and its environment variable).
 Every other module (``plan``, ``pipeline``, ``backends``, ``io``,
@@ -14,6 +16,8 @@ Every other module (``plan``, ``pipeline``, ``backends``, ``io``,
 
 from .api import flowtrace, flowtrace_array
 from .backends import available_backends, get_backend
+from .batch import flowtrace_batch
+from .dask_trace import flowtrace_dask
 from .errors import FlowtraceError
 
 __version__ = "0.1.0"
@@ -23,6 +27,8 @@ __all__ = [
     "available_backends",
     "flowtrace",
     "flowtrace_array",
+    "flowtrace_batch",
+    "flowtrace_dask",
     "get_backend",
     "__version__",
 ]

@@ -16,6 +16,7 @@ from .io.formats import GrayscaleSource, open_source, open_writer
 from .io.iterable import IterableSource
 from .io.sources import ArraySource, default_probe_workers
 from .io.writers import ArrayWriter, ListWriter
+from .io.zarr_store import is_zarr_path
 from .options import FLOWTRACE, FLOWTRACE_ARRAY, split
 from .plan import TracePlan, check_window, trace_sequence
 
@@ -168,7 +169,8 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     engine = get_backend(run.backend, run.device)
     if isinstance(out_dir, str) and out_dir == "same":
         location = Path(image_dir)
-        out_dir = location if location.is_dir() else location.parent
+        # beside a recording file or a zarr array (itself a folder), in a folder of frames
+        out_dir = location if location.is_dir() and not is_zarr_path(location) else location.parent
     suffix = f"_streamlines_frames{plan.frames_to_merge}"
     writer = open_writer(out_dir, [source.names[i] + suffix for i in range(n_out)],
                          format=run.format, fps=run.fps, source_fps=source.fps,

@@ -31,11 +31,12 @@ WRITER_FORMATS = ("png", "tiff", "video")
 
 _SUPPORTED_INPUTS = (
     "a folder of frames (.tif .png .jpg .bmp), a multi-page .tif/.tiff, "
-    "a video (.mp4 .avi .mov .mkv), a Photron .mraw (+.cih/.cihx) or a Phantom .cine"
+    "a video (.mp4 .avi .mov .mkv), a Photron .mraw (+.cih/.cihx), a Phantom .cine "
+    "or a zarr array (.zarr)"
 )
 _SUPPORTED_OUTPUTS = (
     "a folder (PNG images, or TIFF with format='tiff'), a .tif/.tiff file "
-    "(one multi-page TIFF) or a video file (.mp4 .avi .mov .mkv, H.264)"
+    "(one multi-page TIFF), a video file (.mp4 .avi .mov .mkv, H.264) or a .zarr array"
 )
 
 
@@ -109,7 +110,11 @@ def open_source(path, frames_to_skip: int = 1, *, grayscale: bool = False,
     p = Path(path)
     if not p.exists():
         raise FlowtraceError(f"input {str(p)!r} does not exist; give {_SUPPORTED_INPUTS}")
-    if p.is_dir():
+    from .zarr_store import ZarrSource, is_zarr_path
+
+    if p.is_dir() and is_zarr_path(p):
+        source = ZarrSource(p, frames_to_skip)
+    elif p.is_dir():
         source = ImageFolderSource(p, frames_to_skip, probe_workers=probe_workers)
     elif p.is_file():
         source = _open_file(p, frames_to_skip)
@@ -184,7 +189,7 @@ class GrayscaleSource(FrameSource):
 # --------------------------------------------------------------------- writers
 
 def output_kind(out, format: str | None = None) -> str:
-    """``'png'``, ``'tiff'`` (folders), ``'tiff-stack'`` or ``'video'`` for ``out``.
+    """``'png'``, ``'tiff'`` (folders), ``'tiff-stack'``, ``'video'`` or ``'zarr'`` for ``out``.
 
     A path with a known file suffix is a file; an existing folder or a path
     without a suffix is a folder. Raises FlowtraceError for anything else.
@@ -195,6 +200,11 @@ def output_kind(out, format: str | None = None) -> str:
             f"format must be one of {', '.join(map(repr, WRITER_FORMATS))} or None, got {format!r}"
         )
     suffix = p.suffix.lower()
+    if suffix == ".zarr":
+        if format is not None:
+            raise FlowtraceError(
+                f"format={format!r} contradicts the output {str(p)!r} (a zarr array); drop format")
+        return "zarr"
     if p.is_dir() or (not p.exists() and suffix == ""):
         if format == "video":
             raise FlowtraceError(
@@ -273,6 +283,9 @@ def open_writer(out, names, *, format: str | None = None, fps: float | None = No
         if not rate or rate <= 0:
             raise FlowtraceError(f"fps must be > 0, got {rate!r}")
         return VideoWriter(prepare_out_file(out), len(names), rate)
+    if kind == "zarr":
+        from .zarr_store import ZarrWriter, prepare_zarr_out
+        return ZarrWriter(prepare_zarr_out(out), len(names), dtype)
     if kind == "tiff-stack":
         from .tiff_stack import TiffStackWriter
         return TiffStackWriter(prepare_out_file(out), len(names))

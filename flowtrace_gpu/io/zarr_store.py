@@ -1,0 +1,156 @@
+"""Zarr arrays in and out: a recording stored as zarr, pathline images written as zarr.
+
+A source is a zarr array (format 3, or 2) with time on axis 0, shaped
+(N, H, W) or (N, H, W, C); it is read a chunk of frames at a time. The
+output is a zarr v3 array of the images, one image per chunk, so a chunk
+is exactly one image: each is written whole by one writer, and zarr's local
+store writes it under a temporary name and renames it into place (zarr >=
+3.1.3), so an interrupted run leaves complete images or none. The result
+opens as it is in dask (``dask.array.from_zarr``), napari or zarr.
+
+Shards (many images per file) are not used: on this project's machine they
+wrote no faster than one file per image, and a shard must be written whole
+by one task (partial shard writes from several lose data, zarr-python#3514).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FlowtraceError
+from ..extras import require_dask
+from .sources import FrameSource
+
+#: Bytes of frames one read may decode at once (a chunk of frames, capped).
+_READ_BYTES = 64 * 2**20
+
+
+def is_zarr_path(path) -> bool:
+    """Whether ``path`` names a zarr store: a ``.zarr`` suffix, or a folder with zarr metadata."""
+    p = Path(path)
+    return p.suffix.lower() == ".zarr" or (p / "zarr.json").is_file() or (p / ".zarray").is_file()
+
+
+def _zarr(purpose: str):
+    return require_dask("zarr", purpose)
+
+
+class ZarrSource(FrameSource):
+    """Frames of a zarr array, time on axis 0, read a chunk of frames at a time.
+
+    Parameters
+    ----------
+    path : path-like
+        The array's folder (a ``.zarr`` store holding one array, or an
+        array inside a group: ``recording.zarr/raw``).
+    frames_to_skip : int
+        Keep every ``frames_to_skip``-th frame, starting with the first.
+    """
+
+    def __init__(self, path, frames_to_skip: int = 1):
+        from .formats import first_line, frame_names
+
+        zarr = _zarr(f"reading the zarr array {str(path)!r}")
+        p = Path(path)
+        try:
+            node = zarr.open(store=str(p), mode="r")
+        except Exception as exc:
+            raise FlowtraceError(
+                f"input {str(p)!r} is not a readable zarr array ({first_line(exc)}); give the "
+                "folder of a zarr array whose axis 0 is time") from None
+        if not isinstance(node, zarr.Array):
+            names = sorted(name for name, _ in node.arrays())
+            raise FlowtraceError(
+                f"input {str(p)!r} is a zarr group; give one of its arrays, e.g. "
+                f"{str(p / names[0]) if names else str(p / 'NAME')!r} (arrays: {names or 'none'})")
+        if node.ndim not in (3, 4):
+            raise FlowtraceError(
+                f"input {str(p)!r} is a zarr array of shape {node.shape}; frames must be shaped "
+                "(N, H, W) or (N, H, W, C), time on axis 0")
+        self.array = node
+        self.skip = frames_to_skip
+        count = node.shape[0]
+        self.n_frames = len(range(0, count, frames_to_skip))
+        self.frame_shape = tuple(node.shape[1:])
+        self.dtype = np.dtype(node.dtype)
+        stem = p.name[:-len(p.suffix)] if p.suffix.lower() == ".zarr" else p.name
+        self.names = frame_names(stem, count, frames_to_skip)
+        self.description = str(p)
+        fps = node.attrs.get("fps")
+        self.fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
+        frame_bytes = max(1, int(np.prod(self.frame_shape)) * self.dtype.itemsize)
+        self._run = max(1, min(int(node.chunks[0]), _READ_BYTES // frame_bytes))
+        self._start = self._stop = 0
+        self._frames = None
+
+    def _read(self, i):
+        raw = i * self.skip
+        if not self._start <= raw < self._stop:
+            # Decode the rest of this frame's chunk at once: zarr decodes
+            # whole chunks, so frame-by-frame reads would decode each again.
+            chunk = int(self.array.chunks[0])
+            end = min((raw // chunk + 1) * chunk, raw + self._run, self.array.shape[0])
+            self._frames = np.asarray(self.array[raw:end])
+            self._start, self._stop = raw, end
+        return self._frames[raw - self._start]
+
+
+class ZarrWriter:
+    """Images into a zarr v3 array at ``path``, one image per chunk.
+
+    The array is created when the first image arrives (its shape is known
+    then), replacing an array already at ``path``. Writes of different images
+    touch different chunks, so writer threads run side by side.
+    """
+
+    parallel = True
+
+    def __init__(self, path: Path, n_images: int, dtype):
+        self.path = Path(path)
+        self.n_images = n_images
+        self.dtype = np.dtype(dtype)
+        self._array = None
+        self._lock = threading.Lock()
+        self._zarr = _zarr(f"writing the zarr array {str(self.path)!r}")
+
+    def _open(self, image: np.ndarray):
+        with self._lock:
+            if self._array is None:
+                self._array = self._zarr.create_array(
+                    store=str(self.path), shape=(self.n_images,) + image.shape,
+                    chunks=(1,) + image.shape, dtype=self.dtype, overwrite=True)
+            return self._array
+
+    def write(self, index: int, image: np.ndarray) -> None:
+        array = self._array if self._array is not None else self._open(image)
+        array[index] = image
+
+    def close(self) -> Path:
+        if self._array is None:
+            raise FlowtraceError(f"no images were written, so {self.path} was not created")
+        return self.path
+
+    def abort(self) -> None:
+        """Nothing to undo: each image written is complete (a later run may resume)."""
+
+
+def prepare_zarr_out(out) -> Path:
+    """Check that a zarr array can be written at ``out``: absent, or a zarr store to replace."""
+    p = Path(out)
+    if p.is_file():
+        raise FlowtraceError(f"output {str(p)!r} is a file; a .zarr output is a folder: give a new path")
+    if p.is_dir() and any(p.iterdir()) and not (
+            (p / "zarr.json").is_file() or (p / ".zarray").is_file()):
+        raise FlowtraceError(
+            f"output {str(p)!r} is a folder holding files that are not a zarr array; writing an "
+            "array there would replace them: give a new path or remove the folder")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlowtraceError(
+            f"cannot write {str(p)!r} ({exc.strerror or exc}); choose a location you can write to"
+        ) from None
+    return p
