@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowtrace_gpu import flowtrace, flowtrace_array  # noqa: E402
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import cupy_backend as cb  # noqa: E402
+from flowtrace_gpu.backends._cupy_device import probe  # noqa: E402
 from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
         backend = cb.CupyBackend(xp=np)
     else:
         try:
-            cb._probe()
+            probe()
         except BackendUnavailable as exc:
             reason = str(exc)
             print(f"bench_gpu: skipped, no CUDA device: {reason}")

@@ -12,13 +12,15 @@ import numpy as np
 from . import config, pipeline
 from .backends import get_backend
 from .errors import FlowtraceError
-from .io.formats import GrayscaleSource, open_source, open_writer
+from .io.formats import open_source, open_writer
+from .io.grayscale import GrayscaleSource
 from .io.iterable import IterableSource
 from .io.sources import ArraySource, default_probe_workers
 from .io.writers import ArrayWriter, ListWriter
 from .io.zarr_store import is_zarr_path
 from .options import FLOWTRACE, FLOWTRACE_ARRAY, split
 from .plan import TracePlan, check_window, trace_sequence
+from .saturation import LevelRecorder
 
 
 def _start(kwargs: dict, call: str):
@@ -50,7 +52,9 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress)
             )
         # One scale for the whole run needs the brightest value of every
         # image before the first is written: trace once without writing.
-        peak = pipeline.run(source.frames(sequence), plan, backend, pipeline.PeakRecorder(),
+        percent = plan.options.saturate
+        recorder = (LevelRecorder(percent, backend.name) if percent else pipeline.PeakRecorder())
+        peak = pipeline.run(source.frames(sequence), plan, backend, recorder,
                             n_out, workers=workers, progress=progress, desc="measuring")
         plan = replace(plan, scaling="fixed", peak=peak)
     result = pipeline.run(source.frames(sequence), plan, backend, writer, n_out,
@@ -67,7 +71,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
               frames_to_skip=1, *, subtract_first=False, subtract_median=False, take_diff=False,
               diff_order=1, add_first_frame=False, color_series=False, colormap=None,
               fade_tails=False, invert_color=False, windows="sliding", normalize="frame",
-              bit_depth=None, grayscale=False, format=None, fps=None, backend="auto",
+              saturate=0.0, bit_depth=None, grayscale=False, format=None, fps=None, backend="auto",
               device=None, progress=None):
     """Write one pathline image per window of frames, as the original flowtrace.
 
@@ -122,6 +126,12 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         run, from a first pass that measures the brightest value of every
         image (the frames are read twice). ``'none'``: the raw projection
         values in the input dtype (16-bit stays 16-bit), rounded and clipped.
+    saturate : float, default 0
+        Percent of values allowed to saturate (ImageJ's auto-contrast uses
+        0.35): the stretch maps the (100 - saturate)th percentile of each
+        image (``normalize='frame'``) or of all images (``'global'``) to 255
+        and clips above, so one bright reflection no longer darkens the
+        particles. 0: the brightest value, as the original.
     bit_depth : int, optional
         Bits actually used by integer frames (10 or 12 for many cameras that
         store 16 bits): ``invert_color`` then uses ``2**bit_depth - 1``.
@@ -182,7 +192,8 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
 def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, subtract_first=False,
                     subtract_median=False, take_diff=False, diff_order=1, add_first_frame=False,
                     color_series=False, colormap=None, fade_tails=False, invert_color=False,
-                    windows="sliding", normalize="frame", bit_depth=None, grayscale=False,
+                    windows="sliding", normalize="frame", saturate=0.0, bit_depth=None,
+                    grayscale=False,
                     use_parallel=True, max_cores=8, backend="auto", device=None, progress=None):
     """Pathline images of frames in memory, in a memmap or zarr array, or from an iterable.
 
@@ -194,7 +205,8 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, subtract_first
     frames_to_merge, frames_to_skip
         As for :func:`flowtrace`.
     subtract_first, subtract_median, take_diff, diff_order, add_first_frame, \
-color_series, colormap, fade_tails, invert_color, windows, normalize, bit_depth, grayscale
+color_series, colormap, fade_tails, invert_color, windows, normalize, saturate, bit_depth, \
+grayscale
         As for :func:`flowtrace`: every option that shapes the images.
     use_parallel, max_cores, backend, device, progress
         As for :func:`flowtrace`.

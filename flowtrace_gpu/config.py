@@ -61,8 +61,8 @@ SETTINGS: dict[str, Setting] = {
     "prefetch": Setting(
         8, "frames the reader thread decodes ahead",
         env="FLOWTRACE_PREFETCH", minimum=1, maximum=4096),
-    # Level 1 is ~4x faster than zlib's default 6 for ~10 % larger files on
-    # particle movies (bench/bench_png.py); pixels are identical.
+    # Level 1 trades slightly larger files for much faster writes than
+    # zlib's default 6 (bench/bench_png.py, README "Performance").
     "png_level": Setting(
         1, "deflate level of written PNGs; size and speed only, never pixels",
         env="FLOWTRACE_PNG_LEVEL", minimum=0, maximum=9),
@@ -106,8 +106,8 @@ SETTINGS: dict[str, Setting] = {
     "dask_malloc_trim": Setting(
         64 * 2**20, "MALLOC_TRIM_THRESHOLD_ of the dask workers this package starts",
         minimum=0, maximum=2**31),
-    # Noisy 1 MP images: ISA-L spends 3.4-3.8 ms to save 3-4 %; storing
-    # takes 0.5 ms (bench/bench_png.py).
+    # Noisy images barely shrink, and deflating them costs several times
+    # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(
         64 * 1024, "bytes from an image's middle deflated first, to see whether deflate pays"),
     "png_store_above": Setting(

@@ -29,7 +29,7 @@ from . import config
 from .backends import AUTO_ORDER, Backend, get_backend
 from .errors import FlowtraceError
 from .extras import require_dask
-from .io.formats import GrayscaleSource, luma
+from .io.grayscale import GrayscaleSource, luma
 from .io.sources import ArraySource
 from .options import FLOWTRACE_DASK, split, whole
 from .pipeline import PeakRecorder, trace_frames
@@ -41,8 +41,8 @@ _BACKEND_NAMES = ("auto",) + AUTO_ORDER
 def flowtrace_dask(frames, frames_to_merge, frames_to_skip=1, *, subtract_first=False,
                    subtract_median=False, take_diff=False, diff_order=1, add_first_frame=False,
                    color_series=False, colormap=None, fade_tails=False, invert_color=False,
-                   windows="sliding", normalize="frame", bit_depth=None, grayscale=False,
-                   block=None, backend="auto", device=None):
+                   windows="sliding", normalize="frame", saturate=0.0, bit_depth=None,
+                   grayscale=False, block=None, backend="auto", device=None):
     """Pathline images of a dask array of frames, as a lazy dask array.
 
     The result equals ``flowtrace_array(frames.compute(), ...)`` in shape,
@@ -60,7 +60,8 @@ def flowtrace_dask(frames, frames_to_merge, frames_to_skip=1, *, subtract_first=
     frames_to_merge, frames_to_skip
         As for :func:`flowtrace_gpu.flowtrace`.
     subtract_first, subtract_median, take_diff, diff_order, add_first_frame, \
-color_series, colormap, fade_tails, invert_color, windows, normalize, bit_depth, grayscale
+color_series, colormap, fade_tails, invert_color, windows, normalize, saturate, bit_depth, \
+grayscale
         As for :func:`flowtrace_gpu.flowtrace`: every option that shapes the
         images. ``normalize='global'`` computes the peak of every block
         first (a first compute, before this call returns), then returns

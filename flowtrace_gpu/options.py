@@ -138,6 +138,17 @@ def positive_finite(name: str, value) -> float:
     return number
 
 
+def percent_below_100(name: str, value) -> float:
+    """A percentage p with 0 <= p < 100 (finite)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise FlowtraceError(f"{name} must be a percentage from 0 to below 100, got {value!r}")
+    number = float(value)
+    if not (0.0 <= number < 100.0):
+        raise FlowtraceError(
+            f"{name} must be a percentage from 0 to below 100 (e.g. 0.35), got {value!r}")
+    return number
+
+
 def anything(name: str, value):
     """Checked where it is used (e.g. a backend object, a colormap)."""
     return value

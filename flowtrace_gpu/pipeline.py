@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import config
+from . import config, saturation
 
 _END = object()
 
@@ -127,7 +127,7 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
 
     depth = int(config.get("prefetch") if prefetch is None else prefetch)
     window = plan.frames_to_merge
-    projector = backend.projector(plan)
+    projector = saturation.projector(backend, plan)
     # Compute shares the cores with the reader and the writers. A parallel
     # Numba region waits at its barrier whenever one of its threads is
     # descheduled, so compute gets half the workers: on 2 cores, 1 compute

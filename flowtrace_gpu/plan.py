@@ -16,7 +16,17 @@ import numpy as np
 
 from .colors import colormap_colors, fade_weights, ramp_colors
 from .errors import FlowtraceError
-from .options import check_fields, colormap_check, colormap_text, flag, one_of, option, optional, whole
+from .options import (
+    check_fields,
+    colormap_check,
+    colormap_text,
+    flag,
+    one_of,
+    option,
+    optional,
+    percent_below_100,
+    whole,
+)
 
 #: How windows are laid over the frames (see :func:`trace_sequence`).
 WINDOW_SCHEMES = ("original", "sliding")
@@ -89,6 +99,11 @@ class TraceOptions:
                  "one scale for the whole run (reads the frames twice); 'none': raw values "
                  "in the input's dtype", one_of(*NORMALIZE_MODES), cli="--normalize",
         cli_type=str, choices=NORMALIZE_MODES)
+    saturate: float = option(
+        0.0, "percent of values allowed to saturate: the stretch maps the (100-P)th "
+             "percentile of each image ('frame') or of all images ('global') to 255 and "
+             "clips above; 0: the brightest value, as the original", percent_below_100,
+        cli="--saturate", cli_type=float, metavar="P")
     bit_depth: int | None = option(
         None, "bits really used by integer frames (10, 12): invert_color uses "
               "2**bit_depth - 1; default from the camera file", optional(whole(1, 16)),
@@ -101,6 +116,10 @@ class TraceOptions:
         if self.colormap is not None and not self.color_series:
             raise FlowtraceError("colormap colors the time series: pass color_series=True too")
         check_fields(self)  # resolves a colormap now: a bad name fails before any frame
+        if self.saturate and self.normalize == "none":
+            raise FlowtraceError(
+                f"saturate={self.saturate} sets how images are stretched, but "
+                "normalize='none' writes the raw values; use normalize='frame' or 'global'")
 
     def stack_length(self, frames_to_merge: int) -> int:
         """Frames left in a window after ``take_diff`` and ``add_first_frame``."""

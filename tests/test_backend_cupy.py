@@ -27,16 +27,20 @@ from hypothesis.extra import numpy as hnp
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend
 from flowtrace_gpu.backends import BackendUnavailable, clear_cache
+from flowtrace_gpu.backends import _cupy_device as dev
+from flowtrace_gpu.backends import _cupy_kernels as ck
+from flowtrace_gpu.backends import _cupy_memory as mem
 from flowtrace_gpu.backends import cupy_backend as cb
-from flowtrace_gpu.backends.base import RingProjector
-from flowtrace_gpu.kernels.stretch import stretch_to_uint8
-from flowtrace_gpu.kernels.window import trace_window
-from flowtrace_gpu.plan import TraceOptions, TracePlan
+from flowtrace_gpu.kernels.stretch import scale_to_uint8, stretch_to_uint8
+from flowtrace_gpu.kernels.window import prepare_stack, stack_shape, trace_window
+from flowtrace_gpu.plan import TraceOptions, TracePlan, WeightMode
 
 from conftest import REFERENCE, read_png, reference_cases
+from naive import naive_stretch, naive_trace
 
 STANDIN = cb.CupyBackend(xp=np)
 CASES = reference_cases()
+WEIGHTED = tuple(m for m in WeightMode if m != WeightMode.NONE)
 OPTION_NAMES = ("invert_color", "take_diff", "subtract_median", "subtract_first",
                 "add_first_frame", "color_series", "fade_tails")
 NORMALIZE = ("frame", "global", "none")
@@ -55,7 +59,7 @@ def trace(frames, f, backend, **kw):
 @pytest.mark.parametrize("case", sorted(CASES) or ["none"])
 def test_standin_matches_the_original(case, reference_frames):
     spec = CASES[case]
-    images = trace(reference_frames, spec["frames_to_merge"], STANDIN,
+    images = trace(reference_frames, spec["frames_to_merge"], STANDIN, windows="original",
                    frames_to_skip=spec["frames_to_skip"], **spec["options"])
     expected = np.stack([read_png(p) for p in sorted((REFERENCE / "outputs" / case).glob("*.png"))])
     assert images.shape == expected.shape
@@ -95,7 +99,7 @@ def movies(draw):
     return frames, f, options
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(movies())
 def test_standin_equals_numpy_backend(movie):
     frames, f, options = movie
@@ -123,30 +127,37 @@ def test_every_option_combination(options):
 
 
 def test_projector_follows_the_ring_across_wraps():
-    # Push one frame at a time past several wraps and compare every window.
+    # Push one frame at a time past several wraps; every window against the oracle.
     plan = TracePlan(4, (3, 5), np.uint8, TraceOptions(subtract_median=True, color_series=True))
     frames = np.random.default_rng(1).integers(0, 256, (13, 3, 5), dtype=np.uint8)
-    mine, ref = STANDIN.projector(plan), RingProjector(plan, np)
+    expected = naive_trace(frames, 4, subtract_median=True, color_series=True)
+    proj = STANDIN.projector(plan)
+    got = []
     for t, frame in enumerate(frames):
-        mine.push(frame)
-        ref.push(frame)
+        proj.push(frame)
         if t + 1 >= plan.frames_to_merge:
-            np.testing.assert_array_equal(STANDIN.to_host(mine.project()), ref.project())
+            got.append(STANDIN.to_host(proj.project()))
+    np.testing.assert_array_equal(np.stack(got), expected)
 
 
 def test_buffers_are_preallocated_and_results_owned_by_the_caller():
     plan = TracePlan(3, (4, 4), np.uint16, TraceOptions(take_diff=True, add_first_frame=True))
     frames = np.random.default_rng(2).integers(0, 4000, (9, 4, 4), dtype=np.uint16)
-    proj = STANDIN.projector(plan)
-    buffers = [proj.ring, proj.stack, proj.stack2, proj.proj, proj.peak, *proj.staging]
+    runtime = cb.HostRuntime()
+    backend = cb.CupyBackend(runtime=runtime)
+    proj = backend.projector(plan)
+    buffers = [proj.ring, proj.stack, proj.proj, proj.peak, *proj.staging]
     ids = [id(b) for b in buffers]
+    made = len(runtime.allocations)
     images, hosts = [], []
     for t, frame in enumerate(frames):
         proj.push(frame)
         if t >= 2:
             images.append(proj.project())
-            hosts.append(STANDIN.to_host(images[-1]))
+            hosts.append(backend.to_host(images[-1]))
     assert [id(b) for b in buffers] == ids  # written in place, never replaced
+    # After the projector is made, a projection allocates its image and nothing else.
+    assert runtime.allocations[made:] == [images[0].nbytes] * len(images)
     # A new image each call (the protocol), and every host result is its own
     # array: later projections touch neither.
     assert len({id(i) for i in images}) == len(images)
@@ -163,49 +174,113 @@ def test_big_endian_frames():
 
 
 # --------------------------------------------------------------------------
+# The reference's steps, run the CuPy way: on a ring, into a reused buffer
+# --------------------------------------------------------------------------
+
+STEP_NAMES = ("subtract_first", "subtract_median", "take_diff", "add_first_frame")
+
+
+@st.composite
+def rings(draw):
+    """(ring, start, window): F frames in ring slots, the oldest at ``start``."""
+    dtype = draw(st.sampled_from(DTYPES))
+    f = draw(st.integers(1, 6))
+    shape = (f, 2, 3) + ((3,) if draw(st.booleans()) else ())
+    elements = (st.floats(-1e6, 1e6, width=32) if dtype is np.float32
+                else st.integers(0, int(np.iinfo(dtype).max)))
+    ring = draw(hnp.arrays(dtype, shape, elements=elements))
+    start = draw(st.integers(0, f - 1))
+    return ring, start, np.concatenate((ring[start:], ring[:start]))
+
+
+@settings(deadline=None)
+@given(rings(), st.integers(1, 3), st.data())
+def test_prepare_stack_on_a_ring_into_a_reused_buffer(ring_start_window, diff_order, data):
+    ring, start, window = ring_start_window
+    f, shape, dtype = len(ring), ring.shape, ring.dtype
+    steps = {name: data.draw(st.booleans(), label=name) for name in STEP_NAMES}
+    if f <= diff_order:
+        steps["take_diff"] = False
+    plan = TracePlan(f, shape[1:], dtype, TraceOptions(diff_order=diff_order, **steps))
+    expected = prepare_stack(window, plan, np)
+    assert expected.shape == (plan.stack_length,) + shape[1:]
+    buffer = np.full(stack_shape(plan), np.nan)  # stale contents must not leak through
+    for _ in range(2):  # the same buffer twice, as the projector reuses it
+        got = prepare_stack(ring, plan, np, start=start, out=buffer)
+        assert np.shares_memory(got, buffer)
+        np.testing.assert_array_equal(got, expected)
+        buffer[...] = -1.0
+
+
+# --------------------------------------------------------------------------
 # The fused kernels: NumPy twins against the reference
 # --------------------------------------------------------------------------
 
 finite = st.floats(-1e6, 1e6, allow_nan=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6), elements=finite))
 def test_stretch_twin_is_stretch_to_uint8(proj):
     peak = np.array([proj.max()])
     out = np.empty(proj.shape, np.uint8)
     with np.errstate(over="ignore", invalid="ignore"):  # a subnormal peak: 255 / peak overflows
-        np.testing.assert_array_equal(cb.stretch_twin(proj, peak, out), stretch_to_uint8(proj, np))
+        np.testing.assert_array_equal(ck.stretch_twin(proj, peak, out), stretch_to_uint8(proj, np))
 
 
-@pytest.mark.parametrize("proj", [np.zeros((2, 3)), -np.ones((2, 2)), np.array([[0.0, -0.0]]),
-                                  np.array([1e-300, 255.0, 3e5])])
-def test_stretch_twin_edges(proj):
-    out = np.empty(proj.shape, np.uint8)
-    np.testing.assert_array_equal(cb.stretch_twin(proj, np.array([proj.max()]), out),
-                                  stretch_to_uint8(proj, np))
+def _halves():
+    k = np.arange(0.0, 256.0)
+    return np.concatenate([k + 0.5, np.nextafter(k + 0.5, 0.0), [0.49999999999999994]])
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.sampled_from(DTYPES), st.integers(1, 6), st.booleans(), st.booleans(),
-       st.integers(0, 10), st.data())
-def test_weighted_and_extreme_twins_are_trace_window(dtype, f, rgb, invert, start, data):
-    shape = (f, 2, 3) + ((3,) if rgb else ())
-    elements = (st.floats(-1e6, 1e6, width=32) if dtype is np.float32
-                else st.integers(0, int(np.iinfo(dtype).max)))
-    ring = data.draw(hnp.arrays(dtype, shape, elements=elements))
-    start %= f
-    window = np.concatenate((ring[start:], ring[:start]))
+#: (projection, peak): peak None is the image's own maximum (normalize='frame'),
+#: a number is the run's one peak (normalize='global').
+STRETCH_EDGES = {
+    "peak 0": (np.zeros(5), None),
+    "peak 0 with negatives": (np.array([-3.0, -0.0, 0.0, -1e-300, -255.0]), None),
+    "negatives": (np.array([-5.0, -0.5, -0.0, 0.25, 2.0]), None),
+    "all negative": (np.array([-4.0, -2.0, -3.0]), None),
+    "values at .5 and just below": (_halves(), 255.0),
+    "halves stretched": (np.array([0.5, 1.5, 127.5, 2.0]), None),
+    "above the global peak": (np.array([0.0, 50.0, 100.0, 150.0, 1e300]), 100.0),
+    "global peak 0": (np.array([-2.0, 0.5, 3.0, 300.0]), 0.0),
+    "tiny peak": (np.array([1e-300, 2e-300, 5e-301, 0.0]), None),
+}
+
+
+@pytest.mark.parametrize("case", list(STRETCH_EDGES))
+def test_stretch_kernel_is_the_reference_on_edges(case, request):
+    proj, peak = STRETCH_EDGES[case]
+    proj = np.ascontiguousarray(proj)
+    own_peak = peak is None
+    peak = np.array([proj.max() if own_peak else peak])
+    expected = scale_to_uint8(proj, float(peak[0]), np)
+    if own_peak:
+        np.testing.assert_array_equal(expected, stretch_to_uint8(proj, np))
+        np.testing.assert_array_equal(expected, naive_stretch(proj))  # the oracle
+    np.testing.assert_array_equal(ck.stretch_twin(proj, peak, np.empty(proj.shape, np.uint8)),
+                                  expected)
+    lib = request.getfixturevalue("cuda_source_on_cpu")
+    cpu = np.empty(proj.shape, np.uint8)
+    lib.stretch(_ptr(proj), _ptr(peak), _ptr(cpu), ctypes.c_longlong(proj.size))
+    np.testing.assert_array_equal(cpu, expected)
+
+
+@settings(deadline=None)
+@given(rings(), st.booleans())
+def test_weighted_and_extreme_twins_are_trace_window(ring_start_window, invert):
+    ring, start, window = ring_start_window
+    f, shape, dtype = len(ring), ring.shape, ring.dtype
     for color, fade in ((False, False), (True, False), (False, True), (True, True)):
         plan = TracePlan(f, shape[1:], dtype, TraceOptions(invert_color=invert, color_series=color,
                                                            fade_tails=fade))
         expected = trace_window(window, plan, np)
         out = np.empty(plan.out_shape)
-        mode = cb.weight_mode(plan)
-        if mode:
-            got = cb.weighted_twin(ring, plan.colors, start, f, mode, invert, plan.invert_offset, out)
+        mode = plan.weight_mode
+        if mode != WeightMode.NONE:
+            got = ck.weighted_twin(ring, plan.colors, start, f, mode, invert, plan.invert_offset, out)
         else:
-            got = cb.extreme_twin(ring, f, invert, plan.invert_offset, out)
+            got = ck.extreme_twin(ring, f, invert, plan.invert_offset, out)
         np.testing.assert_array_equal(got, expected)
 
 
@@ -225,19 +300,19 @@ def _harness() -> str:
              'extern "C" {',
              "void stretch(const double* xs, const double* peak, unsigned char* ys, long long n) {",
              "  for (ptrdiff_t i = 0; i < n; ++i) { const double x = xs[i]; unsigned char& y = ys[i];",
-             cb._STRETCH_SRC, "} }"]
+             ck._STRETCH_SRC, "} }"]
     for (dtype, ctype), invert in itertools.product(_CTYPES.items(), (False, True)):
         tag = f"{np.dtype(dtype).name}_{int(invert)}"
         lines += [f"void extreme_{tag}(const {ctype}* src, long long plane, int count, double offset,"
                   " double* ys) {", f"  typedef {ctype} T;",
                   "  for (ptrdiff_t i = 0; i < plane; ++i) { double& y = ys[i];",
-                  cb._extreme_src(invert), "} }"]
-        for mode in cb.WEIGHT_MODES:
-            lines += [f"void weighted_{tag}_{mode}(const {ctype}* src, const double* w, "
+                  ck._extreme_src(invert), "} }"]
+        for mode in WEIGHTED:
+            lines += [f"void weighted_{tag}_{mode.name.lower()}(const {ctype}* src, const double* w, "
                       "long long plane, int count, int start, int nslots, double offset, "
                       "double* ys, long long n) {",
                       "  for (ptrdiff_t i = 0; i < n; ++i) { double& y = ys[i];",
-                      cb._weighted_src(mode, invert), "} }"]
+                      ck._weighted_src(mode, invert), "} }"]
     lines.append("}")
     return "\n".join(lines)
 
@@ -260,13 +335,13 @@ def _ptr(a):
     return a.ctypes.data_as(ctypes.c_void_p)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.sampled_from(list(_CTYPES)), st.integers(1, 5), st.sampled_from(cb.WEIGHT_MODES),
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(list(_CTYPES)), st.integers(1, 5), st.sampled_from(WEIGHTED),
        st.booleans(), st.booleans(), st.integers(0, 9), st.data())
 def test_cuda_source_matches_its_twins(cuda_source_on_cpu, dtype, f, mode, gray, invert, start,
                                        data):
     lib = cuda_source_on_cpu
-    gray = gray if mode == "scalar" else mode == "tint"
+    gray = gray if mode == WeightMode.SCALAR else mode == WeightMode.TINT
     shape = (f, 3, 4) if gray else (f, 3, 4, 3)
     if np.dtype(dtype).kind == "f":
         elements = st.floats(-1e5, 1e5, width=np.dtype(dtype).itemsize * 8, allow_nan=False)
@@ -278,19 +353,19 @@ def test_cuda_source_matches_its_twins(cuda_source_on_cpu, dtype, f, mode, gray,
     plane = int(np.prod(shape[1:]))
     offset = 255.0
 
-    twin = cb.extreme_twin(src, f, invert, offset, np.empty(shape[1:]))
+    twin = ck.extreme_twin(src, f, invert, offset, np.empty(shape[1:]))
     cpu = np.empty(shape[1:])
     getattr(lib, f"extreme_{tag}")(_ptr(src), ctypes.c_longlong(plane), ctypes.c_int(f),
                                    ctypes.c_double(offset), _ptr(cpu))
     np.testing.assert_array_equal(cpu, twin)
 
-    plan = TracePlan(f, (1, 1), np.uint8, TraceOptions(color_series=mode != "scalar",
-                                                       fade_tails=mode == "scalar"))
+    plan = TracePlan(f, (1, 1), np.uint8, TraceOptions(color_series=mode != WeightMode.SCALAR,
+                                                       fade_tails=mode == WeightMode.SCALAR))
     w = np.ascontiguousarray(plan.colors)
-    out_shape = shape[1:] + ((3,) if mode == "tint" else ())
-    twin = cb.weighted_twin(src, w, start, f, mode, invert, offset, np.empty(out_shape))
+    out_shape = shape[1:] + ((3,) if mode == WeightMode.TINT else ())
+    twin = ck.weighted_twin(src, w, start, f, mode, invert, offset, np.empty(out_shape))
     cpu = np.empty(out_shape)
-    getattr(lib, f"weighted_{tag}_{mode}")(
+    getattr(lib, f"weighted_{tag}_{mode.name.lower()}")(
         _ptr(src), _ptr(w), ctypes.c_longlong(plane), ctypes.c_int(f), ctypes.c_int(start),
         ctypes.c_int(f), ctypes.c_double(offset), _ptr(cpu), ctypes.c_longlong(cpu.size))
     np.testing.assert_array_equal(cpu, twin)
@@ -299,12 +374,60 @@ def test_cuda_source_matches_its_twins(cuda_source_on_cpu, dtype, f, mode, gray,
     peak = np.array([proj.max()])
     cpu = np.empty(proj.shape, np.uint8)
     lib.stretch(_ptr(proj), _ptr(peak), _ptr(cpu), ctypes.c_longlong(proj.size))
-    np.testing.assert_array_equal(cpu, cb.stretch_twin(proj, peak, np.empty(proj.shape, np.uint8)))
+    np.testing.assert_array_equal(cpu, ck.stretch_twin(proj, peak, np.empty(proj.shape, np.uint8)))
 
 
-def test_kernel_builders_are_memoized_by_hashable_arguments():
-    for builder in (cb._get_stretch_kernel, cb._get_extreme_kernel, cb._get_weighted_kernel):
-        assert hasattr(builder, "cache_info")
+# --------------------------------------------------------------------------
+# Kernel builders: compiled once per specialization (a fake cupy records it)
+# --------------------------------------------------------------------------
+
+BUILDERS = (ck._get_stretch_kernel, ck._get_extreme_kernel, ck._get_weighted_kernel)
+
+
+@pytest.fixture
+def kernel_builds(monkeypatch):
+    """Every ``cupy.ElementwiseKernel`` the builders construct, on a fake cupy."""
+    built = []
+
+    class ElementwiseKernel:
+        def __init__(self, in_params, out_params, operation, name):
+            self.in_params, self.operation, self.name = in_params, operation, name
+            built.append(self)
+
+    module = types.ModuleType("cupy")
+    module.ElementwiseKernel = ElementwiseKernel
+    monkeypatch.setitem(sys.modules, "cupy", module)
+    for builder in BUILDERS:
+        builder.cache_clear()
+    yield built
+    for builder in BUILDERS:  # no fake kernel outlives the test
+        builder.cache_clear()
+
+
+def test_kernel_builders_compile_once_per_specialization(kernel_builds):
+    weighted = {(mode, invert): ck._get_weighted_kernel(mode, invert)
+                for mode in WEIGHTED for invert in (False, True)}
+    extreme = {invert: ck._get_extreme_kernel(invert) for invert in (False, True)}
+    stretch = ck._get_stretch_kernel()
+    assert len(kernel_builds) == len(weighted) + len(extreme) + 1
+    # The same specialization again: the same kernel, nothing compiled.
+    for (mode, invert), kernel in weighted.items():
+        assert ck._get_weighted_kernel(mode, invert) is kernel
+        assert ck._get_weighted_kernel(int(mode), invert) is kernel  # the enum's value is the key
+    for invert, kernel in extreme.items():
+        assert ck._get_extreme_kernel(invert) is kernel
+    assert ck._get_stretch_kernel() is stretch
+    assert len(kernel_builds) == len(weighted) + len(extreme) + 1
+    # Different specializations: different kernels, sources and names.
+    kernels = [*weighted.values(), *extreme.values(), stretch]
+    assert len({id(k) for k in kernels}) == len(kernels)
+    assert len({k.operation for k in kernels}) == len(kernels)
+    assert len({k.name for k in kernels}) == len(kernels)
+    assert weighted[WeightMode.TINT, True].name == "flowtrace_weighted_tint_min"
+    assert "i / 3" in weighted[WeightMode.TINT, False].operation
+    assert "offset - m" in weighted[WeightMode.SCALAR, True].operation
+    with pytest.raises(ValueError, match="NONE"):
+        ck._get_weighted_kernel(WeightMode.NONE, False)
 
 
 # --------------------------------------------------------------------------
@@ -357,7 +480,7 @@ def fresh_registry(monkeypatch):
 def test_without_cupy_says_what_to_install():
     with pytest.raises(BackendUnavailable, match=r"CuPy is not installed; install "
                                                  r"flowtrace-gpu\[gpu\] \(CuPy for CUDA 12\)"):
-        cb._probe(importer(error=ModuleNotFoundError("No module named 'cupy'", name="cupy")))
+        dev.probe(importer(error=ModuleNotFoundError("No module named 'cupy'", name="cupy")))
 
 
 @pytest.mark.parametrize("error", [
@@ -368,39 +491,39 @@ def test_without_cupy_says_what_to_install():
 ])
 def test_a_broken_cupy_is_unavailable_not_a_crash(error):
     with pytest.raises(BackendUnavailable, match="failed to import.*flowtrace-gpu\\[gpu\\]") as info:
-        cb._probe(importer(error=error))
+        dev.probe(importer(error=error))
     assert type(error).__name__ in str(info.value)
 
 
 def test_no_driver_names_cuda():
     error = FakeCUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
     with pytest.raises(BackendUnavailable, match="no CUDA device was found.*cudaErrorInsufficientDriver"):
-        cb._probe(importer(fake_cupy(count_error=error)))
+        dev.probe(importer(fake_cupy(count_error=error)))
 
 
 def test_zero_devices():
     with pytest.raises(BackendUnavailable, match=r"no CUDA device was found \(CUDA reports 0 devices"):
-        cb._probe(importer(fake_cupy(count=0)))
+        dev.probe(importer(fake_cupy(count=0)))
 
 
 def test_a_device_that_cannot_run_kernels():
     error = RuntimeError("nvrtc: error: invalid value for --gpu-architecture")
     with pytest.raises(BackendUnavailable, match="cannot run on it.*gpu-architecture"):
-        cb._probe(importer(fake_cupy(smoke_error=error)))
+        dev.probe(importer(fake_cupy(smoke_error=error)))
 
 
 def test_one_device_is_found():
     module = fake_cupy(count=1)
-    assert cb._probe(importer(module)) == (module, 0, 1)
+    assert dev.probe(importer(module)) == (module, 0, 1)
     backend = cb.load(importer(module))
     assert backend.name == "cupy" and backend.xp is module and backend.device == 0
 
 
 def test_device_ordinal_beyond_the_count(monkeypatch):
     module = fake_cupy(count=2)
-    assert cb._probe(importer(module), device=1)[1] == 1
+    assert dev.probe(importer(module), device=1)[1] == 1
     with pytest.raises(BackendUnavailable, match=r"device=2 but CUDA found 2 devices \(ordinals 0..1\)"):
-        cb._probe(importer(module), device=2)
+        dev.probe(importer(module), device=2)
     monkeypatch.setenv("FLOWTRACE_DEVICE", "5")
     with pytest.raises(BackendUnavailable, match="FLOWTRACE_DEVICE=5 but CUDA found 2 devices"):
         cb.load(importer(module))
@@ -439,8 +562,10 @@ def test_auto_picks_cupy_when_a_device_is_found(monkeypatch, fresh_registry):
 
 
 def test_importing_the_backend_neither_imports_cupy_nor_probes_cuda():
-    code = ("import sys, flowtrace_gpu, flowtrace_gpu.backends.cupy_backend; "
-            "assert 'cupy' not in sys.modules, 'cupy imported'")
+    modules = ", ".join(f"flowtrace_gpu.backends.{m}" for m in
+                        ("cupy_backend", "_cupy_device", "_cupy_memory", "_cupy_kernels"))
+    code = (f"import sys, flowtrace_gpu, {modules}; "
+            "assert 'cupy' not in sys.modules and 'cupyx' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -448,50 +573,111 @@ def test_importing_the_backend_neither_imports_cupy_nor_probes_cuda():
 # Memory plan
 # --------------------------------------------------------------------------
 
-def test_memory_estimate_counts_every_buffer():
-    plan = TracePlan(10, (100, 200), np.uint16, TraceOptions(take_diff=True, add_first_frame=True,
-                                                             subtract_median=True))
-    est = cb.estimate_device_bytes(plan)
-    plane = 100 * 200
-    assert est.ring == 10 * plane * 2
-    assert est.staging == 2 * plane * 2
-    assert est.work == (11 + 10) * plane * 8
-    assert est.output == plane * 8 + 8 + 2 * plane
-    assert est.total == sum(est)
-    raw = cb.estimate_device_bytes(TracePlan(10, (100, 200), np.uint16,
-                                             TraceOptions(normalize="none")))
-    assert raw.output == plane * 8 + 8 + 2 * plane * 2 and raw.scratch == 2 * plane * 8
-    plain = cb.estimate_device_bytes(TracePlan(10, (100, 200), np.uint16))
-    assert plain.work == plain.scratch == 0
+MIB = 2**20
+SHAPE = (100, 200)
 
 
-@pytest.mark.parametrize("options", [TraceOptions(), TraceOptions(color_series=True, subtract_first=True),
-                                     TraceOptions(take_diff=True, diff_order=2, add_first_frame=True)])
-def test_memory_estimate_covers_what_the_projector_allocates(options):
-    plan = TracePlan(6, (7, 9), np.float32, options)
-    proj = STANDIN.projector(plan)
-    for frame in np.ones((6, 7, 9), np.float32):
-        proj.push(frame)
-    arrays = [proj.ring, proj.proj, proj.peak, proj.project(), *proj.staging,
-              getattr(proj, "stack", None), getattr(proj, "stack2", None)]
-    held = sum(a.nbytes for a in arrays if a is not None)
-    est = cb.estimate_device_bytes(plan)
-    assert est.ring + est.staging + est.work + est.output - held == proj.project().nbytes
+def estimate(f=10, shape=SHAPE, dtype=np.uint16, **options):
+    return mem.estimate_device_bytes(TracePlan(f, shape, dtype, TraceOptions(**options)))
 
 
-def test_too_little_free_memory_is_a_clear_error():
-    plan = TracePlan(100, (1024, 1024), np.uint8)
-    with pytest.raises(FlowtraceError, match=r"needs about 1[0-9]{2}\.\d MiB .* but only 50\.0 MiB "
-                                             r"is free; use a smaller frames_to_merge"):
-        cb.check_device_memory(plan, 50 * 2**20, "CUDA device 0")
-    assert cb.check_device_memory(plan, 2**40).total == cb.estimate_device_bytes(plan).total
+@pytest.mark.parametrize("options", [{}, {"subtract_median": True}, {"take_diff": True},
+                                     {"color_series": True, "add_first_frame": True},
+                                     {"subtract_first": True, "normalize": "none"}],
+                         ids=lambda o: "+".join(o) or "plain")
+def test_memory_estimate_grows_with_the_window(options):
+    frame = np.prod(SHAPE) * 2
+    totals = [estimate(f, **options).total for f in (2, 3, 10, 11, 100)]
+    assert totals == sorted(set(totals))  # strictly more for every longer window
+    # Every frame more adds at least its ring slot, and the window's buffers scale with it.
+    assert estimate(11, **options).total - estimate(10, **options).total >= frame
+    assert estimate(100, **options).ring == 10 * estimate(10, **options).ring
 
-    tight = cb.CupyBackend(xp=np, runtime=cb.HostRuntime(free_bytes=2**20))
+
+def test_memory_estimate_grows_with_the_options():
+    plain = estimate()
+    plane64 = np.prod(SHAPE) * 8
+    f = 10
+    assert plain.work == plain.scratch == plain.weights == 0
+    assert plain.ring == 2 * estimate(dtype=np.uint8).ring  # 16-bit frames, twice the bytes
+    # Each ordered step needs the window as float64 ...
+    for step in STEP_NAMES:
+        assert estimate(**{step: True}).work >= f * plane64, step
+    # ... the difference a second buffer for its ping-pong, the median scratch for its sort.
+    assert estimate(take_diff=True).work >= 2 * estimate(subtract_first=True).work - plane64
+    assert estimate(subtract_median=True).scratch >= f * plane64
+    assert estimate(take_diff=True, subtract_median=True).total > estimate(take_diff=True).total
+    # Colors: weights on the device, and three channels out of gray frames.
+    color = estimate(color_series=True)
+    assert color.weights > 0 and color.work == 0
+    assert color.output > 2.9 * plain.output
+    # normalize='none': images in the input dtype, and to_dtype's temporaries.
+    raw = estimate(normalize="none")
+    assert raw.scratch > 0 and raw.output > plain.output
+    # Options that do not change the buffers do not change the estimate.
+    assert estimate(invert_color=True) == plain
+
+
+def test_check_device_memory_refuses_what_does_not_fit(monkeypatch):
+    monkeypatch.delenv("FLOWTRACE_GPU_HEADROOM_MIB", raising=False)
+    plan = TracePlan(100, (1024, 1024), np.uint8, TraceOptions(subtract_median=True))
+    need = mem.estimate_device_bytes(plan).total + 64 * MIB  # the default headroom
+    assert mem.check_device_memory(plan, need, "CUDA device 0") == mem.estimate_device_bytes(plan)
+    with pytest.raises(FlowtraceError) as info:
+        mem.check_device_memory(plan, need - 1, "CUDA device 0 (Test GPU)")
+    message = str(info.value)
+    for part in ("frames_to_merge=100", "1024x1024 uint8 frames", "CUDA device 0 (Test GPU)",
+                 "ring 100.0 MiB", "64.0 MiB headroom", "use a smaller frames_to_merge",
+                 "backend='numba'"):
+        assert part in message, part
+    # The headroom is the gpu_headroom_mib setting.
+    monkeypatch.setenv("FLOWTRACE_GPU_HEADROOM_MIB", "0")
+    mem.check_device_memory(plan, need - 64 * MIB)
+    with pytest.raises(FlowtraceError, match="0.0 MiB headroom"):
+        mem.check_device_memory(plan, need - 64 * MIB - 1)
+
+
+def test_too_little_free_memory_stops_the_run_before_it_starts():
     frames = np.zeros((120, 256, 256), np.uint8)
+    tight = cb.CupyBackend(runtime=cb.HostRuntime(free_bytes=2**20))
     with pytest.raises(FlowtraceError, match="frames_to_merge=100 with 256x256 uint8 frames"):
         trace(frames, 100, tight)
-    roomy = cb.CupyBackend(xp=np, runtime=cb.HostRuntime(free_bytes=2**30))
-    assert trace(frames[:12], 10, roomy).shape == (2, 256, 256)
+    assert tight.runtime.allocations == []  # refused before allocating anything
+    roomy = cb.CupyBackend(runtime=cb.HostRuntime(free_bytes=2**30))
+    assert trace(frames[:12], 10, roomy).shape == (3, 256, 256)
+
+
+PLANS = [
+    (np.float32, (7, 9), TraceOptions()),
+    (np.uint8, (7, 9), TraceOptions(color_series=True, subtract_first=True)),
+    (np.uint16, (5, 6, 3), TraceOptions(take_diff=True, diff_order=2, add_first_frame=True,
+                                        fade_tails=True)),
+    (np.uint8, (7, 9), TraceOptions(subtract_median=True, invert_color=True, normalize="global")),
+    (np.uint16, (7, 9), TraceOptions(take_diff=True, normalize="none")),
+]
+
+
+@pytest.mark.parametrize("dtype, shape, options", PLANS)
+def test_projector_allocates_what_the_estimate_plans(dtype, shape, options):
+    # Measured: every device array the projector makes goes through the runtime.
+    plan = TracePlan(6, shape, dtype, options)
+    runtime = cb.HostRuntime()
+    proj = cb.CupyBackend(runtime=runtime).projector(plan)
+    held = sum(runtime.allocations)
+    for frame in np.ones((8,) + shape, dtype):
+        proj.push(frame)
+    assert sum(runtime.allocations) == held  # frames in allocate nothing
+    proj.project()
+    per_image = sum(runtime.allocations) - held
+    # The pipeline holds two images: the one being made and the one being downloaded.
+    measured = held + 2 * per_image
+    est = mem.estimate_device_bytes(plan)
+    assert measured <= est.total - est.scratch
+    # Nor does the estimate pad the buffers it counts (images by to_dtype are
+    # allocated by CuPy, not through the runtime: normalize='none' only).
+    image = np.prod(plan.out_shape) * plan.out_dtype.itemsize
+    unmeasured = 2 * image if plan.scaling == "none" else 0
+    assert measured == est.total - est.scratch - unmeasured
 
 
 # --------------------------------------------------------------------------
@@ -501,7 +687,7 @@ def test_too_little_free_memory_is_a_clear_error():
 @pytest.fixture(scope="module")
 def gpu_backend():
     try:
-        cb._probe()
+        dev.probe()
     except BackendUnavailable as exc:
         pytest.skip(f"no usable CUDA device: {exc}")
     return cb.CupyBackend()
@@ -537,12 +723,12 @@ def test_gpu_tiny_and_odd_shapes(gpu_backend):
 def test_gpu_matches_the_original(gpu_backend, case, reference_frames):
     spec = CASES[case]
     images = flowtrace_array(reference_frames, spec["frames_to_merge"], spec["frames_to_skip"],
-                             backend=gpu_backend, **spec["options"])
+                             backend=gpu_backend, windows="original", **spec["options"])
     expected = np.stack([read_png(p) for p in sorted((REFERENCE / "outputs" / case).glob("*.png"))])
     assert np.abs(images.astype(int) - expected).max() <= 1
     np.testing.assert_array_equal(
         images, flowtrace_array(reference_frames, spec["frames_to_merge"], spec["frames_to_skip"],
-                                backend="numpy", **spec["options"]))
+                                backend="numpy", windows="original", **spec["options"]))
 
 
 @pytest.mark.gpu

@@ -13,7 +13,8 @@ import pytest
 import tifffile
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend, pipeline
-from flowtrace_gpu.io.formats import luma, open_source, open_writer
+from flowtrace_gpu.io.formats import open_source, open_writer
+from flowtrace_gpu.io.grayscale import luma
 from flowtrace_gpu.io.iterable import IterableSource
 from flowtrace_gpu.io.writers import ListWriter
 from flowtrace_gpu.plan import TraceOptions, TracePlan, trace_sequence
@@ -510,3 +511,19 @@ def test_grayscale_luma_matches_pillow():
 
     rgb = _movie(color=True)[0]
     np.testing.assert_array_equal(luma(rgb), np.asarray(Image.fromarray(rgb).convert("L")))
+
+
+def test_grayscale_keeps_the_source_bit_depth_and_rate(tmp_path):
+    movie = _movie(np.uint16, color=True) >> 4  # 12-bit values, RealBPP 12 in write_cine
+    write_cine(tmp_path / "rgb.cine", movie)
+    gray = open_source(tmp_path / "rgb.cine", grayscale=True)
+    assert (gray.bit_depth, gray.fps, gray.frame_shape) == (12, 1000.0, (H, W))
+    np.testing.assert_array_equal(_read_all(gray), luma(movie))
+
+
+def test_suffixes_are_case_insensitive(tmp_path):
+    movie = _movie()
+    tifffile.imwrite(tmp_path / "REC.TIF", movie)
+    np.testing.assert_array_equal(_read_all(open_source(tmp_path / "REC.TIF")), movie)
+    writer = open_writer(tmp_path / "OUT.TIFF", ["a"])
+    assert type(writer).__name__ == "TiffStackWriter"

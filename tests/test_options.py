@@ -132,7 +132,7 @@ def test_fps_must_be_finite_and_positive(tmp_path, fps):
 
 
 def test_grayscale_on_arrays_equals_tracing_the_luma():
-    from flowtrace_gpu.io.formats import luma
+    from flowtrace_gpu.io.grayscale import luma
 
     rgb = np.random.default_rng(3).integers(0, 256, (6, 5, 4, 3), dtype=np.uint8)
     got = flowtrace_array(rgb, 3, grayscale=True, backend="numpy")

@@ -138,7 +138,7 @@ def test_scaling_modes_equal_oracle(backend, case):
     ({"color_series": True, "colormap": [(1, 2, 3)]}, "two or more colors"),
     ({"color_series": True, "colormap": "no-such-map-xyz"}, "no-such-map-xyz"),
     ({"bit_depth": 12}, "bit_depth=12 does not fit uint8"),
-    ({"bit_depth": 17}, "bit_depth must be 1..16"),
+    ({"bit_depth": 17}, "bit_depth must be from 1 to 16"),
 ])
 def test_option_errors(kwargs, match):
     with pytest.raises(FlowtraceError, match=match):

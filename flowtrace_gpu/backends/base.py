@@ -58,8 +58,10 @@ class RingProjector:
     """Keeps the last F frames in a preallocated ring and recomputes each window.
 
     The ring is one ``(F, *frame_shape)`` array written in place: frame t
-    goes to slot ``t % F``. Cost per output is O(F) -- the readable
-    reference, and what the CuPy backend runs on the device.
+    goes to slot ``t % F``. Cost per output is O(F): the readable
+    reference, which the NumPy backend runs. (The CuPy backend runs the same
+    steps, :func:`~flowtrace_gpu.kernels.window.prepare_stack`, on its own
+    device ring.)
     """
 
     def __init__(self, plan, xp):

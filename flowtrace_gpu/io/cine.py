@@ -22,13 +22,11 @@ message suggesting an export.
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import FlowtraceError
-from .formats import frame_names
-from .sources import FrameSource
+from .recording import RecordingSource
 
 #: ``<`` little-endian, as the format documents. Field order of CINEFILEHEADER.
 CINE_HEADER = struct.Struct("<2sHHHiIiIIIIQ")
@@ -44,7 +42,7 @@ _COMPRESSION = {1: "JPEG-compressed", 2: "raw (uninterpolated Bayer)"}
 _PACKED = {256: "packed 10-bit", 1024: "packed 12-bit"}
 
 
-class CineSource(FrameSource):
+class CineSource(RecordingSource):
     """The frames of an uncompressed Phantom ``.cine`` file (see module notes).
 
     Parameters
@@ -62,9 +60,7 @@ class CineSource(FrameSource):
     """
 
     def __init__(self, path, frames_to_skip: int = 1):
-        self.path = Path(path)
-        self.skip = frames_to_skip
-        self.description = str(self.path)
+        super().__init__(path, frames_to_skip)
         try:
             with open(self.path, "rb") as fh:
                 self._parse(fh)
@@ -72,8 +68,6 @@ class CineSource(FrameSource):
             raise
         except (OSError, struct.error, ValueError) as exc:
             raise self._bad(f"its headers cannot be read ({exc})") from None
-        self.n_frames = len(range(0, self.n_raw, frames_to_skip))
-        self.names = frame_names(self.path.stem, self.n_raw, frames_to_skip)
 
     def _bad(self, why: str) -> FlowtraceError:
         return FlowtraceError(
@@ -112,7 +106,7 @@ class CineSource(FrameSource):
         self.dtype = np.dtype(np.uint8 if bits in (8, 24) else np.uint16)
         self.frame_shape = (abs(height), width) + ((3,) if channels == 3 else ())
         self._row_bytes = width * bits // 8
-        self.n_raw = int(count)
+        self._set_count(count)
         size = self.path.stat().st_size
         last = int(self._offsets[-1])
         if last + 8 + self._row_bytes * abs(height) > size:
@@ -135,19 +129,10 @@ class CineSource(FrameSource):
         real_bpp = field(_SETUP_REALBPP, "<I")
         return (float(rate) if rate else None), (int(real_bpp) if real_bpp else None)
 
-    def frames(self, indices):
-        # One open handle for the pass, on the reader thread.
-        with open(self.path, "rb") as fh:
-            for i in indices:
-                frame = self._read_from(fh, i * self.skip)
-                self._check(frame, i)
-                yield frame
+    def _open_pass(self):
+        return open(self.path, "rb")  # one handle for the pass, on the reader thread
 
-    def _read(self, i):
-        with open(self.path, "rb") as fh:
-            return self._read_from(fh, i * self.skip)
-
-    def _read_from(self, fh, raw: int) -> np.ndarray:
+    def _read_raw(self, fh, raw: int) -> np.ndarray:
         fh.seek(int(self._offsets[raw]))
         (annotation_size,) = struct.unpack("<I", fh.read(4))
         fh.seek(int(self._offsets[raw]) + annotation_size - 4)
@@ -170,6 +155,3 @@ class CineSource(FrameSource):
         if frame.ndim == 3:
             frame = frame[..., ::-1]  # stored BGR
         return np.ascontiguousarray(frame)
-
-    def _label(self, i):
-        return f"frame {i * self.skip} of {self.path}"

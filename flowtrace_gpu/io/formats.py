@@ -2,8 +2,9 @@
 
 :func:`open_source` turns a folder or a recording file into a
 :class:`~flowtrace_gpu.io.sources.FrameSource`; :func:`open_writer` turns an
-output path into a writer. Format modules are imported only when used, so a
-missing optional package matters only to the format that needs it.
+output path into a writer. Which suffix means what lives in
+:mod:`~flowtrace_gpu.io.suffixes`. Format modules are imported only when
+used, so a missing optional package matters only to the format that needs it.
 """
 
 from __future__ import annotations
@@ -14,66 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
+from . import suffixes
+from .grayscale import GrayscaleSource
 from .sources import FrameSource, ImageFolderSource
+from .zarr_store import ZarrSource, is_zarr_path
 
-#: Recording files :func:`open_source` reads, by suffix -> what they are.
-SOURCE_SUFFIXES = {
-    ".tif": "multi-page TIFF / ImageJ stack",
-    ".tiff": "multi-page TIFF / ImageJ stack",
-    ".mp4": "video", ".avi": "video", ".mov": "video", ".mkv": "video",
-    ".mraw": "Photron MRAW", ".cih": "Photron MRAW", ".cihx": "Photron MRAW",
-    ".cine": "Phantom cine",
-}
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
-TIFF_SUFFIXES = (".tif", ".tiff")
 #: Output kinds for ``open_writer(format=...)``.
 WRITER_FORMATS = ("png", "tiff", "video")
-
-_SUPPORTED_INPUTS = (
-    "a folder of frames (.tif .png .jpg .bmp), a multi-page .tif/.tiff, "
-    "a video (.mp4 .avi .mov .mkv), a Photron .mraw (+.cih/.cihx), a Phantom .cine "
-    "or a zarr array (.zarr)"
-)
-_SUPPORTED_OUTPUTS = (
-    "a folder (PNG images, or TIFF with format='tiff'), a .tif/.tiff file "
-    "(one multi-page TIFF), a video file (.mp4 .avi .mov .mkv, H.264) or a .zarr array"
-)
-
-
-def require(module: str, pip_name: str, purpose: str):
-    """Import an optional dependency or explain which package to install.
-
-    Parameters
-    ----------
-    module : str
-        Import name, e.g. ``'av'``.
-    pip_name : str
-        Package to ``pip install``, e.g. ``'av'``.
-    purpose : str
-        What it is needed for, e.g. ``'reading video'``.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise FlowtraceError(
-            f"{purpose} needs the Python package {pip_name!r}, which is not importable "
-            f"({exc}); install it with: pip install {pip_name}"
-        ) from None
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message, first line only, for one-line errors."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-# --------------------------------------------------------------------- sources
-
-def frame_names(stem: str, count: int, skip: int) -> list[str]:
-    """``<stem>_<raw index>`` for the frames kept, zero-padded to the count's width."""
-    width = len(str(max(count - 1, 0)))
-    return [f"{stem}_{i:0{width}d}" for i in range(0, count, skip)]
-
 
 
 def open_source(path, frames_to_skip: int = 1, *, grayscale: bool = False,
@@ -109,81 +57,29 @@ def open_source(path, frames_to_skip: int = 1, *, grayscale: bool = False,
     """
     p = Path(path)
     if not p.exists():
-        raise FlowtraceError(f"input {str(p)!r} does not exist; give {_SUPPORTED_INPUTS}")
-    from .zarr_store import ZarrSource, is_zarr_path
-
-    if p.is_dir() and is_zarr_path(p):
+        raise FlowtraceError(f"input {str(p)!r} does not exist; give {suffixes.supported_inputs()}")
+    if p.is_dir() and is_zarr_path(p):  # a zarr array is a folder too
         source = ZarrSource(p, frames_to_skip)
     elif p.is_dir():
         source = ImageFolderSource(p, frames_to_skip, probe_workers=probe_workers)
     elif p.is_file():
         source = _open_file(p, frames_to_skip)
     else:
-        raise FlowtraceError(f"input {str(p)!r} is not a regular file or folder; give {_SUPPORTED_INPUTS}")
+        raise FlowtraceError(
+            f"input {str(p)!r} is not a regular file or folder; give {suffixes.supported_inputs()}"
+        )
     return GrayscaleSource(source) if grayscale and len(source.frame_shape) == 3 else source
 
 
 def _open_file(p: Path, skip: int) -> FrameSource:
-    suffix = p.suffix.lower()
-    if suffix in TIFF_SUFFIXES:
-        from .tiff_stack import TiffStackSource
-        return TiffStackSource(p, skip)
-    if suffix in VIDEO_SUFFIXES:
-        from .video import VideoSource
-        return VideoSource(p, skip)
-    if suffix in (".mraw", ".cih", ".cihx"):
-        from .mraw import MrawSource
-        return MrawSource(p, skip)
-    if suffix == ".cine":
-        from .cine import CineSource
-        return CineSource(p, skip)
-    raise FlowtraceError(
-        f"input {str(p)!r}: files ending {suffix or '(no suffix)'!r} are not supported; "
-        f"give {_SUPPORTED_INPUTS}"
-    )
-
-
-def luma(frame: np.ndarray) -> np.ndarray:
-    """BT.601 luma of an (H, W, C) RGB(A) frame, in its dtype.
-
-    Integer frames use Pillow's fixed-point weights (19595, 38470, 7471) / 2**16,
-    so 8-bit results equal ``Image.convert('L')``; float frames use 0.299,
-    0.587, 0.114.
-    """
-    rgb = frame[..., :3]
-    if frame.dtype.kind in "ui" and frame.dtype.itemsize <= 2:
-        # uint32 holds 65535 * 65536 + 2**15, the widest sum here.
-        acc = rgb[..., 0].astype(np.uint32) * 19595
-        acc += rgb[..., 1].astype(np.uint32) * 38470
-        acc += rgb[..., 2].astype(np.uint32) * 7471
-        acc += 1 << 15
-        return (acc >> 16).astype(frame.dtype)
-    weights = np.array([0.299, 0.587, 0.114])
-    out = rgb @ weights
-    return (np.rint(out) if frame.dtype.kind in "ui" else out).astype(frame.dtype)
-
-
-class GrayscaleSource(FrameSource):
-    """Another source's color frames as luma (see :func:`luma`)."""
-
-    def __init__(self, source: FrameSource):
-        if source.frame_shape[2] not in (3, 4):
-            raise FlowtraceError(
-                f"grayscale=True converts RGB or RGBA frames, but {source.description} has "
-                f"{source.frame_shape[2]} channels (frame shape {source.frame_shape}); "
-                "drop grayscale or convert the frames yourself"
-            )
-        self.source = source
-        self.n_frames = source.n_frames
-        self.frame_shape = tuple(source.frame_shape[:2])
-        self.dtype = source.dtype
-        self.names = source.names
-        self.description = source.description
-        self.fps = getattr(source, "fps", None)
-
-    def frames(self, indices):
-        for frame in self.source.frames(indices):
-            yield luma(frame)
+    kind = suffixes.recording_for(p)
+    if kind is None:
+        raise FlowtraceError(
+            f"input {str(p)!r}: files ending {suffixes.suffix(p) or '(no suffix)'!r} are not supported; "
+            f"give {suffixes.supported_inputs()}"
+        )
+    module = importlib.import_module(f".{kind.module}", __package__)
+    return getattr(module, kind.reader)(p, skip)
 
 
 # --------------------------------------------------------------------- writers
@@ -199,8 +95,8 @@ def output_kind(out, format: str | None = None) -> str:
         raise FlowtraceError(
             f"format must be one of {', '.join(map(repr, WRITER_FORMATS))} or None, got {format!r}"
         )
-    suffix = p.suffix.lower()
-    if suffix == ".zarr":
+    suffix = suffixes.suffix(p)
+    if suffix in suffixes.ZARR:  # a folder, but one array
         if format is not None:
             raise FlowtraceError(
                 f"format={format!r} contradicts the output {str(p)!r} (a zarr array); drop format")
@@ -209,21 +105,18 @@ def output_kind(out, format: str | None = None) -> str:
         if format == "video":
             raise FlowtraceError(
                 f"format='video' writes one file, but {str(p)!r} is a folder; "
-                "give a path ending .mp4, .avi, .mov or .mkv"
+                f"give a path ending {suffixes.spoken(suffixes.VIDEO)}"
             )
         return "tiff" if format == "tiff" else "png"
-    if p.is_file() and suffix not in TIFF_SUFFIXES + VIDEO_SUFFIXES:
+    kind = suffixes.output_kind_for(p)
+    if p.is_file() and kind is None:
         raise FlowtraceError(
-            f"output {str(p)!r} is a file, not a directory; give {_SUPPORTED_OUTPUTS}"
+            f"output {str(p)!r} is a file, not a directory; give {suffixes.supported_outputs()}"
         )
-    if suffix in TIFF_SUFFIXES:
-        kind = "tiff-stack"
-    elif suffix in VIDEO_SUFFIXES:
-        kind = "video"
-    else:
+    if kind is None:
         raise FlowtraceError(
             f"output {str(p)!r}: cannot tell what to write for suffix {suffix!r}; give "
-            f"{_SUPPORTED_OUTPUTS} (create the folder first if a folder is meant)"
+            f"{suffixes.supported_outputs()} (create the folder first if a folder is meant)"
         )
     wanted = {"tiff-stack": "tiff", "video": "video"}[kind]
     if format is not None and format != wanted:

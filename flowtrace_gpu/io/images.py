@@ -9,10 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
+from . import suffixes
 
-#: File endings read as one frame each.
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
-_TIFF_SUFFIXES = (".tif", ".tiff")
 #: What flowtrace writes; never read back as input when out_dir='same'.
 OUTPUT_MARKER = re.compile(r"_streamlines_frames\d+\.png$")
 
@@ -34,7 +32,7 @@ def list_images(directory: Path) -> list[Path]:
     """Image files of ``directory`` in natural order, flowtrace's own outputs left out."""
     files = [
         p for p in directory.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not OUTPUT_MARKER.search(p.name)
+        if suffixes.suffix(p) in suffixes.IMAGES and p.is_file() and not OUTPUT_MARKER.search(p.name)
     ]
     return sorted(files, key=lambda p: natural_key(p.name))
 
@@ -42,7 +40,7 @@ def list_images(directory: Path) -> list[Path]:
 def probe_image(path: Path) -> tuple[tuple, np.dtype]:
     """Shape and dtype of an image file from its header, without decoding pixels."""
     try:
-        if path.suffix.lower() in _TIFF_SUFFIXES:
+        if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
@@ -66,7 +64,7 @@ def probe_image(path: Path) -> tuple[tuple, np.dtype]:
 def read_image(path: Path) -> np.ndarray:
     """Decode one frame (the first page of a TIFF)."""
     try:
-        if path.suffix.lower() in _TIFF_SUFFIXES:
+        if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
             return tifffile.imread(path, key=0)

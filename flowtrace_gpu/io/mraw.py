@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
-from .formats import first_line as _reason
-from .formats import frame_names, require
-from .sources import FrameSource
+from .recording import RecordingSource, require
+from .recording import first_line as _reason
 
 _BIT_DEPTHS = (8, 12, 16)
 
@@ -52,7 +51,7 @@ def unpack_12bit(packed: np.ndarray, shape: tuple) -> np.ndarray:
     return out.reshape(shape)
 
 
-class MrawSource(FrameSource):
+class MrawSource(RecordingSource):
     """The frames of a Photron MRAW recording.
 
     Parameters
@@ -72,9 +71,8 @@ class MrawSource(FrameSource):
 
     def __init__(self, path, frames_to_skip: int = 1):
         pymraw = require("pyMRAW", "pyMRAW", "reading Photron .mraw files")
-        self.path, self.header = find_pair(Path(path))
-        self.skip = frames_to_skip
-        self.description = str(self.path)
+        mraw, self.header = find_pair(Path(path))
+        super().__init__(mraw, frames_to_skip)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # pyMRAW warns on every non-12-bit file
@@ -107,19 +105,14 @@ class MrawSource(FrameSource):
                 f"{n_raw} frames of {width}x{height} at {bits} bits ({needed} bytes); "
                 "the recording is truncated or the header belongs to another file"
             )
-        self.n_raw = n_raw
-        self.n_frames = len(range(0, n_raw, frames_to_skip))
-        self.names = frame_names(self.path.stem, n_raw, frames_to_skip)
+        self._set_count(n_raw)
         # Mapped, not read: pages are loaded as frames are asked for.
         per_frame = self._frame_bytes if bits == 12 else height * width
         self._map = np.memmap(self.path, dtype=np.uint8 if bits == 12 else self.dtype,
                               mode="r", shape=(n_raw, per_frame))
 
-    def _read(self, i):
-        row = self._map[i * self.skip]
+    def _read_raw(self, handle, raw):
+        row = self._map[raw]
         if self.bit_depth == 12:
             return unpack_12bit(np.asarray(row), self.frame_shape)
         return np.array(row).reshape(self.frame_shape)
-
-    def _label(self, i):
-        return f"frame {i * self.skip} of {self.path}"

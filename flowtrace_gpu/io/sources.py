@@ -15,7 +15,8 @@ import numpy as np
 
 from .. import config
 from ..errors import FlowtraceError
-from .images import IMAGE_SUFFIXES, TiffTemplate, list_images, probe_image, read_image
+from . import suffixes
+from .images import TiffTemplate, list_images, probe_image, read_image
 
 
 class FrameSource:
@@ -77,7 +78,7 @@ class ImageFolderSource(FrameSource):
         files = list_images(path)
         if not files:
             raise FlowtraceError(
-                f"image_dir {str(path)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                f"image_dir {str(path)!r} holds no images ({', '.join(suffixes.IMAGES)}); "
                 "point it at the folder of frames"
             )
         self.directory = path
@@ -93,7 +94,7 @@ class ImageFolderSource(FrameSource):
         # like the first TIFF are checked by their header bytes (~0.03 ms)
         # instead of being parsed (~0.5 ms).
         self._template = None
-        if self.files[0].suffix.lower() in (".tif", ".tiff"):
+        if suffixes.suffix(self.files[0]) in suffixes.TIFF:
             self._template = TiffTemplate.from_file(self.files[0])
         template = self._template
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
-from .formats import first_line as _reason
-from .formats import frame_names
-from .sources import FrameSource
+from . import suffixes
+from .recording import RecordingSource
+from .recording import first_line as _reason
 from .writers import StreamedFileWriter, write_atomically
 
 #: Axis letters tifffile uses for the pixels of one frame.
@@ -25,7 +25,7 @@ _SPATIAL = ("Y", "X", "S")
 _CLASSIC_LIMIT = 2**32 - 2**25
 
 
-class TiffStackSource(FrameSource):
+class TiffStackSource(RecordingSource):
     """The frames of one multi-page TIFF or ImageJ hyperstack.
 
     Frames run along the one non-spatial axis of the file's first series
@@ -43,9 +43,7 @@ class TiffStackSource(FrameSource):
     def __init__(self, path, frames_to_skip: int = 1):
         import tifffile
 
-        self.path = Path(path)
-        self.skip = frames_to_skip
-        self.description = str(self.path)
+        super().__init__(path, frames_to_skip)
         try:
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
@@ -68,11 +66,9 @@ class TiffStackSource(FrameSource):
             self._planar = True
         else:
             self._planar = False
-        self.n_raw = math.prod(lead)
+        self._set_count(math.prod(lead))
         self.frame_shape = tuple(frame_shape)
         self.dtype = dtype.newbyteorder("=")
-        self.n_frames = len(range(0, self.n_raw, frames_to_skip))
-        self.names = frame_names(self.path.stem, self.n_raw, frames_to_skip)
         self._memmap = self._try_memmap(tifffile)
         if self._memmap is None and n_pages != self.n_raw:
             raise FlowtraceError(
@@ -94,34 +90,29 @@ class TiffStackSource(FrameSource):
         planes = mapped.reshape((self.n_raw,) + tuple(mapped.shape[mapped.ndim - len(self.frame_shape):]))
         return planes
 
-    def frames(self, indices):
+    def _open_pass(self):
         if self._memmap is not None:
-            yield from super().frames(indices)
-            return
+            return super()._open_pass()
         import tifffile
 
         # One open file for the whole pass, on the reader thread.
         try:
-            tif = tifffile.TiffFile(self.path)
+            return tifffile.TiffFile(self.path)
         except Exception as exc:
             raise _unreadable(self.path, exc) from None
-        with tif:
-            pages = tif.series[0].pages
-            for i in indices:
-                try:
-                    frame = pages[i * self.skip].asarray()
-                except Exception as exc:
-                    raise FlowtraceError(
-                        f"cannot decode page {i * self.skip} of {self.path} ({_reason(exc)}); "
-                        "the file may be truncated or corrupt"
-                    ) from None
-                frame = self._orient(frame)
-                self._check(frame, i)
-                yield frame
 
-    def _read(self, i):
-        # A copy, so the page faults happen here on the reader thread, not in compute.
-        return self._orient(np.array(self._memmap[i * self.skip]))
+    def _read_raw(self, tif, raw):
+        if tif is None:
+            # A copy, so the page faults happen here on the reader thread, not in compute.
+            return self._orient(np.array(self._memmap[raw]))
+        try:
+            frame = tif.series[0].pages[raw].asarray()
+        except Exception as exc:
+            raise FlowtraceError(
+                f"cannot decode page {raw} of {self.path} ({_reason(exc)}); "
+                "the file may be truncated or corrupt"
+            ) from None
+        return self._orient(frame)
 
     def _orient(self, frame):
         if self._planar:
@@ -130,14 +121,11 @@ class TiffStackSource(FrameSource):
             frame = frame.astype(self.dtype)
         return frame
 
-    def _label(self, i):
-        return f"frame {i * self.skip} of {self.path}"
-
 
 def _unreadable(path: Path, exc: BaseException) -> FlowtraceError:
     return FlowtraceError(
         f"cannot read {path} as a TIFF stack ({_reason(exc)}); "
-        "give an intact .tif/.tiff file (multi-page or ImageJ stack)"
+        f"give an intact {'/'.join(suffixes.TIFF)} file (multi-page or ImageJ stack)"
     )
 
 

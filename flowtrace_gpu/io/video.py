@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
-from .formats import first_line as _reason
-from .formats import frame_names, require
-from .sources import FrameSource
+from . import suffixes
+from .recording import RecordingSource, require
+from .recording import first_line as _reason
 from .writers import StreamedFileWriter
 
 
@@ -34,7 +34,7 @@ def _decode_format(pix_fmt: str | None) -> tuple[str, np.dtype]:
     return "rgb24", np.dtype(np.uint8)
 
 
-class VideoSource(FrameSource):
+class VideoSource(RecordingSource):
     """Frames of the first video stream of a file.
 
     The frame count comes from the container's metadata (MP4, MOV, AVI);
@@ -56,14 +56,12 @@ class VideoSource(FrameSource):
 
     def __init__(self, path, frames_to_skip: int = 1):
         av = _av()
-        self.path = Path(path)
-        self.skip = frames_to_skip
-        self.description = str(self.path)
+        super().__init__(path, frames_to_skip)
         try:
             with av.open(str(self.path)) as container:
                 if not container.streams.video:
                     raise FlowtraceError(
-                        f"{self.path} has no video stream; give a video file (.mp4 .avi .mov .mkv)"
+                        f"{self.path} has no video stream; give a video file ({' '.join(suffixes.VIDEO)})"
                     )
                 stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate
@@ -77,10 +75,8 @@ class VideoSource(FrameSource):
             raise _unreadable(self.path, exc) from None
         if first is None or n_raw == 0:
             raise FlowtraceError(f"{self.path} holds no decodable video frames; give a video with frames")
-        self.n_raw = n_raw
+        self._set_count(n_raw)
         self.frame_shape = first.shape
-        self.n_frames = len(range(0, n_raw, frames_to_skip))
-        self.names = frame_names(self.path.stem, n_raw, frames_to_skip)
 
     def _decode(self):
         """Every frame of the file as an array, in order."""
@@ -121,13 +117,11 @@ class VideoSource(FrameSource):
             if decoder is not None:
                 decoder.close()
 
-    def _label(self, i):
-        return f"frame {i * self.skip} of {self.path}"
-
 
 def _unreadable(path: Path, exc: BaseException) -> FlowtraceError:
     return FlowtraceError(
-        f"cannot open {path} as a video ({_reason(exc)}); give an intact .mp4, .avi, .mov or .mkv file"
+        f"cannot open {path} as a video ({_reason(exc)}); "
+        f"give an intact {suffixes.spoken(suffixes.VIDEO)} file"
     )
 
 
@@ -151,7 +145,7 @@ class VideoWriter(StreamedFileWriter):
     Parameters
     ----------
     path : pathlib.Path
-        ``.mp4``, ``.avi``, ``.mov`` or ``.mkv`` to create (container from the suffix).
+        A video file to create (see ``suffixes.VIDEO``; container from the suffix).
     n_images : int
         Images expected; ``close`` checks that all came.
     fps : float

@@ -15,6 +15,8 @@ by one task (partial shard writes from several lose data, zarr-python#3514).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import threading
 from pathlib import Path
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from ..errors import FlowtraceError
 from ..extras import require_dask
-from .sources import FrameSource
+from . import suffixes
+from .recording import RecordingSource, first_line
 
 #: Bytes of frames one read may decode at once (a chunk of frames, capped).
 _READ_BYTES = 64 * 2**20
@@ -31,15 +34,16 @@ _READ_BYTES = 64 * 2**20
 def is_zarr_path(path) -> bool:
     """Whether ``path`` names a zarr store: a ``.zarr`` suffix, or a folder with zarr metadata."""
     p = Path(path)
-    return p.suffix.lower() == ".zarr" or (p / "zarr.json").is_file() or (p / ".zarray").is_file()
+    return (suffixes.suffix(p) in suffixes.ZARR or (p / "zarr.json").is_file()
+            or (p / ".zarray").is_file())
 
 
 def _zarr(purpose: str):
     return require_dask("zarr", purpose)
 
 
-class ZarrSource(FrameSource):
-    """Frames of a zarr array, time on axis 0, read a chunk of frames at a time.
+class ZarrSource(RecordingSource):
+    """Frames of a zarr array, time on axis 0, decoded a chunk of frames at a time.
 
     Parameters
     ----------
@@ -51,10 +55,9 @@ class ZarrSource(FrameSource):
     """
 
     def __init__(self, path, frames_to_skip: int = 1):
-        from .formats import first_line, frame_names
-
-        zarr = _zarr(f"reading the zarr array {str(path)!r}")
-        p = Path(path)
+        super().__init__(path, frames_to_skip)
+        zarr = _zarr(f"reading the zarr array {self.description!r}")
+        p = self.path
         try:
             node = zarr.open(store=str(p), mode="r")
         except Exception as exc:
@@ -71,31 +74,40 @@ class ZarrSource(FrameSource):
                 f"input {str(p)!r} is a zarr array of shape {node.shape}; frames must be shaped "
                 "(N, H, W) or (N, H, W, C), time on axis 0")
         self.array = node
-        self.skip = frames_to_skip
-        count = node.shape[0]
-        self.n_frames = len(range(0, count, frames_to_skip))
+        self._set_count(node.shape[0])
         self.frame_shape = tuple(node.shape[1:])
         self.dtype = np.dtype(node.dtype)
-        stem = p.name[:-len(p.suffix)] if p.suffix.lower() == ".zarr" else p.name
-        self.names = frame_names(stem, count, frames_to_skip)
-        self.description = str(p)
         fps = node.attrs.get("fps")
         self.fps = float(fps) if isinstance(fps, (int, float)) and fps > 0 else None
-        frame_bytes = max(1, int(np.prod(self.frame_shape)) * self.dtype.itemsize)
-        self._run = max(1, min(int(node.chunks[0]), _READ_BYTES // frame_bytes))
-        self._start = self._stop = 0
-        self._frames = None
 
-    def _read(self, i):
-        raw = i * self.skip
-        if not self._start <= raw < self._stop:
-            # Decode the rest of this frame's chunk at once: zarr decodes
-            # whole chunks, so frame-by-frame reads would decode each again.
-            chunk = int(self.array.chunks[0])
-            end = min((raw // chunk + 1) * chunk, raw + self._run, self.array.shape[0])
-            self._frames = np.asarray(self.array[raw:end])
-            self._start, self._stop = raw, end
-        return self._frames[raw - self._start]
+    def _open_pass(self):
+        frame_bytes = max(1, math.prod(self.frame_shape) * self.dtype.itemsize)
+        return contextlib.nullcontext(_ChunkReader(self.array, _READ_BYTES // frame_bytes))
+
+    def _read_raw(self, reader, raw: int) -> np.ndarray:
+        return reader.frame(raw)
+
+
+class _ChunkReader:
+    """One pass's reads: the rest of a frame's chunk decoded at once, then served.
+
+    zarr decodes whole chunks, so reading frame by frame would decode a
+    chunk of many frames once per frame.
+    """
+
+    def __init__(self, array, most_frames: int):
+        self.array = array
+        self.chunk = int(array.chunks[0])
+        self.most = max(1, min(self.chunk, most_frames))
+        self.start = self.stop = 0
+        self.frames = None
+
+    def frame(self, raw: int) -> np.ndarray:
+        if not self.start <= raw < self.stop:
+            end = min((raw // self.chunk + 1) * self.chunk, raw + self.most, self.array.shape[0])
+            self.frames = np.asarray(self.array[raw:end])
+            self.start, self.stop = raw, end
+        return self.frames[raw - self.start]
 
 
 class ZarrWriter:

@@ -1,0 +1,198 @@
+"""Internal to the cupy backend: the fused CUDA kernels and their NumPy twins.
+
+Each kernel is a CUDA source (``_<op>_src(...)``), a memoized builder that
+compiles it once per specialization (``_get_<op>_kernel(...)``, in the style
+of ``cupyx.scipy.ndimage``), and a NumPy twin that does the same IEEE
+operations in the same order. :class:`CudaKernels` launches the kernels;
+:class:`HostKernels` runs the twins, for the NumPy stand-in of the backend.
+Tests check the twins against the reference (``kernels.window``,
+``kernels.stretch``) and the CUDA sources, compiled as C++, against the
+twins, bit for bit.
+
+``__dmul_rn`` keeps NVRTC from fusing a product into an FMA, which would
+round differently from NumPy. Nothing here imports CuPy until a builder is
+called.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from ..kernels.stretch import scale_to_uint8
+from ..plan import WeightMode
+
+# --------------------------------------------------------------------------
+# Stretch: float64 projection + its peak -> uint8 image
+# --------------------------------------------------------------------------
+
+# kernels.stretch.scale_to_uint8, operation for operation:
+#   scale = 255.0 / peak if peak != 0 else 1.0   -- 255 / 255 is exactly 1.0
+#   v = clip(x * scale, 0, 255)
+#   y = uint8(v + 0.5)                          -- non-negative: truncation is floor
+_STRETCH_SRC = """
+const double p = peak[0];
+const double scale = 255.0 / (p == 0.0 ? 255.0 : p);
+double v = __dmul_rn(x, scale);
+v = v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v);
+y = (unsigned char)(v + 0.5);
+"""
+
+
+@functools.cache
+def _get_stretch_kernel():
+    """The stretch kernel (one specialization: float64 in, uint8 out)."""
+    import cupy
+
+    return cupy.ElementwiseKernel("float64 x, raw float64 peak", "uint8 y", _STRETCH_SRC,
+                                  "flowtrace_stretch")
+
+
+def stretch_twin(x, peak, out):
+    """Twin of the stretch kernel: the reference :func:`scale_to_uint8` itself.
+
+    ``peak`` is a one-element array, as the kernel reads it: the image's own
+    maximum (``normalize='frame'``) or the run's (``'global'``).
+    """
+    return scale_to_uint8(x, float(np.asarray(peak).reshape(-1)[0]), np, out)
+
+
+# --------------------------------------------------------------------------
+# Extreme: per-pixel max (or offset - min) of the raw frames
+# --------------------------------------------------------------------------
+
+def _extreme_src(invert: bool) -> str:
+    better, result = ("<", "offset - (double)m") if invert else (">", "(double)m")
+    return f"""
+T m = src[i];
+for (int j = 1; j < count; ++j) {{
+    const T v = src[(ptrdiff_t)j * plane + i];
+    if (v {better} m) m = v;
+}}
+y = {result};
+"""
+
+
+@functools.cache
+def _get_extreme_kernel(invert: bool):
+    """Per-pixel max (or ``offset - min``) over ``count`` planes, in the input dtype.
+
+    Max commutes with the exact, monotone cast to float64, so the ring's
+    raw frames are reduced without a float copy and in any slot order.
+    """
+    import cupy
+
+    return cupy.ElementwiseKernel(
+        "raw T src, int64 plane, int32 count, float64 offset", "float64 y",
+        _extreme_src(invert), "flowtrace_min" if invert else "flowtrace_max")
+
+
+def extreme_twin(src, count, invert, offset, out):
+    """Twin of the extreme kernel over ``src[:count]`` (planes of ``out.size``)."""
+    m = src[0]
+    for j in range(1, count):
+        v = src[j]
+        m = np.where(v < m if invert else v > m, v, m)
+    m = m.astype(np.float64)
+    out[...] = offset - m if invert else m
+    return out
+
+
+# --------------------------------------------------------------------------
+# Weighted: color_series / fade_tails, max_j frame_j * w[j] in window order
+# --------------------------------------------------------------------------
+
+def _weighted_src(mode: WeightMode, invert: bool) -> str:
+    # Output element i is channel c of source element p: a gray pixel feeds
+    # all three channels of its output pixel (TINT); otherwise p == i.
+    mode = WeightMode(mode)
+    pixel = "i / 3" if mode == WeightMode.TINT else "i"
+    channel, nw = ("0", "1") if mode == WeightMode.SCALAR else ("(int)(i % 3)", "3")
+    better, result = ("<", "offset - m") if invert else (">", "m")
+    return f"""
+const ptrdiff_t p = {pixel};
+const int c = {channel};
+int slot = start;
+double m = __dmul_rn((double)src[(ptrdiff_t)slot * plane + p], w[c]);
+for (int j = 1; j < count; ++j) {{
+    slot = (slot + 1 == nslots) ? 0 : slot + 1;
+    const double v = __dmul_rn((double)src[(ptrdiff_t)slot * plane + p], w[{nw} * j + c]);
+    if (v {better} m) m = v;
+}}
+y = {result};
+"""
+
+
+@functools.cache
+def _get_weighted_kernel(mode: WeightMode, invert: bool):
+    """The weighted max (or ``offset - min``) for one :class:`WeightMode` but NONE.
+
+    One pass over the frames, reading the ring's slots in window order: no
+    (K, H, W, 3) float64 temporary.
+    """
+    import cupy
+
+    mode = WeightMode(mode)
+    if mode == WeightMode.NONE:
+        raise ValueError("WeightMode.NONE has no weighted kernel: use the extreme kernel")
+    return cupy.ElementwiseKernel(
+        "raw T src, raw float64 w, int64 plane, int32 count, int32 start, int32 nslots, "
+        "float64 offset", "float64 y", _weighted_src(mode, invert),
+        f"flowtrace_weighted_{mode.name.lower()}_{'min' if invert else 'max'}")
+
+
+def weighted_twin(src, w, start, count, mode, invert, offset, out):
+    """Twin of the weighted kernel: slots ``start, start+1, ...`` (mod ``len(src)``)."""
+    nslots = src.shape[0]
+    tint = mode == WeightMode.TINT
+
+    def weighted(slot, j):
+        x = src[slot].astype(np.float64)
+        return (x[..., None] if tint else x) * w[j]
+
+    slot = start
+    m = weighted(slot, 0)
+    for j in range(1, count):
+        slot = 0 if slot + 1 == nslots else slot + 1
+        v = weighted(slot, j)
+        m = np.where(v < m if invert else v > m, v, m)
+    out[...] = offset - m if invert else m
+    return out
+
+
+# --------------------------------------------------------------------------
+# Launchers: the same three calls on a device and on the host
+# --------------------------------------------------------------------------
+
+class CudaKernels:
+    """The fused kernels on a CUDA device (flat views: linear indexing only)."""
+
+    @staticmethod
+    def stretch(proj, peak, out):
+        _get_stretch_kernel()(proj.reshape(-1), peak.reshape(-1), out.reshape(-1))
+        return out
+
+    @staticmethod
+    def extreme(src, count, invert, offset, out):
+        plane = out.size
+        _get_extreme_kernel(bool(invert))(src.reshape(-1), plane, count, float(offset),
+                                          out.reshape(-1))
+        return out
+
+    @staticmethod
+    def weighted(src, w, start, count, mode, invert, offset, out):
+        plane = math.prod(src.shape[1:])
+        _get_weighted_kernel(WeightMode(mode), bool(invert))(
+            src.reshape(-1), w.reshape(-1), plane, count, start, src.shape[0], float(offset),
+            out.reshape(-1))
+        return out
+
+
+class HostKernels:
+    """The same kernels as NumPy twins, for the stand-in."""
+
+    stretch = staticmethod(stretch_twin)
+    extreme = staticmethod(extreme_twin)
+    weighted = staticmethod(weighted_twin)

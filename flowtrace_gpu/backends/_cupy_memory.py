@@ -1,0 +1,130 @@
+"""Internal to the cupy backend: the device memory a run needs, checked before it starts.
+
+:func:`estimate_device_bytes` counts the buffers a ``CupyProjector`` allocates
+for a plan (the layout is shared through :data:`N_STAGING` and
+:func:`flowtrace_gpu.kernels.window.stack_shape`), plus the scratch CuPy's
+memory pool serves during a projection; :func:`check_device_memory` refuses
+a run that would not fit, before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+from .. import config
+from ..errors import FlowtraceError
+from ..kernels.window import needs_stack, stack_shape
+
+#: Upload buffers per projector (pinned host + device staging): one may be
+#: in flight while the next frame is copied in.
+N_STAGING = 2
+
+_FLOAT64 = 8
+
+
+def headroom_bytes() -> int:
+    """Kept free beyond the estimate (CUB reduction scratch, the CUDA context's
+    growth, fragmentation of the memory pool): the ``gpu_headroom_mib`` setting."""
+    return int(config.get("gpu_headroom_mib")) * 2**20
+
+
+class MemoryEstimate(NamedTuple):
+    """Device bytes a ``CupyProjector`` will use, by purpose."""
+
+    ring: int
+    staging: int
+    work: int
+    weights: int
+    scratch: int
+    output: int
+
+    @property
+    def total(self) -> int:
+        return sum(self)
+
+    def describe(self) -> str:
+        parts = ((name, getattr(self, name)) for name in self._fields)
+        return ", ".join(f"{name} {_mib(n)}" for name, n in parts if n)
+
+
+def estimate_device_bytes(plan) -> MemoryEstimate:
+    """Device memory a run of ``plan`` needs, before allocating any of it.
+
+    Parameters
+    ----------
+    plan : TracePlan
+
+    Returns
+    -------
+    MemoryEstimate
+        ``ring``: the F resident frames; ``staging``: the upload buffers;
+        ``work``: the float64 stack buffer of ``prepare_stack`` (only for
+        the order-dependent options); ``weights``: the color / fade weights;
+        ``scratch``: what ``median`` and ``normalize='none'`` allocate from
+        CuPy's pool during a projection; ``output``: the float64 projection,
+        its peak and two images (the one being made and the one being
+        downloaded).
+    """
+    opts = plan.options
+    f = plan.frames_to_merge
+    plane = math.prod(plan.frame_shape)
+    frame = plane * plan.dtype.itemsize
+    out = math.prod(plan.out_shape)
+    work = scratch = weights = 0
+    if needs_stack(opts):
+        work = math.prod(stack_shape(plan)) * _FLOAT64
+        if opts.subtract_median:
+            # cupy.median: a partitioned copy of the window, transposed, and its result.
+            scratch += (2 * f + 1) * plane * _FLOAT64
+    if plan.colors is not None:
+        weights = plan.colors.nbytes
+    if plan.scaling == "none":
+        scratch += 2 * out * _FLOAT64  # to_dtype's clip and floor
+    image = out * plan.out_dtype.itemsize
+    return MemoryEstimate(ring=f * frame, staging=N_STAGING * frame, work=work, weights=weights,
+                          scratch=scratch, output=out * _FLOAT64 + _FLOAT64 + 2 * image)
+
+
+def check_device_memory(plan, free_bytes: int, device_label: str = "the GPU",
+                        headroom: int | None = None) -> MemoryEstimate:
+    """Refuse a run of ``plan`` that would not fit in ``free_bytes``.
+
+    Parameters
+    ----------
+    plan : TracePlan
+    free_bytes : int
+        Device memory free for this run.
+    device_label : str
+        How the message names the device.
+    headroom : int, optional
+        Bytes kept free beyond the estimate; default :func:`headroom_bytes`.
+
+    Returns
+    -------
+    MemoryEstimate
+        The estimate, when it fits.
+
+    Raises
+    ------
+    FlowtraceError
+        When the estimate plus the headroom exceeds ``free_bytes``; the
+        message names F, the frames' shape and dtype, and what to change.
+    """
+    est = estimate_device_bytes(plan)
+    if headroom is None:
+        headroom = headroom_bytes()
+    if est.total + headroom > free_bytes:
+        raise FlowtraceError(
+            f"the cupy backend needs about {_mib(est.total + headroom)} of memory on "
+            f"{device_label} for frames_to_merge={plan.frames_to_merge} with "
+            f"{'x'.join(map(str, plan.frame_shape))} {plan.dtype} frames "
+            f"({est.describe()}, {_mib(headroom)} headroom), but only {_mib(free_bytes)} "
+            "is free; use a smaller frames_to_merge, free GPU memory held by other "
+            "processes, or choose backend='numba' or backend='numpy'"
+        )
+    return est
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"

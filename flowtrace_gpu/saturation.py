@@ -1,0 +1,107 @@
+"""``saturate=P``: stretch images so that P percent of their values saturate.
+
+The original stretches each image to its brightest value, so one bright
+reflection leaves the particles dark. With ``saturate=P`` the stretch maps
+the (100 - P)th percentile to the top of the range instead and clips above:
+
+* ``normalize='frame'``: :func:`projector` wraps the backend's projector; it
+  asks for the float64 projection, reads the level from the image's
+  histogram (:mod:`flowtrace_gpu.kernels.saturate`) and scales by it, on the
+  backend's arrays.
+* ``normalize='global'``: the measuring pass hands every projection to a
+  :class:`LevelRecorder`, which keeps one histogram of all values; the
+  writing pass then scales every image by that one level.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import replace
+
+import numpy as np
+
+from .kernels.saturate import FRAME_BINS, RUN_BINS, histogram, index_scale, level, rebin
+from .kernels.stretch import scale_to_uint8
+
+#: A new image brighter than the run's histogram grows its range by at least
+#: this factor, so a movie that brightens slowly rebins O(log) times.
+_GROWTH = 1.25
+
+
+def projector(backend, plan):
+    """The projector for ``plan``: the backend's own, or a saturating one."""
+    if plan.scaling == "frame" and plan.options.saturate:
+        return SaturatingProjector(backend, plan)
+    return backend.projector(plan)
+
+
+class SaturatingProjector:
+    """Per-image saturating stretch around any backend's float64 projection."""
+
+    def __init__(self, backend, plan):
+        self.inner = backend.projector(replace(plan, scaling="float"))
+        self.percent = plan.options.saturate
+        self.xp = backend.xp
+        self._histogram = _histogram_function(backend.name)
+
+    def push(self, frame) -> None:
+        self.inner.push(frame)
+
+    def project(self):
+        proj = self.inner.project()
+        top = float(proj.max())
+        counts = self._histogram(proj, top, FRAME_BINS, self.xp)
+        return scale_to_uint8(proj, level(counts, top, self.percent), self.xp)
+
+
+class LevelRecorder:
+    """A writer for the measuring pass: one histogram of every value of every image.
+
+    ``close()`` returns the level every image is then scaled by (the
+    ``peak`` of ``scaling='fixed'``).
+    """
+
+    parallel = True
+
+    def __init__(self, percent: float, backend_name: str = "numpy"):
+        self.percent = percent
+        self.counts = np.zeros(RUN_BINS, np.int64)
+        self.top = 0.0  # upper end of the histogram's range
+        self.peak = 0.0  # the brightest value seen
+        self._histogram = _histogram_function(backend_name)
+        self._lock = threading.Lock()
+
+    def write(self, index, image) -> None:
+        image_peak = float(image.max())
+        with self._lock:
+            if image_peak > self.top:
+                new_top = max(image_peak, self.top * _GROWTH)
+                self.counts = rebin(self.counts, self.top, new_top)
+                self.top = new_top
+            self.peak = max(self.peak, image_peak)
+            top = self.top
+        counts = self._histogram(image, top, RUN_BINS, np)
+        with self._lock:
+            if top == self.top:
+                self.counts += counts
+            else:  # the range grew meanwhile: move this image's counts onto it
+                self.counts += rebin(counts, top, self.top)
+
+    def close(self) -> float:
+        return min(level(self.counts, self.top, self.percent), self.peak)
+
+
+@functools.cache
+def _histogram_function(backend_name: str):
+    """``histogram(values, top, bins, xp)``: Numba's kernel on the numba backend, else xp's."""
+    if backend_name != "numba":
+        return histogram
+    from .kernels import numba_saturate
+
+    def numba_histogram(values, top, bins, xp):
+        flat = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
+        nchunks = max(1, min(64, flat.size // 65536))
+        return numba_saturate.histogram(flat, index_scale(top, bins), bins, nchunks)
+
+    return numba_histogram

@@ -1,0 +1,127 @@
+"""saturate=P: the stretch maps the (100-P)th percentile to 255, on every backend."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flowtrace_gpu import FlowtraceError, flowtrace_array
+from flowtrace_gpu.kernels import saturate as ks
+from flowtrace_gpu.saturation import LevelRecorder
+from flowtrace_gpu.synthetic import synthetic_movie
+
+from conftest import BACKENDS
+from naive import naive_trace_ext
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
+
+
+def exact_level(values, percent):
+    """The smallest value with at least (100 - percent) % of the values at or below it."""
+    flat = np.sort(np.asarray(values, np.float64).reshape(-1))
+    wanted = max(1, int(np.ceil((1 - percent / 100) * flat.size)))
+    return flat[wanted - 1]
+
+
+def naive_saturated(projections, percent, per_image=True):
+    """Scale projections so the exact percentile maps to 255 (the definition, by sorting)."""
+    out = []
+    run_level = exact_level(projections, percent)
+    for proj in projections:
+        lv = exact_level(proj, percent) if per_image else run_level
+        scaled = proj * (255.0 / lv) if lv > 0 else proj
+        out.append(np.floor(np.clip(scaled, 0, 255) + 0.5).astype(np.uint8))
+    return np.array(out)
+
+
+def _float_projections(movie, f, **options):
+    return naive_trace_ext(movie.astype(np.float64), f, normalize="none", **options)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("normalize", ["frame", "global"])
+@pytest.mark.parametrize("options", [{}, {"subtract_median": True}, {"color_series": True},
+                                     {"invert_color": True}])
+def test_saturated_images_within_one_level_of_the_exact_percentile(backend, normalize, options):
+    movie = synthetic_movie(24, (40, 56), n_particles=30, seed=4)
+    movie[:, 20, 28] = 255  # one bright reflection, as in a PIV recording
+    percent = 1.0
+    got = flowtrace_array(movie, 8, saturate=percent, normalize=normalize, backend=backend,
+                          **options)
+    expected = naive_saturated(_float_projections(movie, 8, **options), percent,
+                               per_image=normalize == "frame")
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected).max() <= 1
+    # About `percent` of the values reach the top: at least that many, not many more.
+    at_top = (got == 255).mean()
+    assert percent / 100 * 0.9 <= at_top <= percent / 100 * 3 + 1 / got[0].size
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_saturate_zero_is_the_original_stretch(backend):
+    movie = synthetic_movie(12, (16, 20), n_particles=8, seed=2)
+    np.testing.assert_array_equal(flowtrace_array(movie, 4, saturate=0, backend=backend),
+                                  flowtrace_array(movie, 4, backend=backend))
+
+
+@pytest.mark.parametrize("value", [100, -1, float("nan"), float("inf"), True, "1"])
+def test_bad_saturate_is_refused(value):
+    with pytest.raises(FlowtraceError, match="saturate"):
+        flowtrace_array(np.zeros((4, 2, 2), np.uint8), 2, saturate=value)
+
+
+def test_saturate_needs_a_stretch():
+    with pytest.raises(FlowtraceError, match="normalize='none'"):
+        flowtrace_array(np.zeros((4, 2, 2), np.uint8), 2, saturate=1, normalize="none")
+
+
+@given(values=st.lists(st.one_of(st.floats(-1e6, 1e6), st.just(float("nan"))),
+                       min_size=1, max_size=300),
+       top=st.floats(1e-3, 1e6), bins=st.sampled_from([1, 7, 4096]))
+def test_numba_histogram_equals_the_reference(values, top, bins):
+    pytest.importorskip("numba")
+    from flowtrace_gpu.kernels import numba_saturate
+
+    array = np.array(values, np.float64)
+    expected = ks.histogram(array.copy(), top, bins, np)
+    for nchunks in (1, 3):
+        got = numba_saturate.histogram(array, ks.index_scale(top, bins), bins, nchunks)
+        np.testing.assert_array_equal(got, expected)
+
+
+@given(values=st.lists(st.floats(0, 1000), min_size=1, max_size=400),
+       percent=st.floats(0, 99.9))
+def test_level_is_at_most_one_bin_above_the_exact_percentile(values, percent):
+    array = np.array(values)
+    top = array.max()
+    lv = ks.level(ks.histogram(array.copy(), top, ks.FRAME_BINS, np), top, percent)
+    exact = exact_level(array, percent)
+    assert exact <= lv * (1 + 1e-12) and lv <= exact + top / ks.FRAME_BINS * (1 + 1e-9)
+
+
+def test_run_histogram_survives_images_that_grow_brighter():
+    rng = np.random.default_rng(0)
+    images = [rng.random((30, 30)) * scale for scale in (1, 2, 3, 5, 8, 13, 21, 34)]
+    recorder = LevelRecorder(2.0)
+    for i, image in enumerate(images):
+        recorder.write(i, image)
+    lv = recorder.close()
+    exact = exact_level(np.array(images), 2.0)
+    assert exact <= lv <= exact + 10 * images[-1].max() / ks.RUN_BINS
+
+
+@pytest.mark.skipif(not (REAL / "piv_cylinder").is_dir(),
+                    reason=f"real recordings not found at {REAL} (they live in ../shared)")
+def test_piv_tracers_become_visible():
+    import tifffile
+
+    files = sorted((REAL / "piv_cylinder").glob("*.tif"))
+    movie = np.stack([tifffile.imread(f) for f in files])
+    plain = flowtrace_array(movie, 5)
+    saturated = flowtrace_array(movie, 5, saturate=0.5)
+    top = (saturated == 255).mean()
+    assert 0.004 <= top <= 0.01, top  # about 0.5 % of the pixels reach 255
+    # The tracers (the brightest 10 % of pixels) come out about twice as bright.
+    assert np.percentile(saturated, 90) >= 1.8 * np.percentile(plain, 90)
