@@ -31,8 +31,10 @@ from .errors import FlowtraceError
 from .extras import require_dask
 from .io.grayscale import GrayscaleSource, luma
 from .io.sources import ArraySource
+from .kernels.saturate import RUN_BINS, level
 from .options import FLOWTRACE_DASK, split, whole
-from .pipeline import PeakRecorder, trace_frames
+from .pipeline import trace_frames
+from .saturation import LevelShare, run_tops
 
 #: Backend names a task may ask for (resolved on the worker, which may have the GPU).
 _BACKEND_NAMES = ("auto",) + AUTO_ORDER
@@ -133,19 +135,40 @@ grayscale
     task = dict(backend=run.backend, device=run.device)
 
     if plan.scaling == "float":
-        # One scale for every image: the peak of each block first, reduced,
-        # then the writing graph with the number -- never a lazy peak feeding
-        # the images, which would hold every float block until it is known.
-        peaks = _map_windows(da, _block_peak, x, f, plan=plan, chunks=((1,) * len(out_chunks),),
-                             drop_axis=tuple(range(1, x.ndim)), dtype=np.float64,
-                             token="flowtrace-peak", **task)
-        plan = replace(plan, scaling="fixed", peak=float(peaks.max().compute()))
+        plan = replace(plan, scaling="fixed",
+                       peak=global_scale(da, x, plan, out_chunks, task))
 
     out_ndim = 1 + len(plan.out_shape)
     new_axis = (3,) if out_ndim > x.ndim else None
     return _map_windows(da, _block_images, x, f, plan=plan,
                         chunks=(out_chunks,) + tuple((s,) for s in plan.out_shape),
                         new_axis=new_axis, dtype=plan.image_dtype, token="flowtrace", **task)
+
+
+def global_scale(da, x, plan, out_chunks, task) -> float:
+    """The one value every image is scaled by (``normalize='global'``), computed now.
+
+    First compute: each image's brightest value. With ``saturate`` a second
+    one: each block's share of the run histogram (:class:`~flowtrace_gpu.saturation.LevelShare`),
+    summed, whose level equals that of ``flowtrace_array``'s in-order
+    measuring pass. Only numbers reach the writing graph: a lazy scale
+    feeding the images would hold every float block until it is known.
+    """
+    f = plan.frames_to_merge
+    drop = tuple(range(2, x.ndim))
+    peaks = _map_windows(da, _image_peaks, x, f, plan=plan, chunks=(out_chunks,),
+                         drop_axis=(1,) + drop, dtype=np.float64, token="flowtrace-peaks",
+                         **task).compute()
+    peak = float(peaks.max())
+    if not plan.options.saturate:
+        return peak
+    tops = run_tops(peaks)
+    starts = np.cumsum((0,) + out_chunks[:-1])
+    before = [float(peaks[:start].max()) if start else -np.inf for start in starts]
+    counts = _map_windows(da, _level_share, x, f, plan=plan, tops=tops, before=before,
+                          chunks=((1,) * len(out_chunks), (RUN_BINS,)), drop_axis=drop,
+                          dtype=np.int64, token="flowtrace-level", **task)
+    return min(level(counts.sum(axis=0).compute(), float(tops[-1]), plan.options.saturate), peak)
 
 
 def _map_windows(da, func, x, f, *, dtype, chunks, **kwargs):
@@ -165,11 +188,35 @@ def _block_images(frames, *, plan, backend, device):
         return trace_frames(frames, plan, engine)
 
 
-def _block_peak(frames, *, plan, backend, device):
-    """A task: the brightest value of this block's float projections, as a (1,) array."""
+def _image_peaks(frames, *, plan, backend, device):
+    """A task: the brightest value of each float projection of this block."""
     engine = get_backend(backend, device)
+    peaks = ImagePeaks(len(frames) - plan.frames_to_merge + 1)
     with parallel_kernel_guard(engine):
-        return np.array([trace_frames(frames, plan, engine, PeakRecorder())])
+        return trace_frames(frames, plan, engine, peaks)
+
+
+def _level_share(frames, block_info=None, *, plan, tops, before, backend, device):
+    """A task: this block's share of the run histogram, as a (1, bins) array."""
+    engine = get_backend(backend, device)
+    share = LevelShare(tops, before[block_info[None]["chunk-location"][0]], engine.name)
+    with parallel_kernel_guard(engine):
+        return trace_frames(frames, plan, engine, share)[None]
+
+
+class ImagePeaks:
+    """A writer keeping each image's brightest value (as :class:`PeakRecorder` reads it)."""
+
+    parallel = True
+
+    def __init__(self, n_images: int):
+        self.peaks = np.empty(n_images, np.float64)
+
+    def write(self, index, image) -> None:
+        self.peaks[index] = float(image.max())
+
+    def close(self) -> np.ndarray:
+        return self.peaks
 
 
 # --------------------------------------------------------------- blocks

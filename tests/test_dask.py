@@ -1,6 +1,7 @@
 """flowtrace_dask equals flowtrace_array, on threads and on a process cluster."""
 
 import pickle
+import re
 import subprocess
 import sys
 import textwrap
@@ -37,6 +38,7 @@ def cases(draw):
     kept = len(range(0, len(frames), skip))
     options["grayscale"] = frames.ndim == 4 and draw(st.booleans())
     options["normalize"] = draw(st.sampled_from(NORMALIZE_MODES))
+    options["saturate"] = draw(st.sampled_from([0.0, 0.0, 0.35, 20.0]))
     chunk = draw(st.integers(1, len(frames)))
     block = draw(st.one_of(st.none(), st.integers(max(1, f - 1), kept + 2)))
     backend = draw(st.sampled_from(BACKENDS))
@@ -46,9 +48,16 @@ def cases(draw):
 @given(case=cases())
 def test_dask_equals_flowtrace_array(case):
     frames, f, skip, options, chunk, block, backend = case
-    expected = flowtrace_array(frames, f, skip, backend=backend, progress=False, **options)
-    lazy = flowtrace_dask(da.from_array(frames, chunks=chunk), f, skip, block=block,
-                          backend=backend, **options)
+    # Serial: with normalize='global' and saturate, parallel writers may grow the run
+    # histogram in another order than the images' (see saturation.LevelRecorder).
+    frames_dask = da.from_array(frames, chunks=chunk)
+    try:
+        expected = flowtrace_array(frames, f, skip, backend=backend, use_parallel=False, **options)
+    except FlowtraceError as exc:  # e.g. saturate with normalize='none': refused alike
+        with pytest.raises(FlowtraceError, match=re.escape(str(exc)[:30])):
+            flowtrace_dask(frames_dask, f, skip, block=block, backend=backend, **options)
+        return
+    lazy = flowtrace_dask(frames_dask, f, skip, block=block, backend=backend, **options)
     assert lazy.shape == expected.shape and lazy.dtype == expected.dtype
     assert_same(threaded(lazy), expected)
 
@@ -87,6 +96,40 @@ def test_rgb_and_uint16_options_against_the_oracle(options):
     assert_same(got, flowtrace_array(movie, 8, progress=False, **options))
     if "colormap" not in options:
         np.testing.assert_array_equal(got, naive_trace_ext(movie, 8, **options))
+
+
+@pytest.mark.parametrize("saturate", [0.35, 10.0])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_global_saturate_on_a_brightening_movie(saturate, dtype):
+    # Brighter and brighter images regrow the run histogram's range many times:
+    # the level depends on that history, which the blocks' shares replay.
+    gain = np.linspace(0.1, 1.0, 80)[:, None, None]
+    movie = (synthetic_movie(80, (20, 24), seed=11) * gain).astype(dtype)
+    options = dict(normalize="global", saturate=saturate, subtract_median=dtype == np.uint8)
+    expected = flowtrace_array(movie, 9, use_parallel=False, **options)
+    lazy = flowtrace_dask(da.from_array(movie, chunks=13), 9, block=10, **options)
+    assert_same(threaded(lazy), expected)
+
+
+def test_level_shares_add_up_to_the_in_order_run_histogram():
+    from flowtrace_gpu.saturation import LevelRecorder, LevelShare, run_tops
+
+    rng = np.random.default_rng(4)
+    images = rng.random((40, 6, 7)) * np.geomspace(0.01, 100, 40)[:, None, None]
+    images[[5, 30]] = images[[30, 5]]  # brightening, with one early bright image
+    whole = LevelRecorder(1.0)
+    for i, image in enumerate(images):
+        whole.write(i, image)
+    peaks = images.reshape(40, -1).max(axis=1)
+    tops = run_tops(peaks)
+    assert tops[-1] == whole.top and len(tops) > 5
+    total = 0
+    for start, stop in [(0, 3), (3, 4), (4, 25), (25, 40)]:
+        share = LevelShare(tops, peaks[:start].max() if start else -np.inf)
+        for i in range(start, stop):
+            share.write(i, images[i])
+        total = total + share.close()
+    np.testing.assert_array_equal(total, whole.counts)
 
 
 def test_global_scale_is_a_number_in_the_graph():
