@@ -8,6 +8,7 @@ Tasks receive paths and options, never frames.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import inspect
 import os
@@ -261,44 +262,33 @@ def summary(results: list[RecordingResult]) -> str:
 
 # --------------------------------------------------------------- cluster
 
-class _connect:
+@contextlib.contextmanager
+def _connect(client, workers):
     """``(client, cores per recording or None)`` for the batch; closes what it opened."""
-
-    def __init__(self, client, workers):
-        self.client, self.workers = client, workers
-        self._opened = []
-
-    def __enter__(self):
-        distributed = require_dask("distributed", "flowtrace_batch")
-        if self.workers is not None and self.client is not None:
-            raise FlowtraceError("workers sizes the local cluster; with a client, size your cluster")
-        if isinstance(self.client, distributed.Client):
-            return self.client, None
-        if isinstance(self.client, str):
-            try:
-                client = distributed.Client(self.client, timeout="30s")
-            except OSError as exc:
-                raise FlowtraceError(
-                    f"cannot reach the dask scheduler at {self.client!r} ({exc}); start it "
-                    "(dask scheduler) or check the address") from None
-            self._opened.append(client)
-            return client, None
-        if self.client is not None:
+    distributed = require_dask("distributed", "flowtrace_batch")
+    if workers is not None and client is not None:
+        raise FlowtraceError("workers sizes the local cluster; with a client, size your cluster")
+    if isinstance(client, distributed.Client):
+        yield client, None
+    elif isinstance(client, str):
+        try:
+            opened = distributed.Client(client, timeout="30s")
+        except OSError as exc:
             raise FlowtraceError(
-                f"client must be None, a distributed.Client or a scheduler address, got {self.client!r}")
+                f"cannot reach the dask scheduler at {client!r} ({exc}); start it "
+                "(dask scheduler) or check the address") from None
+        with opened:
+            yield opened, None
+    elif client is not None:
+        raise FlowtraceError(
+            f"client must be None, a distributed.Client or a scheduler address, got {client!r}")
+    else:
         cores = os.cpu_count() or 1
-        n = cores if self.workers is None else self.workers
+        n = cores if workers is None else workers
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise FlowtraceError(f"workers must be a whole number >= 1, got {self.workers!r}")
-        cluster = local_cluster(n)
-        self._opened.append(cluster)
-        client = distributed.Client(cluster)
-        self._opened.append(client)
-        return client, max(1, cores // n)
-
-    def __exit__(self, *exc):
-        for thing in reversed(self._opened):
-            thing.close()
+            raise FlowtraceError(f"workers must be a whole number >= 1, got {workers!r}")
+        with local_cluster(n) as cluster, distributed.Client(cluster) as local:
+            yield local, max(1, cores // n)
 
 
 def worker_environ() -> dict:

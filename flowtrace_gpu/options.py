@@ -8,8 +8,9 @@ calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.plan.TraceOptio
 machine). From these fields come the command line (:mod:`flowtrace_gpu.cli`),
 the README's options table (:func:`markdown_table`, checked by a test), the
 option lists of the demo and the tests, and a test that holds the explicit
-keyword signatures of :func:`~flowtrace_gpu.flowtrace` and
-:func:`~flowtrace_gpu.flowtrace_array` against them.
+keyword signatures of :func:`~flowtrace_gpu.flowtrace`,
+:func:`~flowtrace_gpu.flowtrace_array` and :func:`~flowtrace_gpu.flowtrace_dask`
+against them.
 
 >>> from flowtrace_gpu.options import registry
 >>> [o.name for o in registry()][:3]
