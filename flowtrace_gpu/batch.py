@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from .options import FLOWTRACE, registry, split
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
 #: Options flowtrace_batch sets itself, not passed through to each flowtrace.
-_OWN = ("progress",)
+_OWN = ("progress", "resume")
 
 
 @dataclass
@@ -73,8 +72,9 @@ def flowtrace_batch(sources, frames_to_merge, out_root, *, client=None, workers=
         machine's cores. Each recording then uses ``max_cores`` = cores /
         workers unless ``max_cores`` is given.
     resume : bool, default True
-        Skip recordings whose outputs are complete and resume half-done ones,
-        where :func:`flowtrace_gpu.flowtrace` supports resuming.
+        Skip recordings whose outputs are complete (by their run manifests)
+        and resume half-done ones (``flowtrace(..., resume=True)``); False
+        traces every recording anew.
     progress : bool, optional
         A bar over recordings on stderr; default: only when stderr is a terminal.
         A summary line ends the call unless ``progress=False`` (failures
@@ -157,29 +157,20 @@ def _run(client, jobs, frames_to_merge, options, resume, results, show) -> None:
 
 
 def trace_recording(source: str, frames_to_merge, out: str, options: dict, resume: bool):
-    """A task: ``flowtrace(source, F, out, **options)`` on a worker, resuming where supported."""
+    """A task: ``flowtrace(source, F, out, resume=resume, **options)`` on a worker."""
     from .api import flowtrace
 
-    kwargs = dict(options, progress=False)
-    if resume and accepts_resume():
-        kwargs["resume"] = True
-    return flowtrace(source, frames_to_merge, out, **kwargs)
-
-
-def accepts_resume() -> bool:
-    """Whether :func:`flowtrace_gpu.flowtrace` takes ``resume`` (a run continued where it stopped)."""
-    from .api import flowtrace
-
-    return "resume" in inspect.signature(flowtrace).parameters
+    return flowtrace(source, frames_to_merge, out, progress=False, resume=resume, **options)
 
 
 def is_complete(out: Path) -> bool:
-    """Whether a recording's outputs in ``out`` are complete, by its run manifest (if supported)."""
+    """Whether a recording's output ``out`` is complete, by its run manifest."""
+    from .manifest import read_manifest
+
     try:
-        from .manifest import read_manifest
-    except ImportError:  # no manifests: nothing is known complete
+        manifest = read_manifest(out)
+    except FlowtraceError:  # unreadable: its run decides (resume refuses it, naming why)
         return False
-    manifest = read_manifest(out)
     return manifest is not None and manifest.is_complete
 
 

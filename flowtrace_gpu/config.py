@@ -88,6 +88,10 @@ SETTINGS: dict[str, Setting] = {
     "band_bins": Setting(
         16, "bins per pixel around the median in the band histogram",
         env="FLOWTRACE_BAND_BINS", minimum=1, maximum=256),
+    # 3 accumulators and one row of float64 per pixel in 32 KiB of L1 cache.
+    "numba_weight_block": Setting(
+        1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails)",
+        minimum=1, maximum=2**20),
     "gpu_headroom_mib": Setting(
         64, "device memory (MiB) left free beyond the cupy backend's planned buffers",
         env="FLOWTRACE_GPU_HEADROOM_MIB", minimum=0, maximum=2**20),
@@ -106,6 +110,11 @@ SETTINGS: dict[str, Setting] = {
     "dask_malloc_trim": Setting(
         64 * 2**20, "MALLOC_TRIM_THRESHOLD_ of the dask workers this package starts",
         minimum=0, maximum=2**31),
+    # A kill loses at most this much record (those images are recomputed on
+    # resume); rewriting a few hundred bytes once a second costs nothing.
+    "manifest_interval_s": Setting(
+        1.0, "most seconds between updates of an output's manifest while images complete",
+        env="FLOWTRACE_MANIFEST_INTERVAL", minimum=0.0, maximum=3600.0),
     # Noisy images barely shrink, and deflating them costs several times
     # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(

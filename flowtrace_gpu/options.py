@@ -27,6 +27,7 @@ import numbers
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -150,6 +151,22 @@ def percent_below_100(name: str, value) -> float:
     return number
 
 
+#: Video time bases hold rates as fractions with denominators up to this (1001: NTSC's 30000/1001).
+VIDEO_RATE_DENOMINATOR = 1001
+
+
+def frame_rate(name: str, value) -> float:
+    """A finite rate > 0 that a video's time base can hold (not 1e-9: that became 24 fps)."""
+    number = positive_finite(name, value)
+    held = Fraction(number).limit_denominator(VIDEO_RATE_DENOMINATOR)
+    if held <= 0 or abs(held - Fraction(number)) > Fraction(number) / 1000:
+        raise FlowtraceError(
+            f"{name}={value!r} cannot be held by a video's time base (rates are fractions "
+            f"with denominators up to {VIDEO_RATE_DENOMINATOR}); give at least "
+            f"1/{VIDEO_RATE_DENOMINATOR - 1} fps")
+    return number
+
+
 def anything(name: str, value):
     """Checked where it is used (e.g. a backend object, a colormap)."""
     return value
@@ -185,7 +202,7 @@ class RunOptions:
         cli="--format", cli_type=str, choices=("png", "tiff", "video"))
     fps: float | None = option(
         None, "frame rate of a video output; default the recording's, else 30",
-        optional(positive_finite), calls=(FLOWTRACE,), cli="--fps", cli_type=float,
+        optional(frame_rate), calls=(FLOWTRACE,), cli="--fps", cli_type=float,
         metavar="FPS")
     use_parallel: bool = option(
         True, "read, compute and write on separate threads (False: serially)", flag,
@@ -203,6 +220,10 @@ class RunOptions:
     progress: bool | None = option(
         None, "progress bar on stderr; default: only when stderr is a terminal",
         optional(flag), calls=BOTH, cli="--quiet", cli_short="-q", negate=True)
+    resume: bool = option(
+        False, "finish an output an earlier run with the same options left incomplete: "
+               "complete images are kept, only missing ones computed (see Long runs)",
+        flag, calls=(FLOWTRACE,), cli="--resume")
 
     def __post_init__(self):
         check_fields(self)

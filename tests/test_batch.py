@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import tifffile
+from test_long_runs import ENOSPC, fail_at
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_batch
 from flowtrace_gpu import batch as batch_module
@@ -17,19 +18,6 @@ from flowtrace_gpu.options import registry
 from flowtrace_gpu.synthetic import synthetic_movie
 
 distributed = pytest.importorskip("distributed")
-
-RESUME_MISSING = (
-    "resume support (issue 10: flowtrace_gpu.manifest.read_manifest and flowtrace(resume=...)) "
-    "has not landed; flowtrace_batch skips complete recordings only through it")
-
-
-def resume_supported():
-    try:
-        from flowtrace_gpu.manifest import read_manifest  # noqa: F401
-    except ImportError:
-        return False
-    return batch_module.accepts_resume()
-
 
 @pytest.fixture(scope="module")
 def client():
@@ -156,10 +144,12 @@ def test_bad_input_fails_before_anything_starts(tmp_path, no_cluster, make, kwar
     assert not (tmp_path / "out").exists()
 
 
-def test_a_second_batch_rewrites_nothing(client, tmp_path):
-    if not resume_supported():
-        pytest.skip(RESUME_MISSING)
-    write_archive(tmp_path / "archive", n=2)
+def test_a_second_batch_rewrites_nothing_and_finishes_what_was_half_done(client, tmp_path,
+                                                                          monkeypatch):
+    from flowtrace_gpu.io.writers import PngFolderWriter
+    from flowtrace_gpu.manifest import read_manifest
+
+    write_archive(tmp_path / "archive", n=3)
     sources = str(tmp_path / "archive" / "*.tif")
     first = flowtrace_batch(sources, 5, tmp_path / "out", client=client, progress=False)
     assert all(r.status == DONE for r in first)
@@ -167,6 +157,29 @@ def test_a_second_batch_rewrites_nothing(client, tmp_path):
     second = flowtrace_batch(sources, 5, tmp_path / "out", client=client, progress=False)
     assert all(r.status == SKIPPED for r in second)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*")} == stamps
+
+    # rec1 is left half-done (a full disk at image 9) and its folder's record kept.
+    half = tmp_path / "out" / "rec1"
+    monkeypatch.setattr(PngFolderWriter, "write", fail_at(PngFolderWriter.write, 9, ENOSPC))
+    with pytest.raises(FlowtraceError):
+        flowtrace(tmp_path / "archive" / "rec1.tif", 5, half, progress=False, use_parallel=False)
+    monkeypatch.undo()
+    kept = {half / name: (half / name).stat().st_mtime_ns
+            for name in _complete_names(read_manifest(half), half)}
+    assert 0 < len(kept) < 26
+    third = flowtrace_batch(sources, 5, tmp_path / "out", client=client, progress=False)
+    assert [r.status for r in third] == [SKIPPED, DONE, SKIPPED]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # resumed, not rewritten
+    assert read_manifest(half).is_complete
+    reference = tmp_path / "reference"
+    flowtrace(tmp_path / "archive" / "rec1.tif", 5, reference, progress=False)
+    assert images_of(half) == images_of(reference)
+
+
+def _complete_names(manifest, folder):
+    names = sorted(p.name for p in folder.glob("*.png"))
+    everything = [f"rec1_{i:02d}_streamlines_frames5.png" for i in range(manifest.n_images)]
+    return [everything[i] for i in manifest.complete_indices() if everything[i] in names]
 
 
 def test_a_worker_killed_mid_batch_loses_nothing(client, tmp_path):
@@ -192,12 +205,16 @@ def test_a_worker_killed_mid_batch_loses_nothing(client, tmp_path):
     os.kill(pids[victim], signal.SIGKILL)
     thread.join(timeout=240)
     assert not thread.is_alive() and "error" not in outcome, outcome.get("error")
-    assert all(r.status == DONE for r in outcome["results"])
+    assert all(r.status == DONE for r in outcome["results"]), outcome["results"]
+    deadline = time.monotonic() + 30  # the scheduler may hear of an idle worker's death late
+    while victim in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert victim not in client.scheduler_info()["workers"], "the worker was not killed"
     for name in names:
         reference = tmp_path / "reference" / name
         flowtrace(tmp_path / "archive" / f"{name}.tif", 5, reference, progress=False)
         assert images_of(tmp_path / "out" / name) == images_of(reference), name
+        assert not list((tmp_path / "out" / name).glob(".*part*")), "temporary files left"
 
 
 def wait_for_a_worker_mid_recording(client, out_root, n_images, timeout=120):

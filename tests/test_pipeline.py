@@ -100,9 +100,11 @@ def test_reader_errors_reach_the_caller():
         yield np.zeros((2, 2), np.uint8)
         raise OSError("disk went away")
 
-    with pytest.raises(OSError, match="disk went away"):
-        pipeline.run(frames(), TracePlan(1, (2, 2), np.uint8), get_backend("numpy"),
-                     CountingWriter(), 2, workers=2)
+    for workers in (0, 2):
+        with pytest.raises(pipeline.FrameReadError, match="disk went away") as info:
+            pipeline.run(frames(), TracePlan(1, (2, 2), np.uint8), get_backend("numpy"),
+                         CountingWriter(), 2, workers=workers)
+        assert info.value.position == 1 and isinstance(info.value.cause, OSError)
 
 
 def test_writer_errors_reach_the_caller():

@@ -3,6 +3,7 @@
 import dask.array as da
 import numpy as np
 import pytest
+from test_long_runs import ENOSPC, fail_at
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.synthetic import synthetic_movie
@@ -83,3 +84,33 @@ def test_zarr_errors_name_the_path(tmp_path):
     assert (tmp_path / "notes.zarr" / "notes.txt").read_text() == "keep me"
     with pytest.raises(FlowtraceError, match="format='png' contradicts"):
         flowtrace(tmp_path / "rec.zarr", 3, tmp_path / "x.zarr", format="png")
+
+
+def test_zarr_output_resumes_image_by_image(tmp_path, monkeypatch):
+    from flowtrace_gpu import IncompleteRunError
+    from flowtrace_gpu.io.zarr_store import ZarrWriter, chunk_file
+    from flowtrace_gpu.manifest import manifest_path, read_manifest
+
+    movie = synthetic_movie(40, (12, 16), seed=12)
+    write_zarr(tmp_path / "rec.zarr", movie, (8, 12, 16))
+    expected = flowtrace_array(movie, 5, normalize="global", progress=False)
+    out = tmp_path / "out.zarr"
+    monkeypatch.setattr(ZarrWriter, "write", fail_at(ZarrWriter.write, 12, ENOSPC))
+    with pytest.raises(IncompleteRunError, match="images are complete in"):
+        flowtrace(tmp_path / "rec.zarr", 5, out, normalize="global", progress=False,
+                  use_parallel=False)
+    monkeypatch.undo()
+    assert manifest_path(out) == tmp_path / "out.zarr.flowtrace.json"  # beside the array
+    manifest = read_manifest(out)
+    kept = list(manifest.complete_indices())
+    assert kept == list(range(12)) and not manifest.is_complete
+    stamps = {i: chunk_file(out, i, 3).stat().st_mtime_ns for i in kept}
+    chunk_file(out, 20, 3).parent.mkdir(parents=True)
+    (chunk_file(out, 20, 3).parent / "0.1f2e.partial").write_bytes(b"half")  # a killed write
+
+    assert flowtrace(tmp_path / "rec.zarr", 5, out, normalize="global", progress=False,
+                     resume=True) == out
+    assert_same(zarr.open_array(str(out), mode="r")[:], expected)
+    assert {i: chunk_file(out, i, 3).stat().st_mtime_ns for i in kept} == stamps  # untouched
+    assert read_manifest(out).is_complete
+    assert not list(out.rglob("*.partial"))

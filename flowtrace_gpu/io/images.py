@@ -1,9 +1,25 @@
-"""Single image files: find them, read their headers, decode them."""
+"""Single image files: find them, read their headers, decode them.
+
+Every image mode has one meaning here (the same in a folder and a TIFF stack):
+
+* gray (8/16/32-bit integer, float) and RGB are kept as stored, 16-bit RGB
+  PNGs included (decoded by PyAV, as Pillow reads only 8 bits of them);
+* an alpha channel is dropped: RGBA -> RGB, LA -> L;
+* a palette image ('P', TIFF palette) -> RGB through its palette;
+* CMYK (JPEG, TIFF) and YCbCr -> RGB, by Pillow's conversion;
+* 1-bit -> uint8 0 (black) / 255 (white), as the file's photometric
+  interpretation says (a min-is-white TIFF too);
+* a TIFF whose samples are not gray or RGB (several planes of unknown
+  meaning) is refused.
+
+A multi-page TIFF in a folder gives all its pages, one frame each.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +30,24 @@ from . import suffixes
 #: What flowtrace writes; never read back as input when out_dir='same'.
 OUTPUT_MARKER = re.compile(r"_streamlines_frames\d+\.png$")
 
-# Pillow mode -> (channels or None for 2-D, dtype)
+# Pillow mode -> (channels or None for 2-D, dtype, mode to convert to or None).
 _PIL_MODES = {
-    "L": (None, np.uint8), "P": (None, np.uint8), "1": (None, np.bool_),
-    "I;16": (None, np.uint16), "I;16B": (None, np.uint16), "I;16L": (None, np.uint16),
-    "I": (None, np.int32), "F": (None, np.float32),
-    "RGB": (3, np.uint8), "RGBA": (4, np.uint8), "LA": (2, np.uint8),
+    "L": (None, np.uint8, None), "1": (None, np.uint8, "L"),
+    "LA": (None, np.uint8, "L"), "La": (None, np.uint8, "L"),
+    "P": (3, np.uint8, "RGB"), "PA": (3, np.uint8, "RGB"),
+    "RGB": (3, np.uint8, None), "RGBA": (3, np.uint8, "RGB"), "RGBa": (3, np.uint8, "RGB"),
+    "RGBX": (3, np.uint8, "RGB"), "CMYK": (3, np.uint8, "RGB"), "YCbCr": (3, np.uint8, "RGB"),
+    "I;16": (None, np.uint16, None), "I;16L": (None, np.uint16, None),
+    "I;16B": (None, np.uint16, None), "I;16N": (None, np.uint16, None),
+    "I": (None, np.int32, None), "F": (None, np.float32, None),
 }
+# TIFF photometric interpretations tifffile's own decoding gives their meaning to.
+_MINISBLACK, _RGB, _YCBCR = 1, 2, 6
+_PLAIN_PHOTOMETRIC = (_MINISBLACK, _RGB, _YCBCR)
+TIME_SERIES_HINT = (
+    "save a time series as tifffile.imwrite(path, frames) with frames shaped (N, H, W) "
+    "or (N, H, W, 3), or as an ImageJ hyperstack with axes 'TYX'"
+)
 
 
 def natural_key(name: str):
@@ -37,40 +64,151 @@ def list_images(directory: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def probe_image(path: Path) -> tuple[tuple, np.dtype]:
-    """Shape and dtype of an image file from its header, without decoding pixels."""
+# ------------------------------------------------------------------ Pillow images
+
+def _pillow_layout(im, path: Path) -> tuple[tuple, np.dtype, str | None]:
+    """Frame shape and dtype of an open Pillow image, and the mode to convert it to."""
+    if im.mode not in _PIL_MODES:
+        raise FlowtraceError(
+            f"{path} has image mode {im.mode!r}, which flowtrace does not read; save it as "
+            "gray, RGB(A), palette, CMYK or 1-bit (8/16/32-bit gray and float are kept)"
+        )
+    channels, dtype, convert = _PIL_MODES[im.mode]
+    if im.mode == "I" and im.format == "PNG":
+        dtype = np.uint16  # Pillow opens some 16-bit gray PNGs as 32-bit 'I'
+    return (im.height, im.width) + ((channels,) if channels else ()), np.dtype(dtype), convert
+
+
+def _pillow_frame(im, path: Path) -> np.ndarray:
+    shape, dtype, convert = _pillow_layout(im, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "palette images with transparency ..."
+        frame = np.asarray(im.convert(convert) if convert else im)
+    return frame.astype(dtype)  # a writable copy, native byte order
+
+
+def _png_rgb16(path: Path):
+    """(H, W) of a 16-bit RGB(A) PNG from its IHDR chunk, else None."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    if head[24] != 16 or head[25] not in (2, 6):  # bit depth, color type RGB / RGBA
+        return None
+    return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+
+
+def _read_png_rgb16(path: Path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return frame.to_ndarray(format="rgb48le")
+
+
+# ------------------------------------------------------------------ TIFF pages
+
+def tiff_layout(page, path: Path, index: int) -> tuple[tuple, np.dtype, bool]:
+    """Frame shape and dtype of a TIFF page, and whether tifffile's decoding is used."""
+    if page.photometric not in _PLAIN_PHOTOMETRIC:
+        from PIL import Image
+
+        with Image.open(path) as im:  # palette, min-is-white, CMYK...: Pillow knows their meaning
+            im.seek(index)
+            shape, dtype, _ = _pillow_layout(im, path)
+        return shape, dtype, False
+    colors = page.samplesperpixel - len(page.extrasamples)
+    wanted = 3 if page.photometric in (_RGB, _YCBCR) else 1
+    # Separate planes beyond R, G, B: what tifffile.imwrite makes of an (N, 4, H, W) array.
+    planes = page.planarconfig == 2 and page.samplesperpixel not in (1, 3)
+    if colors != wanted or planes:
+        raise FlowtraceError(
+            f"{path} page {index} holds {page.samplesperpixel} samples per pixel ({page.axes} "
+            f"{page.shape}) that are neither gray nor RGB, so their meaning is unknown; "
+            f"{TIME_SERIES_HINT}"
+        )
+    dtype = np.dtype(np.uint8 if page.dtype == np.bool_ else page.dtype).newbyteorder("=")
+    return (page.imagelength, page.imagewidth) + ((3,) if wanted == 3 else ()), dtype, True
+
+
+def tiff_samples(frame: np.ndarray, page) -> np.ndarray:
+    """A tifffile-decoded page (or stack frame) as defined: channels last, no alpha, 1-bit as 0/255."""
+    if page.samplesperpixel > 1:
+        if page.planarconfig == 2:  # separate planes: (S, H, W)
+            frame = np.moveaxis(frame, -3, -1)
+        colors = page.samplesperpixel - len(page.extrasamples)
+        frame = frame[..., 0] if colors == 1 else frame[..., :colors]
+    if frame.dtype == np.bool_:
+        return frame.astype(np.uint8) * np.uint8(255)
+    if not frame.dtype.isnative:
+        return frame.astype(frame.dtype.newbyteorder("="))
+    return np.ascontiguousarray(frame)
+
+
+def read_tiff_page(tif, path: Path, index: int) -> np.ndarray:
+    """Page ``index`` of an open ``tifffile.TiffFile`` as a frame (see the module notes)."""
+    page = tif.pages[index]
+    if tiff_layout(page, path, index)[2]:
+        return tiff_samples(page.asarray(), page)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.seek(index)
+        return _pillow_frame(im, path)
+
+
+# ------------------------------------------------------------------ any image
+
+def probe_image(path: Path) -> tuple[tuple, np.dtype, int]:
+    """Shape and dtype of an image file's frames, and its page count, without decoding pixels.
+
+    Every page of a multi-page TIFF must have the first page's shape and dtype.
+    """
     try:
         if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                return tuple(page.shape), np.dtype(page.dtype)
+                n_pages = len(tif.pages)
+                shape, dtype, _ = tiff_layout(tif.pages[0], path, 0)
+                for index in range(1, n_pages):
+                    other = tiff_layout(tif.pages[index], path, index)[:2]
+                    if other != (shape, dtype):
+                        raise FlowtraceError(
+                            f"{path} page {index} is {other[0]} {other[1]}, but its first page is "
+                            f"{shape} {dtype}; every frame must match the first"
+                        )
+                return shape, dtype, n_pages
+        rgb16 = _png_rgb16(path) if suffixes.suffix(path) == ".png" else None
+        if rgb16 is not None:
+            return rgb16 + (3,), np.dtype(np.uint16), 1
         from PIL import Image
 
         with Image.open(path) as im:
-            channels, dtype = _PIL_MODES.get(im.mode, (None, None))
-            if dtype is None:  # an unusual mode: decode to learn it
-                arr = read_image(path)
-                return arr.shape, arr.dtype
-            shape = (im.height, im.width) + ((channels,) if channels else ())
-            return shape, np.dtype(dtype)
+            shape, dtype, _ = _pillow_layout(im, path)
+            return shape, dtype, 1
     except FlowtraceError:
         raise
     except Exception as exc:
         raise unreadable(path, exc) from None
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Decode one frame (the first page of a TIFF)."""
+def read_image(path: Path, page: int = 0) -> np.ndarray:
+    """Decode one frame: an image file, or page ``page`` of a TIFF."""
     try:
         if suffixes.suffix(path) in suffixes.TIFF:
             import tifffile
 
-            return tifffile.imread(path, key=0)
-        import imageio.v3 as iio
+            with tifffile.TiffFile(path) as tif:
+                return read_tiff_page(tif, path, page)
+        if suffixes.suffix(path) == ".png" and _png_rgb16(path) is not None:
+            return _read_png_rgb16(path)
+        from PIL import Image
 
-        return iio.imread(path)
+        with Image.open(path) as im:
+            return _pillow_frame(im, path)
+    except FlowtraceError:
+        raise
     except Exception as exc:
         raise unreadable(path, exc) from None
 
@@ -86,8 +224,9 @@ class TiffTemplate:
     held up the compute thread). Any other file is decoded by tifffile.
 
     Use :meth:`from_file`, which returns None where the template's pixels
-    are not stored plainly (compressed, packed bits, scattered strips) or
-    where reading them plainly does not reproduce tifffile's decoding.
+    are not stored plainly (compressed, packed bits, scattered strips, more
+    than one page) or where reading them plainly does not give the frame
+    :func:`read_tiff_page` defines (alpha, planar color, palette...).
     """
 
     def __init__(self, size: int, offset: int, nbytes: int, head: bytes, tail: bytes,
@@ -104,7 +243,8 @@ class TiffTemplate:
         try:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
-                if (not page.is_contiguous or page.compression != 1 or page.predictor != 1
+                if (len(tif.pages) != 1 or not page.is_contiguous or page.compression != 1
+                        or page.predictor != 1
                         or page.fillorder != 1 or page.dtype is None
                         or page.bitspersample != 8 * page.dtype.itemsize):
                     return None
@@ -112,7 +252,7 @@ class TiffTemplate:
                 nbytes = int(sum(page.databytecounts))
                 dtype = page.dtype.newbyteorder(tif.byteorder)
                 shape = tuple(page.shape)
-                expected = page.asarray()
+                expected = read_tiff_page(tif, path, 0)  # as a frame is defined
             data = Path(path).read_bytes()
         except Exception:
             return None
@@ -161,6 +301,7 @@ class TiffTemplate:
 
 
 def unreadable(path: Path, exc: BaseException) -> FlowtraceError:
+    """The error for an image file that cannot be decoded."""
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return FlowtraceError(
         f"cannot decode image file {path} ({reason}); replace or remove it"

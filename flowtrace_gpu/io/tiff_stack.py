@@ -15,12 +15,11 @@ import numpy as np
 
 from ..errors import FlowtraceError
 from . import suffixes
+from .images import TIME_SERIES_HINT, read_tiff_page, tiff_layout, tiff_samples
 from .recording import RecordingSource
 from .recording import first_line as _reason
 from .writers import StreamedFileWriter, write_atomically
 
-#: Axis letters tifffile uses for the pixels of one frame.
-_SPATIAL = ("Y", "X", "S")
 # Above this a classic TIFF's 32-bit offsets overflow: switch to BigTIFF.
 _CLASSIC_LIMIT = 2**32 - 2**25
 
@@ -28,10 +27,12 @@ _CLASSIC_LIMIT = 2**32 - 2**25
 class TiffStackSource(RecordingSource):
     """The frames of one multi-page TIFF or ImageJ hyperstack.
 
-    Frames run along the one non-spatial axis of the file's first series
-    (T, Z, C or tifffile's I/Q for plain page sequences); a hyperstack with
-    two such axes longer than 1 (e.g. T and Z) is refused, as its frame order
-    would be a guess.
+    Frames run along the one axis of the file's first series outside its
+    pages (T, Z, C or tifffile's I/Q for plain page sequences); a hyperstack
+    with two such axes longer than 1 (e.g. T and Z) is refused, as its frame
+    order would be a guess, and so are pages whose samples are neither gray
+    nor RGB (e.g. a plain (N, 4, H, W) array). Pixels mean what
+    :mod:`~flowtrace_gpu.io.images` defines (alpha dropped, palette as RGB...).
 
     Parameters
     ----------
@@ -48,34 +49,50 @@ class TiffStackSource(RecordingSource):
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
                 shape, axes = tuple(series.shape), series.axes
-                dtype = np.dtype(series.dtype)
                 n_pages = len(series.pages)
+                self._page = series.pages[0]
+                # Pages written one by one can make one series each: then every page is a frame.
+                self._every_page = len(tif.series) > 1
+                if self._every_page:
+                    shape, axes, n_pages = self._pages_alike(tif)
+                # Frame shape and dtype as images.py defines them (alpha dropped, 1-bit 0/255...).
+                frame_shape, dtype, plain = tiff_layout(self._page, self.path, 0)
+        except FlowtraceError:
+            raise
         except Exception as exc:
             raise _unreadable(self.path, exc) from None
-        n_lead = len(axes.rstrip("".join(_SPATIAL)))
-        lead, frame_shape = shape[:n_lead], shape[n_lead:]
+        n_lead = len(axes) - len(self._page.axes)
+        lead = shape[:n_lead]
         long_axes = [a for a, n in zip(axes[:n_lead], lead) if n > 1]
         if len(long_axes) > 1:
             raise FlowtraceError(
-                f"{self.path} is a hyperstack with axes {axes} {shape}: more than one of "
-                f"{', '.join(long_axes)} is longer than 1, so the frame order is ambiguous; "
-                "save the time series alone (e.g. ImageJ: Image > Hyperstacks > Reduce Dimensionality)"
+                f"{self.path} has axes {axes} {shape}: more than one of {', '.join(long_axes)} "
+                f"is longer than 1, so the frame order is ambiguous; {TIME_SERIES_HINT} "
+                "(ImageJ: Image > Hyperstacks > Reduce Dimensionality)"
             )
-        if axes[n_lead:] == "SYX":  # planar RGB: one plane per color
-            frame_shape = frame_shape[1:] + frame_shape[:1]
-            self._planar = True
-        else:
-            self._planar = False
         self._set_count(math.prod(lead))
         self.frame_shape = tuple(frame_shape)
-        self.dtype = dtype.newbyteorder("=")
-        self._memmap = self._try_memmap(tifffile)
+        self.dtype = dtype
+        # Palette, min-is-white, CMYK pages are decoded one by one through Pillow.
+        self._memmap = self._try_memmap(tifffile) if plain and not self._every_page else None
         if self._memmap is None and n_pages != self.n_raw:
             raise FlowtraceError(
                 f"{self.path} holds {n_pages} pages for {self.n_raw} frames of {axes} {shape}; "
                 "only stacks with one page per frame are read page by page "
                 "(save it uncompressed, or as one page per frame)"
             )
+
+    def _pages_alike(self, tif) -> tuple[tuple, str, int]:
+        """Shape, axes and count of a file's pages as one stack, if they all match the first."""
+        first = tif.pages[0]
+        for index, page in enumerate(tif.pages):
+            if page.shape != first.shape or page.dtype != first.dtype:
+                raise FlowtraceError(
+                    f"{self.path} holds {len(tif.series)} series whose pages differ (page {index} "
+                    f"is {page.shape} {page.dtype}, page 0 {first.shape} {first.dtype}), so which "
+                    f"are frames is unknown; {TIME_SERIES_HINT}"
+                )
+        return (len(tif.pages),) + tuple(first.shape), "I" + first.axes, len(tif.pages)
 
     def _try_memmap(self, tifffile):
         # Uncompressed contiguous data: map it, decode nothing.
@@ -87,8 +104,7 @@ class TiffStackSource(RecordingSource):
             raise _unreadable(self.path, exc) from None  # e.g. shorter than its header says
         except Exception as exc:
             raise _unreadable(self.path, exc) from None
-        planes = mapped.reshape((self.n_raw,) + tuple(mapped.shape[mapped.ndim - len(self.frame_shape):]))
-        return planes
+        return mapped.reshape((self.n_raw,) + tuple(self._page.shape))
 
     def _open_pass(self):
         if self._memmap is not None:
@@ -104,22 +120,17 @@ class TiffStackSource(RecordingSource):
     def _read_raw(self, tif, raw):
         if tif is None:
             # A copy, so the page faults happen here on the reader thread, not in compute.
-            return self._orient(np.array(self._memmap[raw]))
+            return np.array(tiff_samples(self._memmap[raw], self._page))
         try:
-            frame = tif.series[0].pages[raw].asarray()
+            index = raw if self._every_page else tif.series[0].pages[raw].index
+            return read_tiff_page(tif, self.path, index)
+        except FlowtraceError:
+            raise
         except Exception as exc:
             raise FlowtraceError(
                 f"cannot decode page {raw} of {self.path} ({_reason(exc)}); "
                 "the file may be truncated or corrupt"
             ) from None
-        return self._orient(frame)
-
-    def _orient(self, frame):
-        if self._planar:
-            frame = np.moveaxis(frame, 0, -1)
-        if not frame.dtype.isnative:
-            frame = frame.astype(self.dtype)
-        return frame
 
 
 def _unreadable(path: Path, exc: BaseException) -> FlowtraceError:

@@ -113,9 +113,13 @@ class _ChunkReader:
 class ZarrWriter:
     """Images into a zarr v3 array at ``path``, one image per chunk.
 
-    The array is created when the first image arrives (its shape is known
-    then), replacing an array already at ``path``. Writes of different images
-    touch different chunks, so writer threads run side by side.
+    The array is opened when the first image arrives (its shape is known
+    then): an array already there with this shape, dtype and chunking is
+    written into, keeping the images a resumed run does not rewrite; any
+    other is replaced. Every image gets its chunk file, even an all-zero one
+    (zarr skips those by default), so a resumed run can tell which exist.
+    Writes of different images touch different chunks: writer threads run
+    side by side.
     """
 
     parallel = True
@@ -131,9 +135,17 @@ class ZarrWriter:
     def _open(self, image: np.ndarray):
         with self._lock:
             if self._array is None:
-                self._array = self._zarr.create_array(
-                    store=str(self.path), shape=(self.n_images,) + image.shape,
-                    chunks=(1,) + image.shape, dtype=self.dtype, overwrite=True)
+                shape, chunks = (self.n_images,) + image.shape, (1,) + image.shape
+                zarr = self._zarr
+                with zarr.config.set({"array.write_empty_chunks": True}):
+                    array = _existing(zarr, self.path, shape, chunks, self.dtype)
+                    if array is None:
+                        array = zarr.create_array(
+                            store=str(self.path), shape=shape, chunks=chunks, dtype=self.dtype,
+                            chunk_key_encoding={"name": "default", "separator": "/"},
+                            overwrite=True)
+                remove_partial_chunks(self.path)
+                self._array = array
             return self._array
 
     def write(self, index: int, image: np.ndarray) -> None:
@@ -141,12 +153,52 @@ class ZarrWriter:
         array[index] = image
 
     def close(self) -> Path:
-        if self._array is None:
+        if self._array is None and self.n_images:
             raise FlowtraceError(f"no images were written, so {self.path} was not created")
         return self.path
 
     def abort(self) -> None:
         """Nothing to undo: each image written is complete (a later run may resume)."""
+
+
+def _existing(zarr, path: Path, shape, chunks, dtype):
+    """The array at ``path`` if it has this layout, else None."""
+    if not (path / "zarr.json").is_file():
+        return None
+    try:
+        array = zarr.open_array(store=str(path), mode="r+")
+    except Exception:  # not an array we can use: replaced
+        return None
+    encode = getattr(array.metadata, "encode_chunk_key", None)  # zarr v3 arrays only
+    key = (1,) + (0,) * (len(shape) - 1)
+    same = (array.shape == shape and array.chunks == chunks and array.dtype == dtype
+            and encode is not None and Path(path, encode(key)) == chunk_file(path, 1, len(shape)))
+    return array if same else None
+
+
+def chunk_file(path, index: int, ndim: int) -> Path:
+    """The file holding image ``index`` of the array at ``path`` (``c/<index>/0/0``)."""
+    return Path(path, "c", str(index), *(["0"] * (ndim - 1)))
+
+
+def chunk_files(path, n_images: int, ndim: int) -> list[Path]:
+    """The chunk file of every image: what a resumed run checks exists."""
+    return [chunk_file(path, i, ndim) for i in range(n_images)]
+
+
+def remove_partial_chunks(path) -> list[Path]:
+    """Remove chunk files zarr left half-written (``*.partial``) when a run was killed.
+
+    Called while the run holds the output's lock: no other writer is at work.
+    """
+    removed = []
+    for found in Path(path, "c").rglob("*.partial") if Path(path, "c").is_dir() else ():
+        try:
+            found.unlink()
+        except OSError:
+            continue
+        removed.append(found)
+    return removed
 
 
 def prepare_zarr_out(out) -> Path:
