@@ -19,6 +19,7 @@ from .io.iterable import IterableSource
 from .io.own_files import output_names
 from .io.sources import ArraySource, default_probe_workers
 from .io.writers import ArrayWriter, ListWriter
+from .io.zarr_store import chunk_files, is_zarr_path
 from .manifest import Manifest, source_identity
 from .options import FLOWTRACE, FLOWTRACE_ARRAY, split
 from .output_run import OutputRun, Segment, refuse_overwriting_input, source_files
@@ -245,14 +246,18 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     engine = get_backend(run.backend, run.device)
     if isinstance(out_dir, str) and out_dir == "same":
         location = Path(image_dir)
-        out_dir = location if location.is_dir() else location.parent
+        # beside a recording file or a zarr array (itself a folder), in a folder of frames
+        out_dir = location if location.is_dir() and not is_zarr_path(location) else location.parent
     out = Path(out_dir)
     kind = output_kind(out, run.format)
     stems = output_names([source.names[i] for i in range(n_out)],
                          f"_streamlines_frames{plan.frames_to_merge}", _extensions(source, n_out))
     read = source_files(source)
-    image_paths = None if kind in ("tiff-stack", "video") else \
-        [out / (stem + (".tif" if kind == "tiff" else ".png")) for stem in stems]
+    if kind == "zarr":  # resumed image by image: one chunk file each
+        image_paths = chunk_files(out, n_out, 1 + len(plan.out_shape))
+    else:
+        image_paths = None if kind in ("tiff-stack", "video") else \
+            [out / (stem + (".tif" if kind == "tiff" else ".png")) for stem in stems]
     refuse_overwriting_input(out, image_paths, read)
     rate = (run.fps or source.fps or 30.0) if kind == "video" else None
     writer = open_writer(out, stems, format=run.format, fps=rate, dtype=plan.image_dtype)

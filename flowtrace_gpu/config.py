@@ -95,6 +95,21 @@ SETTINGS: dict[str, Setting] = {
     "gpu_headroom_mib": Setting(
         64, "device memory (MiB) left free beyond the cupy backend's planned buffers",
         env="FLOWTRACE_GPU_HEADROOM_MIB", minimum=0, maximum=2**20),
+    # flowtrace_dask: each block also reads the F-1 frames after it, so a
+    # block of at least 4 (F-1) images re-reads at most a quarter more.
+    "dask_block_halos": Setting(
+        4, "flowtrace_dask's default block holds at least this many times F-1 images",
+        minimum=1, maximum=2**20),
+    # Worker processes started by flowtrace_batch and the benchmarks: glibc's
+    # adaptive limits at their ceiling (32 MiB mmap, twice that trim), fixed,
+    # instead of distributed's MALLOC_TRIM_THRESHOLD_=65536 (see
+    # batch.worker_environ; bench/bench_dask.py measures both).
+    "dask_malloc_mmap": Setting(
+        32 * 2**20, "MALLOC_MMAP_THRESHOLD_ of the dask workers this package starts",
+        minimum=0, maximum=2**31),
+    "dask_malloc_trim": Setting(
+        64 * 2**20, "MALLOC_TRIM_THRESHOLD_ of the dask workers this package starts",
+        minimum=0, maximum=2**31),
     # A kill loses at most this much record (those images are recomputed on
     # resume); rewriting a few hundred bytes once a second costs nothing.
     "manifest_interval_s": Setting(

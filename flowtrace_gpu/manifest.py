@@ -80,9 +80,15 @@ RESERVE_BYTES = 64 * 1024
 SINGLE_FILE_SUFFIXES = (".tif", ".tiff", ".mp4", ".avi", ".mov", ".mkv")
 
 
+#: Outputs that are folders but one array: manifest and lock beside them, as for a file.
+ARRAY_SUFFIXES = (".zarr",)
+
+
 def is_folder_output(out) -> bool:
     """Whether ``out`` names a folder output (an existing folder, or no single-file suffix)."""
     p = Path(out)
+    if p.suffix.lower() in ARRAY_SUFFIXES:
+        return False
     return p.is_dir() or p.suffix.lower() not in SINGLE_FILE_SUFFIXES
 
 

@@ -8,8 +8,9 @@ calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.plan.TraceOptio
 machine). From these fields come the command line (:mod:`flowtrace_gpu.cli`),
 the README's options table (:func:`markdown_table`, checked by a test), the
 option lists of the demo and the tests, and a test that holds the explicit
-keyword signatures of :func:`~flowtrace_gpu.flowtrace` and
-:func:`~flowtrace_gpu.flowtrace_array` against them.
+keyword signatures of :func:`~flowtrace_gpu.flowtrace`,
+:func:`~flowtrace_gpu.flowtrace_array` and :func:`~flowtrace_gpu.flowtrace_dask`
+against them.
 
 >>> from flowtrace_gpu.options import registry
 >>> [o.name for o in registry()][:3]
@@ -35,7 +36,10 @@ from .errors import FlowtraceError
 #: The public calls options belong to.
 FLOWTRACE = "flowtrace"
 FLOWTRACE_ARRAY = "flowtrace_array"
+FLOWTRACE_DASK = "flowtrace_dask"
 BOTH = (FLOWTRACE, FLOWTRACE_ARRAY)
+#: The calls that turn frames into images: every image option belongs to all three.
+IMAGE_CALLS = (FLOWTRACE, FLOWTRACE_ARRAY, FLOWTRACE_DASK)
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class Option:
     #: ``check(name, value) -> value``: the value, normalized; raises FlowtraceError.
     check: Callable
     #: Which public calls take it as a keyword.
-    calls: tuple = BOTH
+    calls: tuple = IMAGE_CALLS
     #: Command-line flag; None keeps the option off the command line.
     cli: str | None = None
     #: Short alias of the flag, e.g. '-q'.
@@ -202,10 +206,10 @@ class RunOptions:
         metavar="FPS")
     use_parallel: bool = option(
         True, "read, compute and write on separate threads (False: serially)", flag,
-        cli="--no-parallel", negate=True)
+        calls=BOTH, cli="--no-parallel", negate=True)
     max_cores: int = option(
         8, "most threads to use (capped at the machine's cores)", whole(1),
-        cli="--max-cores", cli_type=int, metavar="N")
+        calls=BOTH, cli="--max-cores", cli_type=int, metavar="N")
     backend: object = option(
         "auto", "'cupy', 'numba' or 'numpy'; 'auto': the first that runs here "
                 "(cupy on a CUDA GPU, else numba)", anything,
@@ -215,7 +219,7 @@ class RunOptions:
         optional(whole(0)), cli="--device", cli_type=int, metavar="N")
     progress: bool | None = option(
         None, "progress bar on stderr; default: only when stderr is a terminal",
-        optional(flag), cli="--quiet", cli_short="-q", negate=True)
+        optional(flag), calls=BOTH, cli="--quiet", cli_short="-q", negate=True)
     resume: bool = option(
         False, "finish an output an earlier run with the same options left incomplete: "
                "complete images are kept, only missing ones computed (see Long runs)",
@@ -292,7 +296,10 @@ def markdown_table() -> str:
             cli = f"{opt.cli_short}, {cli}"
         if opt.cli and (opt.metavar or opt.choices):
             cli = f"{cli} {opt.metavar or '|'.join(opt.choices)}"
-        only = "" if opt.calls == BOTH else f" ({', '.join(f'`{c}`' for c in opt.calls)} only)"
+        if len(opt.calls) == 1:
+            only = f" (`{opt.calls[0]}` only)"
+        else:  # a run's threads and bar: flowtrace_dask leaves them to dask
+            only = "" if FLOWTRACE_DASK in opt.calls else " (not `flowtrace_dask`)"
         text = opt.help.replace("|", "\\|")
         lines.append(f"| `{opt.name}` | `{cli}` | {_markdown_default(opt)} | {text}{only} |")
     return "\n".join(lines)

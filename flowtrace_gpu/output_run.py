@@ -39,8 +39,10 @@ from .pipeline import FrameReadError
 
 log = logging.getLogger("flowtrace_gpu")
 
-#: Output kinds written as one file per image (resumable image by image).
+#: Output kinds written as one file per image in a folder.
 FOLDER_KINDS = ("png", "tiff")
+#: Output kinds resumable image by image: those, and a zarr array (one chunk file per image).
+PER_IMAGE_KINDS = FOLDER_KINDS + ("zarr",)
 
 
 def source_files(source) -> list[Path]:
@@ -189,13 +191,13 @@ class OutputRun:
     out : pathlib.Path
         The output folder or file.
     kind : str
-        ``'png'``, ``'tiff'`` (folders), ``'tiff-stack'`` or ``'video'``.
+        ``'png'``, ``'tiff'`` (folders), ``'tiff-stack'``, ``'video'`` or ``'zarr'``.
     expected : Manifest
         The manifest of the run about to start (nothing complete).
     resume : bool
         Keep the images an earlier, identical run completed.
     image_paths : list of pathlib.Path, optional
-        The final path of every image (folder outputs).
+        The final path of every image (folder outputs; a zarr array's chunk files).
 
     Attributes
     ----------
@@ -210,6 +212,7 @@ class OutputRun:
         self.out = Path(out)
         self.kind = kind
         self.folder = kind in FOLDER_KINDS
+        self.per_image = kind in PER_IMAGE_KINDS
         self.expected = expected
         self.resume = resume
         self.image_paths = image_paths
@@ -288,7 +291,7 @@ class OutputRun:
                 f"cannot resume {self.out}: it was written with other settings or from another "
                 f"source ({'; '.join(differences)}); run without resume to start it over, "
                 "or write elsewhere")
-        if not self.folder:
+        if not self.per_image:
             if previous.is_complete and self.out.exists():
                 return range(previous.n_images)
             log.warning("%s is one file, which cannot be resumed: starting it over", self.out)
@@ -326,10 +329,10 @@ class OutputRun:
     def wrap(self, writer) -> RecordingWriter:
         """``writer`` recording each image in the manifest."""
         def path_of(index):
-            if self.folder and index is not None:
+            if self.per_image and index is not None:
                 return self.image_paths[index]
             return self.out
-        return RecordingWriter(writer, self.recorder, self.folder, path_of)
+        return RecordingWriter(writer, self.recorder, self.per_image, path_of)
 
     def result(self):
         """What flowtrace returns: every image path (folders) or the file."""
@@ -357,21 +360,21 @@ class OutputRun:
                             describe_os_error(err, self.recorder.path))
         done, total = self.recorder.n_recorded, self.expected.n_images
         if isinstance(exc, RunInterrupted):
-            exc.completed, exc.total, exc.output, exc.resumable = done, total, self.out, self.folder
+            exc.completed, exc.total, exc.output, exc.resumable = done, total, self.out, self.per_image
             return
         resume = "rerun with --resume (resume=True) to finish"
         if isinstance(exc, WriteFailed):
             cause = str(exc)
-            how = (f"free space (or fix the cause) and {resume}" if self.folder else
+            how = (f"free space (or fix the cause) and {resume}" if self.per_image else
                    "free space (or fix the cause) and run again (a single file is started over)")
         elif isinstance(exc, FrameReadError):
             cause = f"stopped at frame {getattr(exc, 'frame', exc.position)}: {exc.cause}"
             how = (f"if the file was only unreachable, {resume}; if it is damaged, repair it and "
-                   "run again without resume (a changed source starts over)" if self.folder else
+                   "run again without resume (a changed source starts over)" if self.per_image else
                    "make the file readable and run again (a single file is started over)")
         else:
             return  # a bug or a refusal: raised as it is, the manifest up to date
-        state = (f"{done} of {total} images are complete in {self.out}" if self.folder else
+        state = (f"{done} of {total} images are complete in {self.out}" if self.per_image else
                  f"{self.out} was not written")
         raise IncompleteRunError(f"{cause}; {state}; {how}", completed=done, total=total,
                                  output=self.out) from getattr(exc, "cause", exc)

@@ -18,6 +18,8 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from . import config, saturation
 
 _END = object()
@@ -236,3 +238,33 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                 future.cancel()
             pool.shutdown(wait=True)
     return writer.close()
+
+
+def trace_frames(frames, plan, backend, writer=None):
+    """Trace a block of frames in the calling thread: :func:`run`, serially.
+
+    What a task of :func:`flowtrace_gpu.flowtrace_dask` runs: the same
+    push/project loop as every run, with no reader or writer threads and one
+    compute thread (the caller runs many such tasks side by side).
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n, *plan.frame_shape), n >= F
+        Consecutive frames windows slide over.
+    plan : TracePlan
+    backend : Backend
+    writer : optional
+        Where the images go (e.g. a :class:`PeakRecorder`); default: one
+        array of them.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n - F + 1, *plan.out_shape) and ``plan.out_dtype``,
+    or what ``writer.close()`` returns.
+    """
+    from .io.writers import ArrayWriter
+
+    n_out = len(frames) - plan.frames_to_merge + 1
+    if writer is None:
+        writer = ArrayWriter(np.empty((n_out,) + plan.out_shape, dtype=plan.out_dtype))
+    return run(frames, plan, backend, writer, n_out, workers=0)

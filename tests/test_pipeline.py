@@ -187,3 +187,23 @@ def test_png_round_trips_whatever_the_deflate_choice(kind, level):
         assert len(data) >= image.size  # stored, not deflated
     if kind == "sparse" and level:
         assert len(data) < image.size / 10
+
+
+def test_repeated_calls_free_their_frames():
+    # 'auto' tries the backends that cannot run here on every call; their cached
+    # errors once kept every caller's frames (and images) alive through a
+    # traceback chained onto them at each raise.
+    import gc
+
+    tracemalloc.start()
+    try:
+        sizes = []
+        for seed in range(4):
+            movie = np.random.default_rng(seed).integers(0, 255, (40, 128, 128), dtype=np.uint8)
+            flowtrace_array(movie, 5, backend="auto", progress=False)
+            del movie
+            gc.collect()
+            sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert sizes[-1] - sizes[1] < 40 * 128 * 128, f"memory grew call after call: {sizes}"
