@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-quick wheel-check clean
+.PHONY: demo test test-quick lint bench bench-quick wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(VENV)/.installed
 ## make test: the whole suite (parity with ../shared/reference where present)
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+## make test-quick: the suite without the tests marked slow (processes, clusters, signals)
+test-quick: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow"
 
 ## make lint: ruff (rules in pyproject.toml); CI fails on any finding
 lint: $(VENV)/.installed-test

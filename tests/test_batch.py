@@ -98,6 +98,7 @@ def test_cli_batch_on_a_scheduler_exits_non_zero_naming_the_failure(client, tmp_
     assert images_of(tmp_path / "out" / "rec1") == images_of(reference)
 
 
+@pytest.mark.slow
 def test_cli_batch_starts_and_closes_a_local_cluster(tmp_path, monkeypatch, capsys):
     write_archive(tmp_path / "archive", n=1)
     started = []
@@ -182,6 +183,7 @@ def _complete_names(manifest, folder):
     return [everything[i] for i in manifest.complete_indices() if everything[i] in names]
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_batch_loses_nothing(client, tmp_path):
     # Last in the module: the killed worker's nanny starts a fresh one.
     names = [f"long{i}" for i in range(3)]

@@ -248,6 +248,7 @@ def client():
         yield c
 
 
+@pytest.mark.slow
 def test_on_two_worker_processes(client, tmp_path):
     import distributed
 
@@ -264,6 +265,7 @@ def test_on_two_worker_processes(client, tmp_path):
         assert len(workers) == 2, f"tasks ran on {workers}"
 
 
+@pytest.mark.slow
 def test_workers_run_with_the_malloc_settings(client):
     from flowtrace_gpu.batch import worker_environ
 

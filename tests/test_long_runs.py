@@ -411,6 +411,7 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_then_resume_once_space_is_freed(tmp_path, small_tmpfs, capsys):
     d = tmp_path / "movie"
     d.mkdir()
@@ -666,6 +667,7 @@ def long_movie(tmp_path_factory):
     return d, file_bytes(reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_stop_cleanly_and_resume(long_movie, tmp_path, sig):
     d, expected = long_movie
@@ -689,6 +691,7 @@ def test_sigterm_and_sigint_stop_cleanly_and_resume(long_movie, tmp_path, sig):
     assert stamps(out, kept) == before
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(long_movie, tmp_path):
     d, expected = long_movie
     names = sorted(expected)
@@ -718,6 +721,7 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(long_movie, tmp_path):
     assert debris(out) == [] and read_manifest(out).is_complete
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_script_raises_keyboard_interrupt_after_cleanup(long_movie, tmp_path):
     d, _ = long_movie
     out = tmp_path / "out"

@@ -22,6 +22,9 @@ from camera_writers import pack_bits
 
 SHAPE = (128, 128)
 
+# Each test traces a recording large enough to measure memory: seconds each.
+pytestmark = pytest.mark.slow
+
 
 def _stack(path, n, compression=None):
     rng = np.random.default_rng(n)
