@@ -88,6 +88,11 @@ SETTINGS: dict[str, Setting] = {
     "band_bins": Setting(
         16, "bins per pixel around the median in the band histogram",
         env="FLOWTRACE_BAND_BINS", minimum=1, maximum=256),
+    # Measured crossover of the brute-force and the records color paths
+    # (bench/bench_kernels.py): records cost about the same at every F.
+    "color_records_min_f": Setting(
+        40, "shortest window for which 'auto' takes the records color path (color_series, "
+        "fade_tails)", env="FLOWTRACE_COLOR_RECORDS_MIN_F", minimum=1, maximum=65535),
     "gpu_headroom_mib": Setting(
         64, "device memory (MiB) left free beyond the cupy backend's planned buffers",
         env="FLOWTRACE_GPU_HEADROOM_MIB", minimum=0, maximum=2**20),
