@@ -1,6 +1,6 @@
 """Sliding-median methods of the Numba backend, per frame, across window lengths.
 
-For each F and method, ``NumbaProjector`` with ``subtract_median`` pushes F
+For each F and method, the Numba projector with ``subtract_median`` pushes F
 frames of a synthetic 8-bit particle movie, then times ``push`` (median
 update and what else the state needs) and ``project`` (the image) over 30
 more; each cell is the median over ``--repeats`` runs of the mean per frame.
@@ -8,7 +8,7 @@ Yardstick from the same run: one ``np.maximum`` pass over a frame. Prints a
 table and writes ``bench/results/median.json``.
 
     python bench/bench_median.py                      # F = 10, 30, 100, 300; blocked, band
-    python bench/bench_median.py --windows 30 --methods blocked,band,histogram:bin
+    python bench/bench_median.py --windows 30 --methods band --size 512
     python bench/bench_median.py --quick              # 256x256, F = 10, 30
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowtrace_gpu.backends.numba_backend import NumbaProjector  # noqa: E402
+from flowtrace_gpu.backends.numba_projectors import make_projector  # noqa: E402
 from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
@@ -35,11 +35,9 @@ TIMED = 30  # frames timed after the first window
 def run(movie, f, method, repeats):
     """(push ms, project ms, band rebuilds per pixel per frame) for one cell."""
     kw = {"median": method}
-    if method.startswith("histogram"):
-        kw = {"median": "histogram", "hist_layout": method.partition(":")[2] or "bin"}
     shape = movie.shape[1:]
     # compile this method's kernels on a tiny frame first
-    tiny = NumbaProjector(TracePlan(f, (8, 8), movie.dtype, TraceOptions(subtract_median=True)),
+    tiny = make_projector(TracePlan(f, (8, 8), movie.dtype, TraceOptions(subtract_median=True)),
                           **kw)
     for i in range(f + 2):
         tiny.push(movie[i, :8, :8])
@@ -47,7 +45,7 @@ def run(movie, f, method, repeats):
     plan = TracePlan(f, shape, movie.dtype, TraceOptions(subtract_median=True))
     pushes, projects = [], []
     for _ in range(repeats):
-        proj = NumbaProjector(plan, **kw)
+        proj = make_projector(plan, **kw)
         for i in range(f):
             proj.push(movie[i])
         proj.project()
@@ -72,7 +70,7 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--windows", default="10,30,100,300", help="comma-separated F")
     ap.add_argument("--methods", default="blocked,band",
-                    help="comma-separated: blocked, band, sorted, histogram:bin, histogram:pixel")
+                    help="comma-separated: blocked, band")
     ap.add_argument("--threads", type=int, default=1,
                     help="kernel threads (default 1: what the pipeline gives compute on 2 cores)")
     ap.add_argument("--repeats", type=int, default=3)

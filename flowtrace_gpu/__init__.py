@@ -5,24 +5,35 @@
 
 The public API is what :data:`__all__` names: :func:`flowtrace` (folders,
 recordings and videos), :func:`flowtrace_array` (arrays in memory),
-:class:`FlowtraceError`, and the backend helpers; plus two modules of
+:func:`flowtrace_dask` (a lazy dask array) and :func:`flowtrace_batch` (an
+archive on a dask cluster; both need the ``[dask]`` extra, imported only
+when called), :class:`FlowtraceError` (and its mid-run kind
+:class:`IncompleteRunError`), :class:`RunInterrupted`, and the backend helpers;
+plus two modules of
 declarations, :mod:`flowtrace_gpu.options` (every user option) and
-:mod:`flowtrace_gpu.config` (every tunable and its environment variable).
+:mod:`flowtrace_gpu.config` (every tunable and its environment variable); and
+:mod:`flowtrace_gpu.manifest` (``read_manifest``: what an output holds).
 Every other module (``plan``, ``pipeline``, ``backends``, ``io``,
 ``kernels``, ...) is internal and may change between releases.
 """
 
-from .api import flowtrace, flowtrace_array
-from .backends import available_backends, get_backend
-from .errors import FlowtraceError
+__version__ = "0.1.0"  # before the imports: the manifest records it
 
-__version__ = "0.1.0"
+from .api import flowtrace, flowtrace_array  # noqa: E402
+from .backends import available_backends, get_backend  # noqa: E402
+from .batch import flowtrace_batch  # noqa: E402
+from .dask_trace import flowtrace_dask  # noqa: E402
+from .errors import FlowtraceError, IncompleteRunError, RunInterrupted  # noqa: E402
 
 __all__ = [
     "FlowtraceError",
+    "IncompleteRunError",
+    "RunInterrupted",
     "available_backends",
     "flowtrace",
     "flowtrace_array",
+    "flowtrace_batch",
+    "flowtrace_dask",
     "get_backend",
     "__version__",
 ]

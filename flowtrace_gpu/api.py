@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import config, pipeline
+from . import __version__, config, pipeline
 from .backends import get_backend
 from .errors import FlowtraceError
-from .io.formats import open_source, open_writer
+from .io.formats import open_source, open_writer, output_kind
 from .io.grayscale import GrayscaleSource
 from .io.iterable import IterableSource
+from .io.own_files import output_names
 from .io.sources import ArraySource, default_probe_workers
 from .io.writers import ArrayWriter, ListWriter
+from .io.zarr_store import chunk_files, is_zarr_path
+from .manifest import Manifest, source_identity
 from .options import FLOWTRACE, FLOWTRACE_ARRAY, split
+from .output_run import OutputRun, Segment, refuse_overwriting_input, source_files
 from .plan import TracePlan, check_window, trace_sequence
 from .saturation import LevelRecorder
+from .signals import stop_on_signals
 
 
 def _start(kwargs: dict, call: str):
@@ -41,23 +47,56 @@ def _plan(source, frames_to_merge, frames_to_skip, options):
     return plan, sequence, n_out
 
 
+def _frames(source, indices):
+    """The source's frames at ``indices``; float frames checked for inf and nan."""
+    frames = source.frames(indices)
+    if np.dtype(source.dtype).kind != "f":
+        return frames
+    return _finite(frames, source, indices)
+
+
+def _finite(frames, source, indices):
+    # One inf makes the peak inf, so every image holding it (with
+    # normalize='global': every image) would be black: refuse it, naming the frame.
+    labels = indices if isinstance(indices, (list, range)) else itertools.count()
+    label = getattr(source, "_label", lambda i: f"frame {i}")
+    for frame, i in zip(frames, labels):
+        bad = frame.size - int(np.count_nonzero(np.isfinite(frame)))
+        if bad:
+            raise FlowtraceError(
+                f"{label(i)} holds {bad} non-finite values (inf or nan), which would make every "
+                "image holding them meaningless; replace them first (e.g. numpy.nan_to_num)")
+        yield frame
+
+
+def _pass(source, indices, plan, backend, writer, n_out, *, first=0, keep=None, skip=1,
+          **kwargs):
+    """One pipeline pass over ``indices``; a frame that fails to read gets its raw index."""
+    try:
+        return pipeline.run(_frames(source, indices), plan, backend, writer, n_out,
+                            first_index=first, keep=keep, **kwargs)
+    except pipeline.FrameReadError as exc:
+        if isinstance(indices, (list, range)):
+            exc.frame = indices[exc.position] * skip  # as counted before frames_to_skip
+        raise
+
+
 def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress):
-    """Run the pipeline; with normalize='global', a measuring pass first."""
+    """Run the pipeline for flowtrace_array; with normalize='global', a measuring pass first."""
     if plan.scaling == "float":
         if source.n_frames is None:
             raise FlowtraceError(
                 "normalize='global' reads the frames twice, but an iterable of frames can be "
                 "read once; pass an array or a file, or use normalize='frame' or 'none'"
             )
-        # One scale for the whole run needs the brightest value of every
-        # image before the first is written: trace once without writing.
-        percent = plan.options.saturate
-        recorder = (LevelRecorder(percent, backend.name) if percent else pipeline.PeakRecorder())
-        peak = pipeline.run(source.frames(sequence), plan, backend, recorder,
-                            n_out, workers=workers, progress=progress, desc="measuring")
-        plan = replace(plan, scaling="fixed", peak=peak)
-    result = pipeline.run(source.frames(sequence), plan, backend, writer, n_out,
-                          workers=workers, progress=progress)
+    kwargs = dict(workers=workers, progress=progress)
+    try:
+        if plan.scaling == "float":
+            plan = replace(plan, scaling="fixed",
+                           peak=_measure(source, sequence, n_out, plan, backend, **kwargs))
+        result = _pass(source, sequence, plan, backend, writer, n_out, **kwargs)
+    except pipeline.FrameReadError as exc:
+        raise exc.cause from None  # no files: the reader's own message says it all
     if n_out is None and len(result) == 0:
         raise FlowtraceError(
             f"frames_to_merge={plan.frames_to_merge} but the iterable held fewer frames; "
@@ -66,12 +105,19 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress)
     return result
 
 
+def _measure(source, sequence, n_out, plan, backend, **kwargs) -> float:
+    """The global peak: one pass that traces without writing (normalize='global')."""
+    percent = plan.options.saturate
+    recorder = LevelRecorder(percent, backend.name) if percent else pipeline.PeakRecorder()
+    return _pass(source, sequence, plan, backend, recorder, n_out, desc="measuring", **kwargs)
+
+
 def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max_cores=8,
               frames_to_skip=1, *, subtract_first=False, subtract_median=False, take_diff=False,
               diff_order=1, add_first_frame=False, color_series=False, colormap=None,
               fade_tails=False, invert_color=False, windows="sliding", normalize="frame",
-              saturate=0.0, bit_depth=None, grayscale=False, format=None, fps=None, backend="auto",
-              device=None, progress=None):
+              saturate=0.0, bit_depth=None, grayscale=False, format=None, fps=None,
+              backend="auto", device=None, progress=None, resume=False):
     """Write one pathline image per window of frames, as the original flowtrace.
 
     Parameters
@@ -148,16 +194,38 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         CUDA device of the cupy backend; default ``FLOWTRACE_DEVICE`` (0).
     progress : bool, optional
         Progress bar on stderr; default: only when stderr is a terminal.
+    resume : bool, default False
+        Finish an output that an earlier run with the same options and
+        source left incomplete (killed, interrupted, disk full): its
+        complete images are kept untouched and only the missing ones are
+        computed, equal bit for bit to an uninterrupted run's. Refused,
+        saying what differs, if the options or the source changed. A
+        single-file output (TIFF stack, video) is started over. See README,
+        "Long runs".
 
     Returns
     -------
     list of pathlib.Path, or pathlib.Path
-        The images written, in order; the file, for a TIFF stack or video.
+        Every image of the output, in order; the file, for a TIFF stack or video.
 
     Raises
     ------
     FlowtraceError
-        For bad input, before any image is written.
+        Bad input, or an output that is in use or would overwrite the
+        input: raised before anything is written.
+    IncompleteRunError
+        (a FlowtraceError) A frame could not be read or an image not
+        written mid-run: says which, how many images are complete and how
+        to continue.
+    RunInterrupted
+        (a KeyboardInterrupt) SIGINT or SIGTERM stopped the run, after
+        in-flight images were finished and the manifest updated.
+
+    Notes
+    -----
+    The output holds a manifest (``flowtrace.json`` in a folder,
+    ``<file>.flowtrace.json`` beside a file) and, while the run lasts, a
+    lock; see :mod:`flowtrace_gpu.manifest`.
 
     Examples
     --------
@@ -178,13 +246,58 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     engine = get_backend(run.backend, run.device)
     if isinstance(out_dir, str) and out_dir == "same":
         location = Path(image_dir)
-        out_dir = location if location.is_dir() else location.parent
-    suffix = f"_streamlines_frames{plan.frames_to_merge}"
-    writer = open_writer(out_dir, [source.names[i] + suffix for i in range(n_out)],
-                         format=run.format, fps=run.fps, source_fps=source.fps,
-                         dtype=plan.image_dtype)
-    return _trace(source, sequence, n_out, plan, engine, writer, workers=workers,
-                  progress=_progress(run))
+        # beside a recording file or a zarr array (itself a folder), in a folder of frames
+        out_dir = location if location.is_dir() and not is_zarr_path(location) else location.parent
+    out = Path(out_dir)
+    kind = output_kind(out, run.format)
+    stems = output_names([source.names[i] for i in range(n_out)],
+                         f"_streamlines_frames{plan.frames_to_merge}", _extensions(source, n_out))
+    read = source_files(source)
+    if kind == "zarr":  # resumed image by image: one chunk file each
+        image_paths = chunk_files(out, n_out, 1 + len(plan.out_shape))
+    else:
+        image_paths = None if kind in ("tiff-stack", "video") else \
+            [out / (stem + (".tif" if kind == "tiff" else ".png")) for stem in stems]
+    refuse_overwriting_input(out, image_paths, read)
+    rate = (run.fps or source.fps or 30.0) if kind == "video" else None
+    writer = open_writer(out, stems, format=run.format, fps=rate, dtype=plan.image_dtype)
+    expected = Manifest(
+        output={"path": str(out.resolve()), "kind": kind},
+        source=source_identity(image_dir, read, source.n_frames),
+        frames_to_merge=plan.frames_to_merge,
+        options={**asdict(plan.options), "frames_to_skip": skip, "fps": rate},
+        n_images=n_out, package_version=__version__)
+    with stop_on_signals(), OutputRun(out, kind, expected, resume=run.resume,
+                                      image_paths=image_paths) as job:
+        if job.todo:
+            _write_missing(job, source, sequence, n_out, plan, engine, writer,
+                           workers=workers, progress=_progress(run), skip=skip)
+        return job.result()
+
+
+def _write_missing(job, source, sequence, n_out, plan, engine, writer, **kwargs):
+    """Write the images ``job`` still needs: each stretch of them from F-1 frames before it."""
+    if plan.scaling == "float":
+        if job.peak is None:  # else resumed: the recorded peak keeps the bytes equal
+            job.set_peak(_measure(source, sequence, n_out, plan, engine, **kwargs))
+        plan = replace(plan, scaling="fixed", peak=job.peak)
+    recording = job.wrap(writer)
+    todo = set(job.todo)
+    window = plan.frames_to_merge
+    for first, last in job.segments(window):
+        _pass(source, sequence[first:last + window], plan, engine, Segment(recording),
+              last - first + 1, first=first, keep=todo, **kwargs)
+    try:
+        recording.close()
+    except BaseException:
+        recording.abort()  # e.g. a stack that could not be moved into place
+        raise
+
+
+def _extensions(source, n_out):
+    """The file extension of each output's frame, where frames are files (to tell apart f1.tif and f1.png)."""
+    files = getattr(getattr(source, "source", source), "files", None)
+    return None if files is None else [f.suffix for f in files[:n_out]]
 
 
 def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, subtract_first=False,

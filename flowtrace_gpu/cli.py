@@ -1,20 +1,28 @@
-"""Command line: ``flowtrace SOURCE FRAMES [OUT] [options]`` and ``flowtrace demo``.
+"""Command line: ``flowtrace SOURCE FRAMES [OUT] [options]``, ``flowtrace demo`` and ``flowtrace batch``.
 
 Every option flag comes from the option registry (:mod:`flowtrace_gpu.options`),
 so the command line, the Python calls and README's table cannot drift apart.
-Bad input prints one line on stderr and exits with status 2; no traceback.
+Every failure is one line on stderr, no traceback: bad input exits with status
+2 before anything is written; a run stopped by a frame it cannot read or a
+disk it cannot write exits with 1, saying how many images are complete; SIGINT
+and SIGTERM exit with 130 and 143 after "interrupted after N of M images;
+rerun with --resume to finish". Notes (a stale lock taken over, a resumed
+run) are lines starting "flowtrace: " too; ``--quiet`` keeps only warnings.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from . import __version__
-from .errors import FlowtraceError
+from .errors import FlowtraceError, IncompleteRunError, RunInterrupted
 from .options import image_option_names, registry, step_flags
 
 EXIT_USAGE = 2
+#: A run stopped mid-way, or some recordings of a batch failed (the others completed).
+EXIT_FAILED = 1
 
 #: Option groups of ``--help``, by where an option's field lives.
 _GROUPS = (("what each window shows", True), ("input, output and how it runs", False))
@@ -76,22 +84,80 @@ def _demo_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _batch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flowtrace batch",
+        description="Trace many recordings on a dask cluster, one task per recording: "
+                    "SOURCE rec.tif is written to OUT_ROOT/rec/, as 'flowtrace rec.tif FRAMES "
+                    "OUT_ROOT/rec' would. Without --scheduler a local cluster of --workers "
+                    "processes runs them. Needs pip install 'flowtrace-gpu[dask]'.",
+        epilog="Example: flowtrace batch 'archive/*.tif' 30 pathlines --subtract-median")
+    p.add_argument("sources", metavar="SOURCE", nargs="+",
+                   help="recordings, or glob patterns (quoted: 'archive/*.tif')")
+    p.add_argument("frames", metavar="FRAMES", type=int, help="frames per window (frames_to_merge)")
+    p.add_argument("out_root", metavar="OUT_ROOT", help="one folder per recording is written here")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on the dask cluster at this scheduler address (tcp://host:8786)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes of the local cluster (default: the machine's cores)")
+    p.add_argument("--no-resume", dest="batch_resume", action="store_false",
+                   help="trace every recording again, even those whose outputs are complete "
+                        "(a batch resumes by default: --resume is implied)")
+    _add_options(p)
+    return p
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    notes = _NoteHandler()
+    logger = logging.getLogger("flowtrace_gpu")
+    logger.addHandler(notes)
+    level, logger.level = logger.level, logging.INFO
     try:
         if argv[:1] == ["demo"]:
             return _demo(_demo_parser().parse_args(argv[1:]))
-        return _trace(_parser().parse_args(argv))
+        if argv[:1] == ["batch"]:
+            return _batch(_batch_parser().parse_args(argv[1:]))
+        args = _parser().parse_args(argv)
+        if args.progress is False:
+            notes.setLevel(logging.WARNING)
+        return _trace(args)
+    except RunInterrupted as exc:
+        print(f"flowtrace: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except IncompleteRunError as exc:
+        print(f"flowtrace: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except FlowtraceError as exc:
         print(f"flowtrace: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("flowtrace: interrupted; images written so far are complete", file=sys.stderr)
+    except KeyboardInterrupt:  # before a run started: nothing written
+        print("flowtrace: interrupted", file=sys.stderr)
         return 130
-    except OSError as exc:  # disk full, permissions changed mid-run, ...
-        print(f"flowtrace: error: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # outside a run's writes (which name their file): e.g. a vanished input
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"flowtrace: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        logger.removeHandler(notes)
+        logger.level = level
+
+
+class _NoteHandler(logging.StreamHandler):
+    """The library's notes as ``flowtrace: ...`` lines on stderr (the stream of the moment)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("flowtrace: %(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
 
 
 def _options(args) -> dict:
@@ -105,7 +171,10 @@ def _trace(args) -> int:
     options = _options(args)
     result = flowtrace(args.source, args.frames, args.out_dir, **options)
     if options["progress"] is not False:
-        if isinstance(result, list):
+        if isinstance(result, list) and options["resume"]:
+            where = result[0].parent if result else args.out_dir
+            print(f"flowtrace: finished: {len(result)} images in {where}", file=sys.stderr)
+        elif isinstance(result, list):
             where = result[0].parent if result else args.out_dir
             print(f"flowtrace: wrote {len(result)} images to {where}", file=sys.stderr)
         else:
@@ -123,6 +192,23 @@ def _demo(args) -> int:
     result = run_demo(args.out_dir, **sizes, **options)
     print(f"flowtrace demo: traced {result['n_frames']} synthetic frames into "
           f"{result['n_images']} images in {result['pathlines']}; preview: {result['preview']}")
+    return 0
+
+
+def _batch(args) -> int:
+    from .batch import BatchFailed, flowtrace_batch
+
+    defaults = {opt.name: opt.default for opt in registry()}
+    # Defaults are flowtrace's own; leaving them out lets the batch size max_cores.
+    options = {k: v for k, v in _options(args).items() if v != defaults[k]}
+    progress = options.pop("progress", None)
+    options.pop("resume", None)  # a batch resumes unless --no-resume
+    try:
+        flowtrace_batch(args.sources, args.frames, args.out_root, client=args.scheduler,
+                        workers=args.workers, resume=args.batch_resume, progress=progress,
+                        **options)
+    except BatchFailed:
+        return EXIT_FAILED  # the summary, naming each failure, is on stderr already
     return 0
 
 

@@ -99,9 +99,33 @@ SETTINGS: dict[str, Setting] = {
     "color_records_min_f": Setting(
         40, "shortest window for which 'auto' takes the records color path (color_series, "
         "fade_tails)", env="FLOWTRACE_COLOR_RECORDS_MIN_F", minimum=1, maximum=65535),
+    # 3 accumulators and one row of float64 per pixel in 32 KiB of L1 cache.
+    "numba_weight_block": Setting(
+        1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails)",
+        minimum=1, maximum=2**20),
     "gpu_headroom_mib": Setting(
         64, "device memory (MiB) left free beyond the cupy backend's planned buffers",
         env="FLOWTRACE_GPU_HEADROOM_MIB", minimum=0, maximum=2**20),
+    # flowtrace_dask: each block also reads the F-1 frames after it, so a
+    # block of at least 4 (F-1) images re-reads at most a quarter more.
+    "dask_block_halos": Setting(
+        4, "flowtrace_dask's default block holds at least this many times F-1 images",
+        minimum=1, maximum=2**20),
+    # Worker processes started by flowtrace_batch and the benchmarks: glibc's
+    # adaptive limits at their ceiling (32 MiB mmap, twice that trim), fixed,
+    # instead of distributed's MALLOC_TRIM_THRESHOLD_=65536 (see
+    # batch.worker_environ; bench/bench_dask.py measures both).
+    "dask_malloc_mmap": Setting(
+        32 * 2**20, "MALLOC_MMAP_THRESHOLD_ of the dask workers this package starts",
+        minimum=0, maximum=2**31),
+    "dask_malloc_trim": Setting(
+        64 * 2**20, "MALLOC_TRIM_THRESHOLD_ of the dask workers this package starts",
+        minimum=0, maximum=2**31),
+    # A kill loses at most this much record (those images are recomputed on
+    # resume); rewriting a few hundred bytes once a second costs nothing.
+    "manifest_interval_s": Setting(
+        1.0, "most seconds between updates of an output's manifest while images complete",
+        env="FLOWTRACE_MANIFEST_INTERVAL", minimum=0.0, maximum=3600.0),
     # Noisy images barely shrink, and deflating them costs several times
     # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(

@@ -8,8 +8,9 @@ calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.plan.TraceOptio
 machine). From these fields come the command line (:mod:`flowtrace_gpu.cli`),
 the README's options table (:func:`markdown_table`, checked by a test), the
 option lists of the demo and the tests, and a test that holds the explicit
-keyword signatures of :func:`~flowtrace_gpu.flowtrace` and
-:func:`~flowtrace_gpu.flowtrace_array` against them.
+keyword signatures of :func:`~flowtrace_gpu.flowtrace`,
+:func:`~flowtrace_gpu.flowtrace_array` and :func:`~flowtrace_gpu.flowtrace_dask`
+against them.
 
 >>> from flowtrace_gpu.options import registry
 >>> [o.name for o in registry()][:3]
@@ -26,6 +27,7 @@ import numbers
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -34,7 +36,10 @@ from .errors import FlowtraceError
 #: The public calls options belong to.
 FLOWTRACE = "flowtrace"
 FLOWTRACE_ARRAY = "flowtrace_array"
+FLOWTRACE_DASK = "flowtrace_dask"
 BOTH = (FLOWTRACE, FLOWTRACE_ARRAY)
+#: The calls that turn frames into images: every image option belongs to all three.
+IMAGE_CALLS = (FLOWTRACE, FLOWTRACE_ARRAY, FLOWTRACE_DASK)
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,7 @@ class Option:
     #: ``check(name, value) -> value``: the value, normalized; raises FlowtraceError.
     check: Callable
     #: Which public calls take it as a keyword.
-    calls: tuple = BOTH
+    calls: tuple = IMAGE_CALLS
     #: Command-line flag; None keeps the option off the command line.
     cli: str | None = None
     #: Short alias of the flag, e.g. '-q'.
@@ -146,6 +151,22 @@ def percent_below_100(name: str, value) -> float:
     return number
 
 
+#: Video time bases hold rates as fractions with denominators up to this (1001: NTSC's 30000/1001).
+VIDEO_RATE_DENOMINATOR = 1001
+
+
+def frame_rate(name: str, value) -> float:
+    """A finite rate > 0 that a video's time base can hold (not 1e-9: that became 24 fps)."""
+    number = positive_finite(name, value)
+    held = Fraction(number).limit_denominator(VIDEO_RATE_DENOMINATOR)
+    if held <= 0 or abs(held - Fraction(number)) > Fraction(number) / 1000:
+        raise FlowtraceError(
+            f"{name}={value!r} cannot be held by a video's time base (rates are fractions "
+            f"with denominators up to {VIDEO_RATE_DENOMINATOR}); give at least "
+            f"1/{VIDEO_RATE_DENOMINATOR - 1} fps")
+    return number
+
+
 def anything(name: str, value):
     """Checked where it is used (e.g. a backend object, a colormap)."""
     return value
@@ -181,14 +202,14 @@ class RunOptions:
         cli="--format", cli_type=str, choices=("png", "tiff", "video"))
     fps: float | None = option(
         None, "frame rate of a video output; default the recording's, else 30",
-        optional(positive_finite), calls=(FLOWTRACE,), cli="--fps", cli_type=float,
+        optional(frame_rate), calls=(FLOWTRACE,), cli="--fps", cli_type=float,
         metavar="FPS")
     use_parallel: bool = option(
         True, "read, compute and write on separate threads (False: serially)", flag,
-        cli="--no-parallel", negate=True)
+        calls=BOTH, cli="--no-parallel", negate=True)
     max_cores: int = option(
         8, "most threads to use (capped at the machine's cores)", whole(1),
-        cli="--max-cores", cli_type=int, metavar="N")
+        calls=BOTH, cli="--max-cores", cli_type=int, metavar="N")
     backend: object = option(
         "auto", "'cupy', 'numba' or 'numpy'; 'auto': the first that runs here "
                 "(cupy on a CUDA GPU, else numba)", anything,
@@ -198,7 +219,11 @@ class RunOptions:
         optional(whole(0)), cli="--device", cli_type=int, metavar="N")
     progress: bool | None = option(
         None, "progress bar on stderr; default: only when stderr is a terminal",
-        optional(flag), cli="--quiet", cli_short="-q", negate=True)
+        optional(flag), calls=BOTH, cli="--quiet", cli_short="-q", negate=True)
+    resume: bool = option(
+        False, "finish an output an earlier run with the same options left incomplete: "
+               "complete images are kept, only missing ones computed (see Long runs)",
+        flag, calls=(FLOWTRACE,), cli="--resume")
 
     def __post_init__(self):
         check_fields(self)
@@ -271,7 +296,10 @@ def markdown_table() -> str:
             cli = f"{opt.cli_short}, {cli}"
         if opt.cli and (opt.metavar or opt.choices):
             cli = f"{cli} {opt.metavar or '|'.join(opt.choices)}"
-        only = "" if opt.calls == BOTH else f" ({', '.join(f'`{c}`' for c in opt.calls)} only)"
+        if len(opt.calls) == 1:
+            only = f" (`{opt.calls[0]}` only)"
+        else:  # a run's threads and bar: flowtrace_dask leaves them to dask
+            only = "" if FLOWTRACE_DASK in opt.calls else " (not `flowtrace_dask`)"
         text = opt.help.replace("|", "\\|")
         lines.append(f"| `{opt.name}` | `{cli}` | {_markdown_default(opt)} | {text}{only} |")
     return "\n".join(lines)

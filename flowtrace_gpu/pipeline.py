@@ -18,6 +18,8 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from . import config, saturation
 
 _END = object()
@@ -75,6 +77,30 @@ class Prefetcher:
         self._thread.join(timeout=5)
 
 
+class FrameReadError(Exception):
+    """Reading the frame at ``position`` of a run's frame sequence raised ``cause``."""
+
+    def __init__(self, position: int, cause: Exception):
+        super().__init__(f"frame at position {position}: {cause}")
+        self.position = position
+        self.cause = cause
+
+
+def numbered(frames):
+    """Yield ``frames``; an error while reading one becomes a :class:`FrameReadError`."""
+    iterator = iter(frames)
+    position = 0
+    while True:
+        try:
+            frame = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise FrameReadError(position, exc) from exc
+        yield frame
+        position += 1
+
+
 class PeakRecorder:
     """A writer that keeps only the largest value of all images (the global peak)."""
 
@@ -94,7 +120,8 @@ class PeakRecorder:
 
 
 def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
-        prefetch: int | None = None, progress: bool = False, desc: str = "flowtrace"):
+        prefetch: int | None = None, progress: bool = False, desc: str = "flowtrace",
+        first_index: int = 0, keep=None):
     """Trace ``frames`` and hand each image to ``writer``.
 
     Parameters
@@ -116,10 +143,21 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
         Show a tqdm bar (frames/s, ETA) on stderr.
     desc : str
         Label of the bar.
+    first_index : int, default 0
+        Index of the first window: a resumed run starts ``frames`` F-1
+        frames before its first missing image and numbers images from there.
+    keep : container of int, optional
+        Indices of the images to hand to ``writer``; the others are
+        computed (the ring must advance) but not written. Default: all.
 
     Returns
     -------
     Whatever ``writer.close()`` returns.
+
+    Raises
+    ------
+    FrameReadError
+        Reading a frame failed; ``position`` counts from the first of ``frames``.
     """
     from tqdm.auto import tqdm
 
@@ -132,6 +170,7 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     # thread ran 1 MP frames at 5.4 ms/frame against 8.5 ms with 2.
     backend.set_threads(max(1, workers // 2))
 
+    frames = numbered(frames)
     reader = Prefetcher(frames, depth) if workers else None
     n_writers = (workers if writer.parallel else 1) if workers else 0
     pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer") if n_writers else None
@@ -141,6 +180,9 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                file=sys.stderr, dynamic_ncols=True, leave=True)
 
     def emit(index, image) -> None:
+        if keep is not None and index not in keep:
+            bar.update()
+            return
         image = backend.to_host(image)
         if pool is None:
             writer.write(index, image)
@@ -152,21 +194,31 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
             bar.update()
 
     pending = None  # (index, backend image) not yet brought to the host
-    try:
-        for t, frame in enumerate(reader if reader is not None else frames):
-            projector.push(frame)
-            # Bring the previous image down only now: on a GPU its download
-            # then waits while this frame's upload is already queued.
-            if pending is not None:
-                emit(*pending)
-                pending = None
-            if t + 1 >= window:
-                pending = (t + 1 - window, projector.project())
+
+    def finish() -> None:
         if pending is not None:
             emit(*pending)
         while backlog:
             backlog.popleft().result()
             bar.update()
+
+    try:
+        try:
+            for t, frame in enumerate(reader if reader is not None else frames):
+                projector.push(frame)
+                # Bring the previous image down only now: on a GPU its download
+                # then waits while this frame's upload is already queued.
+                if pending is not None:
+                    emit(*pending)
+                    pending = None
+                if t + 1 >= window:
+                    pending = (first_index + t + 1 - window, projector.project())
+        except FrameReadError:
+            # Every image before the unreadable frame is sound: write them
+            # (they are resumed from), then report the frame.
+            finish()
+            raise
+        finish()
     except BaseException:
         for future in backlog:
             future.cancel()
@@ -186,3 +238,33 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                 future.cancel()
             pool.shutdown(wait=True)
     return writer.close()
+
+
+def trace_frames(frames, plan, backend, writer=None):
+    """Trace a block of frames in the calling thread: :func:`run`, serially.
+
+    What a task of :func:`flowtrace_gpu.flowtrace_dask` runs: the same
+    push/project loop as every run, with no reader or writer threads and one
+    compute thread (the caller runs many such tasks side by side).
+
+    Parameters
+    ----------
+    frames : numpy.ndarray, shape (n, *plan.frame_shape), n >= F
+        Consecutive frames windows slide over.
+    plan : TracePlan
+    backend : Backend
+    writer : optional
+        Where the images go (e.g. a :class:`PeakRecorder`); default: one
+        array of them.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n - F + 1, *plan.out_shape) and ``plan.out_dtype``,
+    or what ``writer.close()`` returns.
+    """
+    from .io.writers import ArrayWriter
+
+    n_out = len(frames) - plan.frames_to_merge + 1
+    if writer is None:
+        writer = ArrayWriter(np.empty((n_out,) + plan.out_shape, dtype=plan.out_dtype))
+    return run(frames, plan, backend, writer, n_out, workers=0)

@@ -76,7 +76,7 @@ class LevelRecorder:
         image_peak = float(image.max())
         with self._lock:
             if image_peak > self.top:
-                new_top = max(image_peak, self.top * _GROWTH)
+                new_top = grown_top(self.top, image_peak)
                 self.counts = rebin(self.counts, self.top, new_top)
                 self.top = new_top
             self.peak = max(self.peak, image_peak)
@@ -90,6 +90,59 @@ class LevelRecorder:
 
     def close(self) -> float:
         return min(level(self.counts, self.top, self.percent), self.peak)
+
+
+def grown_top(top: float, image_peak: float) -> float:
+    """The run histogram's range once an image of ``image_peak`` is written (LevelRecorder's rule)."""
+    return max(image_peak, top * _GROWTH) if image_peak > top else top
+
+
+def run_tops(peaks) -> np.ndarray:
+    """Every range the run histogram takes, in order, when images of ``peaks`` are written in order."""
+    tops, top = [], 0.0
+    for peak in peaks:
+        new = grown_top(top, float(peak))
+        if new != top or not tops:
+            tops.append(new)
+        top = new
+    return np.array(tops)
+
+
+class LevelShare:
+    """A block of images' share of the run histogram an in-order :class:`LevelRecorder` ends with.
+
+    :func:`rebin` is linear, so the run's counts are the sum over images of
+    each image's histogram at the range in force when it was written, moved
+    through every later regrowth. Knowing the run's ranges (``tops``, from
+    :func:`run_tops` of every image's peak) and the brightest value before
+    this block, a block computes its share; the shares of all blocks add up
+    to the counts of one LevelRecorder fed every image in order.
+    ``close()`` returns the share, over ``[0, tops[-1]]``.
+    """
+
+    parallel = False  # images in order: each image's range follows the running peak
+
+    def __init__(self, tops, peak_before: float, backend_name: str = "numpy"):
+        self.tops = np.asarray(tops, dtype=np.float64)
+        self.running = float(peak_before)
+        self.by_top: dict[int, np.ndarray] = {}  # range index -> counts of its images
+        self._histogram = _histogram_function(backend_name)
+
+    def write(self, index, image) -> None:
+        self.running = max(self.running, float(image.max()))
+        # The range in force: the first that covers every peak so far.
+        k = min(int(np.searchsorted(self.tops, self.running)), len(self.tops) - 1)
+        counts = self._histogram(image, float(self.tops[k]), RUN_BINS, np)
+        self.by_top[k] = self.by_top[k] + counts if k in self.by_top else counts
+
+    def close(self) -> np.ndarray:
+        counts = np.zeros(RUN_BINS, np.int64)
+        for k in range(len(self.tops)):
+            if k and counts.any():  # rebinning nothing gives nothing
+                counts = rebin(counts, float(self.tops[k - 1]), float(self.tops[k]))
+            if k in self.by_top:
+                counts += self.by_top[k]
+        return counts
 
 
 @functools.cache

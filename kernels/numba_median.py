@@ -4,230 +4,33 @@ NumPy's median of F values is the mean of the order statistics ``k1 =
 (F - 1) // 2`` and ``k2 = F // 2`` (the same one when F is odd). These
 kernels keep, per pixel, enough state to read both order statistics after
 every frame; they write them to ``lo`` and ``hi``, and the projection
-kernels form the mean in float64 exactly as NumPy does.
+kernels form the mean in float64 exactly as NumPy does. Two methods
+(state classes in :mod:`flowtrace_gpu.backends.numba_median_state`; costs
+measured by ``bench/bench_median.py``):
 
-Four methods (timings: 1024x1024 synthetic particle movie, F=30, one
-thread of a 2-core AMD EPYC (AVX2), per frame; see ``bench/bench_median.py``):
+* **Blocked sorted window** (any dtype; 'auto' for all but long uint8
+  windows). Per pixel, the window's values kept sorted, stored ``(block,
+  rank, pixel-in-block)`` so that a frame is the same branch-free merge on
+  every pixel: F compare/select/min/max per value, SIMD across pixels, one
+  streaming read and write of the ``F * P`` values. Memory: ``F * P``
+  values. Cost grows with F, bandwidth-bound. Exact for every dtype (NaNs
+  excepted: they have no rank).
+* **Band histogram** (uint8 frames; 'auto' from F = ``median_band_min_f``).
+  Per pixel, counts of only the K values around the median (K =
+  ``band_bins``), plus the count under them: O(K) branch-free SIMD work per
+  frame whatever F, and the median rebuilt from the ring (O(F)) for the
+  pixels where it leaves the band. Memory: about ``(K + 8) * P`` bytes
+  (counts are uint16 above F = 255). Short windows, whose median jumps out
+  of the band more often, are cheaper with the blocked window.
 
-* **Band histogram** (uint8 frames; the default for F >= 40). Per pixel,
-  counts of only the K = 16 values around the median, plus the count under
-  them: O(K) branch-free SIMD work per frame whatever F, and the median
-  rebuilt from the ring (O(F)) for the pixels where it leaves the band.
-  Memory: about ``(K + 8) * P`` bytes, streamed once per frame: about
-  4-5 ms at F = 30, 100 and 300 (counts are uint16 above F = 255);
-  slower than the blocked window for short windows, whose median jumps
-  out of the band more often (details below).
-* **Blocked sorted window** (any dtype; the default for shorter windows).
-  Per pixel, the window's values kept sorted, stored ``(block, rank,
-  pixel-in-block)`` so that a frame is the same branch-free merge on every
-  pixel: F
-  compare/select/min/max per value, SIMD across pixels (32 uint8 lanes per
-  AVX2 op), one streaming read and write of the ``F * P`` values. Memory:
-  ``F * P`` values (30 MiB for 1 MP, F=30, uint8). Cost grows with F but
-  is bandwidth-bound: about 1.8 / 4.3 / 13 ms for F = 10 / 30 / 100 (uint8),
-  twice that for 16-bit.
-* **Histogram** (8-bit frames). Per pixel, a 256-bin histogram of the
-  window, updated in O(1) per frame (one value leaves, one enters), and for
-  each order statistic a pointer ``lo`` (a bin) with ``blo``, the count of
-  values in lower bins. A frame moves a pointer only as far as the median
-  moves, over empty bins included, so the cost does not grow with F.
-  Memory: ``256 * P`` counts (uint8 while F <= 255, else uint16) plus
-  ``2 * 5 * P`` bytes of pointers: 256 MiB for a 1024x1024 gray frame.
-  ``hist`` may be stored bin-major (``(256, P)``, passed transposed) or
-  pixel-major; bin-major is faster on images, where neighbouring pixels
-  touch the same bins. Scattered access to the 256 MiB makes it
-  memory-latency bound: about 45 ms whatever F.
-* **Sorted window** (any dtype). Per pixel, the window's values kept sorted;
-  a frame removes the leaving value and slides the entering one into place:
-  O(log F + |shift|) per pixel, where the shift is the change of rank
-  (small on slowly changing video, about F/3 on white noise). Memory: the
-  window again, ``F * P`` values. Exact for floats too (NaNs excepted: they
-  have no rank). Branchy and scalar: about 60 ms at F=30.
-
-Frames are flattened, chunked like :mod:`kernels.numba_sliding` (the
-blocked window by its own blocks). 8-bit signed frames use bins ``value +
-off`` with ``off = 128``.
+Frames are flattened and cut into blocks of pixels whose state stays in
+L1/L2 while a frame streams through it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
-
-# --- histogram (8-bit) ---------------------------------------------------------
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def hist_add(x, hist, off, chunk):
-    """Add one frame to the histograms (while the first window fills).
-
-    Parameters
-    ----------
-    x : ndarray, shape (P,), uint8 or int8
-    hist : ndarray, shape (P, 256)
-        Counts, indexed ``hist[pixel, bin]`` (may be a transposed view).
-    off : int
-        Bin of value 0: 0 for uint8, 128 for int8.
-    chunk : int
-        Values per parallel task.
-    """
-    n = x.shape[0]
-    nchunks = (n + chunk - 1) // chunk
-    for c in prange(nchunks):
-        for p in range(c * chunk, min(c * chunk + chunk, n)):
-            hist[p, np.int64(x[p]) + off] += 1
-
-
-@njit(cache=True, nogil=True)
-def _seek(h, p, k):
-    """Bin holding order statistic k of pixel p, and the count below it."""
-    below = 0
-    b = 0
-    while below + h[p, b] <= k:
-        below += h[p, b]
-        b += 1
-    return b, below
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def hist_init(hist, k1, k2, lo, blo, hi, bhi, chunk):
-    """Place the order-statistic pointers once the first window is full.
-
-    ``hi``/``bhi`` are skipped when ``k1 == k2`` (odd F; pass ``lo`` again).
-    """
-    n = lo.shape[0]
-    nchunks = (n + chunk - 1) // chunk
-    for c in prange(nchunks):
-        for p in range(c * chunk, min(c * chunk + chunk, n)):
-            b, below = _seek(hist, p, k1)
-            lo[p] = b
-            blo[p] = below
-            if k2 != k1:
-                b, below = _seek(hist, p, k2)
-                hi[p] = b
-                bhi[p] = below
-
-
-@njit(cache=True, nogil=True)
-def _track(h, p, m, below, k, old, new):
-    """Move a pointer (bin ``m``, ``below`` values under it) after old -> new."""
-    if old < m:
-        below -= 1
-    if new < m:
-        below += 1
-    while below > k:
-        m -= 1
-        below -= h[p, m]
-    while below + h[p, m] <= k:
-        below += h[p, m]
-        m += 1
-    return m, below
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def hist_update(xold, xnew, hist, off, k1, k2, lo, blo, hi, bhi, chunk):
-    """Slide the window by one frame: ``xold`` leaves, ``xnew`` enters.
-
-    Updates the histograms and both pointers; ``lo``/``hi`` then hold the
-    bins of order statistics ``k1``/``k2``. O(1) per pixel plus the
-    distance the median moves.
-    """
-    n = xnew.shape[0]
-    nchunks = (n + chunk - 1) // chunk
-    two = k2 != k1
-    for c in prange(nchunks):
-        for p in range(c * chunk, min(c * chunk + chunk, n)):
-            old = np.int64(xold[p]) + off
-            new = np.int64(xnew[p]) + off
-            if old == new:
-                continue
-            hist[p, old] -= 1
-            hist[p, new] += 1
-            m, below = _track(hist, p, np.int64(lo[p]), np.int64(blo[p]), k1, old, new)
-            lo[p] = m
-            blo[p] = below
-            if two:
-                m, below = _track(hist, p, np.int64(hi[p]), np.int64(bhi[p]), k2, old, new)
-                hi[p] = m
-                bhi[p] = below
-
-
-# --- sorted window (any dtype) -------------------------------------------------
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def sorted_insert(x, srt, count, chunk):
-    """Insert one frame while the first window fills (``count`` values in).
-
-    Parameters
-    ----------
-    x : ndarray, shape (P,)
-    srt : ndarray, shape (P, F)
-        Per pixel, the first ``count`` entries are sorted.
-    count : int
-        Values already held per pixel, ``< F``.
-    chunk : int
-        Values per parallel task.
-    """
-    n = x.shape[0]
-    nchunks = (n + chunk - 1) // chunk
-    for c in prange(nchunks):
-        for p in range(c * chunk, min(c * chunk + chunk, n)):
-            row = srt[p]
-            v = x[p]
-            j = count
-            while j > 0 and row[j - 1] > v:
-                row[j] = row[j - 1]
-                j -= 1
-            row[j] = v
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def sorted_stats(srt, k1, k2, lo, hi, chunk):
-    """Copy order statistics ``k1`` and ``k2`` of each pixel to ``lo``/``hi``."""
-    n = srt.shape[0]
-    nchunks = (n + chunk - 1) // chunk
-    for c in prange(nchunks):
-        for p in range(c * chunk, min(c * chunk + chunk, n)):
-            lo[p] = srt[p, k1]
-            hi[p] = srt[p, k2]
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def sorted_update(xold, xnew, srt, k1, k2, lo, hi, chunk):
-    """Slide the window by one frame: ``xold`` leaves, ``xnew`` enters.
-
-    Finds ``xold`` by bisection and moves the hole it leaves towards where
-    ``xnew`` belongs, shifting the values in between by one.
-    """
-    n = xnew.shape[0]
-    f = srt.shape[1]
-    nchunks = (n + chunk - 1) // chunk
-    for c in prange(nchunks):
-        for p in range(c * chunk, min(c * chunk + chunk, n)):
-            row = srt[p]
-            old = xold[p]
-            new = xnew[p]
-            # leftmost entry >= old: it equals old, which is in the window
-            a = 0
-            b = f
-            while a < b:
-                mid = (a + b) >> 1
-                if row[mid] < old:
-                    a = mid + 1
-                else:
-                    b = mid
-            j = a
-            while j + 1 < f and row[j + 1] < new:
-                row[j] = row[j + 1]
-                j += 1
-            while j > 0 and row[j - 1] > new:
-                row[j] = row[j - 1]
-                j -= 1
-            row[j] = new
-            lo[p] = row[k1]
-            hi[p] = row[k2]
-
 
 # --- blocked sorted window (any dtype, vectorized) -----------------------------
 #

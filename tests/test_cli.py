@@ -31,7 +31,7 @@ def test_cli_traces_a_folder(movie_dir, tmp_path, capsys):
                  "--backend", "numpy", "--quiet"]) == 0
     expected = naive_trace(movie, 4, 2, subtract_median=True)
     names = [f"frame{i}_streamlines_frames4.png" for i in range(0, 12, 2)][:len(expected)]
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert sorted(p.name for p in out.iterdir()) == sorted(names + ["flowtrace.json"])
     for name, image in zip(names, expected):
         np.testing.assert_array_equal(read_png(out / name), image)
     assert capsys.readouterr().err == ""

@@ -163,3 +163,223 @@ def test_config_table_lists_every_environment_variable():
         assert f"`{var}`" in table
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert table in readme, "README's environment table differs from config.table(); paste it"
+
+
+# ------------------------------------------------------------------ corrupt files (readers)
+
+def _set_tiff_tag(path, tag, value, page=0):
+    """Make ``tag`` of ``page`` one LONG holding ``value`` (patched in place)."""
+    import struct
+
+    with tifffile.TiffFile(path) as tif:
+        entry = tif.pages[page].tags[tag].offset
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<HII", data, entry + 2, 4, 1, value)  # type LONG, count 1, value
+    path.write_bytes(bytes(data))
+
+
+def _cine(tmp_path, name="rec.cine", n=6):
+    import struct
+
+    from camera_writers import write_cine
+
+    path = write_cine(tmp_path / name, np.arange(n * 8 * 10, dtype=np.uint16).reshape(n, 8, 10))
+    table = 44 + 40 + 1024  # the image offset table follows the headers written there
+    offsets = struct.unpack_from(f"<{n}q", path.read_bytes(), table)
+    return path, table, offsets
+
+
+def _patch(path, offset, fmt, value):
+    import struct
+
+    data = bytearray(path.read_bytes())
+    struct.pack_into(fmt, data, offset, value)
+    path.write_bytes(bytes(data))
+
+
+def test_cine_annotation_size_past_the_file_names_file_and_frame(tmp_path, capsys):
+    path, _, offsets = _cine(tmp_path)
+    _patch(path, offsets[0], "<I", 0xFFFFFFFF)  # image 0: found when the file is opened
+    check_both((path, 2, tmp_path / "o"), {"backend": "numpy"},
+               r"cannot read .*rec\.cine as a Phantom cine \(its image 0 size .* beyond the end",
+               capsys, [path, 2, tmp_path / "o", "--backend", "numpy"])
+    assert _no_outputs(tmp_path / "o")
+    path, _, offsets = _cine(tmp_path)
+    _patch(path, offsets[3], "<I", 0xFFFFFFFF)  # image 3: found when it is decoded
+    with pytest.raises(FlowtraceError, match=r"cannot decode frame 3 of .*rec\.cine \(its image 3 "):
+        flowtrace(path, 2, tmp_path / "p", backend="numpy")
+    capsys.readouterr()
+    assert main([str(path), "2", str(tmp_path / "q"), "--backend", "numpy"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "frame 3 of" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("offset", [-5, 2**63 - 1, 2**62])
+def test_cine_image_offset_negative_or_huge_is_refused_at_open(tmp_path, capsys, offset):
+    path, table, _ = _cine(tmp_path)
+    _patch(path, table + 8 * 2, "<q", offset)
+    check_both((path, 2, tmp_path / "o"), {}, rf"rec\.cine .*image 2 lies beyond the end .*{offset}",
+               capsys, [path, 2, tmp_path / "o"])
+    assert _no_outputs(tmp_path / "o")
+
+
+def test_gray_alpha_pngs_are_traced_as_gray(tmp_path):
+    from PIL import Image
+
+    from conftest import read_png
+
+    d = tmp_path / "la"
+    d.mkdir()
+    rng = np.random.default_rng(3)
+    movie = rng.integers(0, 255, (4, 6, 7), dtype=np.uint8)
+    for i, frame in enumerate(movie):
+        alpha = rng.integers(0, 255, frame.shape, dtype=np.uint8)
+        Image.fromarray(np.stack([frame, alpha], axis=-1), "LA").save(d / f"f{i}.png")
+    written = flowtrace(d, 2, tmp_path / "o", backend="numpy")
+    expected = flowtrace_array(movie, 2, backend="numpy")
+    assert len(written) == 3
+    np.testing.assert_array_equal(np.stack([read_png(p) for p in written]), expected)
+
+
+def test_tiff_with_zero_rows_is_named(tmp_path, capsys):
+    path = tmp_path / "flat.tif"
+    tifffile.imwrite(path, np.zeros((4, 6, 5), np.uint8), photometric="minisblack")
+    _set_tiff_tag(path, 257, 0)  # ImageLength
+    check_both((path, 2, tmp_path / "o"), {}, r"flat\.tif page 0 is 5x0 pixels .*an empty image",
+               capsys, [path, 2, tmp_path / "o"])
+
+
+# (An uncompressed stack's later pages are not parsed: its frames are read from the block
+# the first page and the series describe.)
+@pytest.mark.parametrize("compression, page", [(None, 0), ("zlib", 0), ("zlib", 2)])
+def test_tiff_page_claiming_gigabytes_is_refused_without_allocating(tmp_path, compression, page):
+    import tracemalloc
+
+    path = tmp_path / "huge.tif"
+    tifffile.imwrite(path, np.ones((4, 6, 5), np.uint8), compression=compression,
+                     photometric="minisblack")
+    _set_tiff_tag(path, 257, 0xFFFFFFFF, page)  # ImageLength: a 20 GiB page in a ~1 KB file
+    tracemalloc.start()
+    try:
+        with pytest.raises(FlowtraceError, match=rf"huge\.tif page {page} claims .* more than its "
+                                                 r"\d+-byte file can hold"):
+            flowtrace(path, 2, tmp_path / "o", backend="numpy", use_parallel=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+
+
+def test_tiff_of_unknown_sample_type_is_refused_before_any_output(tmp_path, capsys):
+    path = tmp_path / "odd.tif"
+    tifffile.imwrite(path, np.zeros((3, 4, 5), np.float32), photometric="minisblack")
+    _set_tiff_tag(path, 258, 8)  # 8-bit floating point: no such NumPy type
+    check_both((path, 2, tmp_path / "o"), {},
+               r"odd\.tif page 0 stores 8-bit samples of format 3, which no image type holds",
+               capsys, [path, 2, tmp_path / "o"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_tiff_stack_that_cannot_be_decoded_fails_at_open(tmp_path, capsys):
+    path = tmp_path / "codec.tif"
+    tifffile.imwrite(path, np.ones((4, 6, 5), np.uint8), compression="zlib",
+                     photometric="minisblack")
+    _set_tiff_tag(path, 259, 12345)  # Compression: no codec knows it
+    check_both((path, 2, tmp_path / "o"), {}, r"cannot read .*codec\.tif as a TIFF stack \(12345 is not",
+               capsys, [path, 2, tmp_path / "o"])
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("offset, value, match", [
+    (16, 10**6, r"f1\.png announces a 1000000x6 image .* which its \d+-byte file cannot hold"),
+    (33, 0xFFFFFFFF, r"cannot decode image file .*f1\.png \(its b'IDAT' chunk at offset 33 "
+                     r"announces 4294967295 bytes, past the end"),
+])
+def test_png_header_announcing_more_than_its_file_is_refused(tmp_path, capsys, offset, value,
+                                                             match):
+    import zlib
+
+    from PIL import Image
+
+    d = tmp_path / "png"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((6, 5), 9 * i, np.uint8)).save(d / f"f{i}.png")
+    path = d / "f1.png"
+    _patch(path, offset, ">I", value)  # IHDR width (CRC mended) or IDAT's length
+    data = bytearray(path.read_bytes())
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    check_both((d, 2, tmp_path / "o"), {}, match, capsys, [d, 2, tmp_path / "o"])
+    assert not (tmp_path / "o").exists()
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "flowtrace_gpu", *map(str, args), "-q",
+                           "--backend", "numpy"], capture_output=True, text=True, timeout=300)
+
+
+def test_library_warnings_are_not_printed_by_the_cli(tmp_path):
+    from PIL import Image
+
+    # tifffile logs an unreadable tag (Software, pointing past the end) and reads the rest.
+    warned = tmp_path / "warned.tif"
+    tifffile.imwrite(warned, np.arange(120, dtype=np.uint8).reshape(4, 6, 5), software="x" * 40,
+                     compression="zlib", photometric="minisblack")
+    with tifffile.TiffFile(warned) as tif:
+        value_at = tif.pages[0].tags[305].offset + 8
+    _patch(warned, value_at, "<I", 10**6)
+    done = _cli(warned, 2, tmp_path / "o1")
+    assert done.returncode == 0 and done.stderr == "" and len(list((tmp_path / "o1").glob("*.png"))) == 3
+    # The same file with a page that claims 20 GiB: tifffile logs three complaints, one line shows.
+    _set_tiff_tag(warned, 257, 0xFFFFFFFF, page=1)
+    failed = _cli(warned, 2, tmp_path / "o2")
+    assert failed.returncode != 0
+    assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("flowtrace: error: ")
+    assert "warned.tif page 1 claims" in failed.stderr
+    # Pillow warns while the reader thread converts a palette with transparency.
+    d = tmp_path / "palette"
+    d.mkdir()
+    for i in range(3):
+        im = Image.fromarray(np.full((6, 5), 40 * i, np.uint8)).convert("P")
+        im.save(d / f"f{i}.png", transparency=bytes([0, 255, 128]))
+    done = _cli(d, 2, tmp_path / "o3")
+    assert done.returncode == 0 and done.stderr == ""
+
+
+def test_library_messages_are_collected_per_thread():
+    import logging
+    import threading
+    import warnings
+
+    from flowtrace_gpu.io.boundary import collected_messages, reading
+
+    tiff_log = logging.getLogger("tifffile")
+    seen, ready = {}, threading.Barrier(2)
+
+    def work(name):
+        with collected_messages() as messages:
+            ready.wait()
+            tiff_log.warning("from %s", name)
+            warnings.warn(f"warned by {name}", UserWarning, stacklevel=1)
+            ready.wait()
+        seen[name] = messages
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    with warnings.catch_warnings(record=True) as outside:
+        warnings.simplefilter("always")
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        warnings.warn("not collected", UserWarning, stacklevel=1)
+    for name in ("a", "b"):
+        assert seen[name] == [f"tifffile: from {name}", f"UserWarning: warned by {name}"]
+    assert [str(w.message) for w in outside] == ["not collected"]
+    with pytest.raises(FlowtraceError, match=r"cannot read x\.tif \(KeyError: 7; tifffile: said\); fix"):
+        with reading("x.tif", "fix"):
+            tiff_log.error("said")
+            raise KeyError(7)

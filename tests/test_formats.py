@@ -5,7 +5,6 @@ frames exactly; H.264 video is lossy, so it is compared within a stated
 tolerance. All inputs are synthetic and made here.
 """
 
-import struct
 import sys
 
 import numpy as np
@@ -18,6 +17,8 @@ from flowtrace_gpu.io.grayscale import luma
 from flowtrace_gpu.io.iterable import IterableSource
 from flowtrace_gpu.io.writers import ListWriter
 from flowtrace_gpu.plan import TraceOptions, TracePlan, trace_sequence
+
+from camera_writers import pack_bits, write_cine
 
 av = pytest.importorskip("av", reason="video formats need PyAV (pip install av)")
 pymraw = pytest.importorskip("pyMRAW", reason="MRAW needs pyMRAW (pip install pyMRAW)")
@@ -126,7 +127,7 @@ def test_tiff_stack_memmapped_matches_folder(tmp_path, dtype):
     path = tmp_path / "rec.tif"
     tifffile.imwrite(path, movie, imagej=True, metadata={"axes": "TYX"})
     source = open_source(path)
-    assert source._memmap is not None  # mapped, not decoded
+    assert source._block is not None  # read from its offset, not decoded
     assert (source.n_frames, source.frame_shape, source.dtype) == (N, (H, W), np.dtype(dtype))
     assert source.names[:2] == ["rec_00", "rec_01"] and source.names[-1] == "rec_11"
     got = _read_all(source)
@@ -139,7 +140,7 @@ def test_tiff_stack_compressed_rgb_page_by_page(tmp_path):
     path = tmp_path / "rec.tiff"
     tifffile.imwrite(path, movie, photometric="rgb", compression="zlib")
     source = open_source(path)
-    assert source._memmap is None and source.frame_shape == (H, W, 3)
+    assert source._block is None and source.frame_shape == (H, W, 3)
     np.testing.assert_array_equal(_read_all(source), _folder_frames(tmp_path, movie))
 
 
@@ -260,12 +261,7 @@ def test_trace_to_mp4_through_the_pipeline(tmp_path):
 # ------------------------------------------------------------------ Photron MRAW
 
 def _write_mraw_12bit(path, movie):
-    flat = movie.reshape(-1, 2).astype(np.uint16)
-    packed = np.empty((flat.shape[0], 3), np.uint8)
-    packed[:, 0] = flat[:, 0] >> 4
-    packed[:, 1] = ((flat[:, 0] & 0x0F) << 4) | (flat[:, 1] >> 8)
-    packed[:, 2] = flat[:, 1] & 0xFF
-    path.with_suffix(".mraw").write_bytes(packed.tobytes())
+    path.with_suffix(".mraw").write_bytes(pack_bits(movie, 12))
     path.with_suffix(".cih").write_text(
         "#Camera Information Header\nRecord Rate(fps) : 2000\n"
         f"Total Frame : {len(movie)}\nOriginal Total Frame : {len(movie)}\n"
@@ -280,7 +276,8 @@ def test_mraw_matches_folder(tmp_path, bits):
     if bits == 12:
         _write_mraw_12bit(tmp_path / "rec.mraw", movie)
     else:
-        pymraw.save_mraw(movie, str(tmp_path / "rec.cih"), bit_depth=bits)
+        pymraw.save_mraw(movie, str(tmp_path / "rec.cih"), bit_depth=bits,
+                         info_dict={"EffectiveBit Depth": bits})
     for name in ("rec.mraw", "rec.cih"):  # either file of the pair opens it
         source = open_source(tmp_path / name)
         assert (source.n_frames, source.frame_shape, source.dtype) == (N, (H, W), np.dtype(dtype))
@@ -304,40 +301,6 @@ def test_mraw_without_header_or_truncated(tmp_path):
 
 # ------------------------------------------------------------------ Phantom cine
 
-def write_cine(path, frames, fps=1000, bottom_up=True, compression=0, bi_compression=0,
-               annotation=b"", row_align=1):
-    """A cine file as the Vision Research layout documents it (see io/cine.py)."""
-    frames = np.asarray(frames)
-    n, h, w = frames.shape[:3]
-    color = frames.ndim == 4
-    bits = frames.dtype.itemsize * 8 * (3 if color else 1)
-    setup = bytearray(1024)
-    struct.pack_into("<H", setup, 0, min(fps, 65535))  # FrameRate16
-    setup[140:142] = b"ST"
-    struct.pack_into("<H", setup, 142, len(setup))  # Length
-    struct.pack_into("<I", setup, 768, fps)  # FrameRate
-    struct.pack_into("<I", setup, 896, 12 if frames.dtype == np.uint16 else 8)  # RealBPP
-    off_setup = 44 + 40
-    off_offsets = off_setup + len(setup)
-    images = []
-    for frame in frames:
-        rows = frame[::-1] if bottom_up else frame
-        rows = rows[..., ::-1] if color else rows  # stored BGR
-        raw = np.ascontiguousarray(rows, dtype=rows.dtype.newbyteorder("<")).reshape(h, -1).view(np.uint8)
-        stride = -(-raw.shape[1] // row_align) * row_align
-        padded = np.zeros((h, stride), np.uint8)
-        padded[:, :raw.shape[1]] = raw
-        data = padded.tobytes()
-        sizes = struct.pack("<I", 8 + len(annotation)), struct.pack("<I", len(data))
-        images.append(sizes[0] + annotation + sizes[1] + data)
-    offsets = list(np.cumsum([off_offsets + 8 * n] + [len(im) for im in images[:-1]]))
-    header = struct.pack("<2sHHHiIiIIIIQ", b"CI", 44, compression, 1, 0, n, 0, n, 44, off_setup,
-                         off_offsets, 0)
-    bitmap = struct.pack("<IiiHHIIiiII", 40, w, h if bottom_up else -h, 1, bits, bi_compression,
-                         len(images[0]), 0, 0, 0, 0)
-    path.write_bytes(header + bitmap + bytes(setup) + struct.pack(f"<{n}q", *offsets) + b"".join(images))
-
-
 @pytest.mark.parametrize("dtype, color, layout", [
     (np.uint8, False, dict(row_align=4, annotation=b"note")),
     (np.uint16, False, dict(bottom_up=False)),
@@ -355,8 +318,10 @@ def test_cine_matches_folder(tmp_path, dtype, color, layout):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(compression=2), "raw"),
-    (dict(bi_compression=1024), "packed 12-bit"),
+    (dict(compression=1), "JPEG-compressed"),
+    (dict(bi_compression=512), "biCompression 512"),
+    (dict(compression=2, cfa=1), "CFA code is 1"),
+    (dict(compression=2, cfa=0x80000003), "gray sensor areas"),
 ])
 def test_cine_out_of_scope_is_refused(tmp_path, kwargs, match):
     write_cine(tmp_path / "raw.cine", _movie(np.uint16), **kwargs)

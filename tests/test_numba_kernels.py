@@ -1,8 +1,15 @@
-"""The Numba kernels and projector against plain per-window NumPy.
+"""The Numba kernels, median states and projectors against the naive oracle.
 
-Chunk sizes are shrunk so that frames of a few pixels span many parallel
-chunks; streams run past several sliding blocks so every block position and
-the suffix scans are exercised.
+Every projector output is compared, byte for byte, with ``tests/naive.py``
+(which shares no code with the package). Chunk sizes are shrunk so that
+frames of a few pixels span many parallel chunks; streams run past several
+sliding blocks so every block position and the suffix scans are exercised.
+Each dtype compiles every kernel it meets (seconds each, cached on disk
+afterwards: nearly all of this file's cold time), so dtypes beyond uint8,
+uint16 and float32 run only where they take code those do not: int8 (signed
+values in the integer paths) and bool (stored as uint8, no compile of its
+own). Wider integers run the float64 code that float32 frames check; the
+decision table asserts which class they get without streaming them.
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from hypothesis import strategies as st  # noqa: E402
 from flowtrace_gpu import config  # noqa: E402
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import numba_backend as nb  # noqa: E402
+from flowtrace_gpu.backends import numba_projectors as npj  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
-from flowtrace_gpu.kernels import numba_median as nmed  # noqa: E402
+from flowtrace_gpu.backends.numba_median_state import make_median, resolve_method  # noqa: E402
 from flowtrace_gpu.kernels import numba_project as nproj  # noqa: E402
 from flowtrace_gpu.kernels import numba_sliding as nsl  # noqa: E402
-from flowtrace_gpu.kernels.stretch import finalize  # noqa: E402
-from flowtrace_gpu.kernels.window import trace_window  # noqa: E402
 from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+
+from naive import naive_stretch, naive_to_dtype, naive_trace_ext  # noqa: E402
 
 FLAGS = ("invert_color", "take_diff", "subtract_median", "subtract_first",
          "add_first_frame", "color_series")
@@ -55,11 +63,33 @@ def make_frames(rng, n, shape, dtype, style="full"):
     return rng.integers(lo, hi, (n,) + shape, endpoint=True, dtype=np.int64).astype(dtype)
 
 
-def oracle(frames, plan):
-    """Images of every full window by the per-window NumPy semantics."""
-    f = plan.frames_to_merge
-    return [finalize(trace_window(frames[i - f + 1:i + 1], plan, np), plan, np)
-            for i in range(f - 1, len(frames))]
+def naive_images(frames, plan):
+    """Every window's output by ``tests/naive.py``, as ``plan`` asks for it."""
+    opts = plan.options
+    # naive takes the invert offset as a bit depth: 255, 2**16 - 1, ... all are 2**b - 1
+    bits = int(plan.invert_offset + 1).bit_length() - 1
+    assert 2.0 ** bits - 1 == plan.invert_offset
+    # The weights themselves (test_scaling checks how plan.colors is built):
+    # colors times fade are one multiplier in the package, as here.
+    weights = plan.colors
+    colors = weights if weights is not None and weights.ndim == 2 else None
+    # float64 frames and normalize='none': naive's float64 projections, unrounded
+    projections = naive_trace_ext(
+        np.asarray(frames, np.float64), plan.frames_to_merge, normalize="none",
+        colors=colors, fade_tails=weights is not None and weights.ndim == 1, bit_depth=bits,
+        invert_color=opts.invert_color, take_diff=opts.take_diff,
+        diff_order=opts.diff_order, subtract_median=opts.subtract_median,
+        subtract_first=opts.subtract_first, add_first_frame=opts.add_first_frame)
+    if plan.scaling == "frame":
+        return [naive_stretch(p) for p in projections]
+    if plan.scaling == "fixed":
+        scale = 255.0 / plan.peak if plan.peak != 0 else 1.0
+        return [np.floor(np.clip(p * scale, 0, 255) + 0.5).astype(np.uint8)
+                for p in projections]
+    # + 0.0: raw output has no negative zeros (kernels.stretch.to_dtype)
+    if plan.scaling == "none":
+        return [naive_to_dtype(p + 0.0, plan.out_dtype) for p in projections]
+    return [p + 0.0 for p in projections]
 
 
 def stream(projector, frames, f):
@@ -71,14 +101,20 @@ def stream(projector, frames, f):
     return images
 
 
-def check_against_reference(plan, frames, **kw):
-    got = stream(nb.NumbaProjector(plan, **kw), frames, plan.frames_to_merge)
-    ring = stream(RingProjector(plan, np), frames, plan.frames_to_merge)
-    naive = oracle(frames, plan)
-    for i, (g, r, o) in enumerate(zip(got, ring, naive)):
-        np.testing.assert_array_equal(r, o)  # the reference is the oracle
+def check_projector(projector, frames):
+    """Every image of ``projector`` over ``frames`` equals naive's, byte for byte."""
+    plan = projector.plan
+    got = stream(projector, frames, plan.frames_to_merge)
+    expected = naive_images(frames, plan)
+    assert len(got) == len(expected)
+    for i, (g, e) in enumerate(zip(got, expected)):
         assert g.dtype == plan.out_dtype and g.shape == plan.out_shape
-        assert g.tobytes() == r.tobytes(), f"window {i}, {plan}, {kw}:\n{g}\n!=\n{r}"
+        assert g.tobytes() == e.tobytes(), (
+            f"window {i}, {type(projector).__name__}, {plan}:\n{g}\n!=\n{e}")
+
+
+def check_against_naive(plan, frames, **kw):
+    check_projector(npj.make_projector(plan, **kw), frames)
 
 
 # --- kernels -------------------------------------------------------------------
@@ -117,103 +153,62 @@ def test_diff_frame_matches_numpy(d, dtype):
     frames = make_frames(rng, d + 1, (13,), dtype)
     ring = np.ascontiguousarray(frames[:d][::-1])  # rows in any order: slots say which
     slots = np.arange(d, dtype=np.int64)[::-1].copy()
-    out = np.empty(13, np.float64)
+    out = np.empty(13, npj.diff_dtype(np.dtype(dtype), d))  # int16 for uint8: exact
     nsl.diff_frame(frames[d], ring, slots, out, 4)
     expect = np.diff(frames.astype(np.float64), n=d, axis=0)[-1]
-    assert out.tobytes() == expect.tobytes()  # bit for bit
+    assert out.astype(np.float64).tobytes() == expect.tobytes()  # bit for bit
 
 
-def _median_stream(method, f, frames, chunk, layout="bin", bins=16):
-    """Run the median kernels over ``frames``; yield (window, lo, hi)."""
-    dtype = frames.dtype
+# --- median states ---------------------------------------------------------------
+
+
+def median_windows(method, f, frames, chunk):
+    """Push ``frames`` into ``make_median``'s state; yield (state, window) per full window.
+
+    The ring is kept as the projectors keep it: the state reads the leaving
+    frame from slot ``t % f`` before frame t is written there.
+    """
     npix = frames.shape[1]
-    k1, k2 = (f - 1) // 2, f // 2
-    ring = np.empty((f, npix), dtype)
-    if method == "band":
-        off = 0
-        nblocks = -(-npix // chunk)
-        ct = np.uint8 if f <= 255 else np.uint16
-        band = np.zeros((nblocks, bins, chunk), ct)
-        base, below = np.zeros(npix, np.uint8), np.zeros(npix, ct)
-        scratch = np.empty((nblocks, 5, chunk), np.uint8)
-        csum = np.empty((nblocks, chunk), ct)
-        bad = np.empty((nblocks, chunk), np.int64)
-        lo, hi = np.empty(npix, dtype), np.empty(npix, dtype)
-    elif method == "histogram":
-        off = 128 if dtype.kind == "i" else 0
-        hist = np.zeros((256, npix), np.uint8).T if layout == "bin" else np.zeros(
-            (npix, 256), np.uint8)
-        lo, blo = np.zeros(npix, np.uint8), np.zeros(npix, np.int32)
-        hi, bhi = (np.zeros(npix, np.uint8), np.zeros(npix, np.int32)) if k1 != k2 else (lo, blo)
-    elif method == "blocked":
-        off = 0
-        nblocks = -(-npix // chunk)
-        srt = np.empty((nblocks, f, chunk), dtype)
-        scratch = np.empty((nblocks, chunk), dtype)
-        lo, hi = np.empty(npix, dtype), np.empty(npix, dtype)
-    else:
-        off = 0
-        srt = np.empty((npix, f), dtype)
-        lo, hi = np.empty(npix, dtype), np.empty(npix, dtype)
+    median = make_median(method, f, npix, frames.dtype, chunk)
+    assert median.method == method
+    ring = np.empty((f, npix), frames.dtype)
     for t, x in enumerate(frames):
-        if method == "band":
-            if t >= f - 1:
-                nmed.band_update(ring, t % f, x, band, base, below, k1, k2, lo, hi, scratch,
-                                 csum, bad, t == f - 1, ct)
-                # the state counts the window exactly: below the band, and each bin
-                window = np.concatenate([ring[:t % f], ring[t % f + 1:t + 1], x[None]])
-                np.testing.assert_array_equal(below, (window < base).sum(0))
-                counts = band.transpose(1, 0, 2).reshape(bins, -1)[:, :npix]
-                for k in range(bins):
-                    np.testing.assert_array_equal(counts[k], (window == base + k).sum(0))
-        elif method == "histogram":
-            if t < f:
-                nmed.hist_add(x, hist, off, chunk)
-                if t == f - 1:
-                    nmed.hist_init(hist, k1, k2, lo, blo, hi, bhi, chunk)
-            else:
-                nmed.hist_update(ring[t % f], x, hist, off, k1, k2, lo, blo, hi, bhi, chunk)
-        elif method == "blocked":
-            if t < f:
-                nmed.blocked_insert(x, srt, t)
-                if t == f - 1:
-                    nmed.blocked_stats(srt, k1, k2, lo, hi)
-            else:
-                nmed.blocked_update(ring[t % f], x, srt, k1, k2, lo, hi, scratch)
-            # the whole window stays sorted, not just the middle rows
-            if t >= f - 1:
-                rows = srt.transpose(1, 0, 2).reshape(f, -1)[:, :npix]
-                np.testing.assert_array_equal(rows, np.sort(frames[t - f + 1:t + 1], axis=0))
-        else:
-            if t < f:
-                nmed.sorted_insert(x, srt, t, chunk)
-                if t == f - 1:
-                    nmed.sorted_stats(srt, k1, k2, lo, hi, chunk)
-            else:
-                nmed.sorted_update(ring[t % f], x, srt, k1, k2, lo, hi, chunk)
+        median.push(ring, t, x)
         ring[t % f] = x
         if t >= f - 1:
-            yield (frames[t - f + 1:t + 1], lo.astype(np.float64) - off,
-                   hi.astype(np.float64) - off)
+            yield median, frames[t - f + 1:t + 1]
+
+
+def check_median_state(median, window):
+    """lo/hi are the window's middle order statistics, and the state counts the window."""
+    f, npix = window.shape
+    k1, k2 = (f - 1) // 2, f // 2
+    np.testing.assert_array_equal(median.lo, np.partition(window, k1, axis=0)[k1])
+    np.testing.assert_array_equal(median.hi, np.partition(window, k2, axis=0)[k2])
+    mid = (median.lo.astype(np.float64) + median.hi) / 2.0
+    np.testing.assert_array_equal(mid, np.median(window.astype(np.float64), axis=0))
+    if median.method == "blocked":  # every row of the window sorted, not just the middle
+        rows = median.srt.transpose(1, 0, 2).reshape(f, -1)[:, :npix]
+        np.testing.assert_array_equal(rows, np.sort(window, axis=0))
+    else:  # the band: counts of each of its bins, and of the values below it
+        base = median.base.astype(np.int64)
+        np.testing.assert_array_equal(median.below, (window < base).sum(0))
+        bins = median.band.shape[1]
+        counts = median.band.transpose(1, 0, 2).reshape(bins, -1)[:, :npix]
+        for k in range(bins):
+            np.testing.assert_array_equal(counts[k], (window == base + k).sum(0))
 
 
 @pytest.mark.parametrize("f", [1, 2, 3, 4, 9])
-@pytest.mark.parametrize("method,dtype,layout", [
-    ("histogram", np.uint8, "bin"), ("histogram", np.uint8, "pixel"),
-    ("histogram", np.int8, "bin"), ("sorted", np.uint16, None),
-    ("sorted", np.float32, None), ("sorted", np.uint8, None),
-    ("blocked", np.uint8, None), ("blocked", np.int8, None), ("blocked", np.uint16, None),
-    ("blocked", np.float32, None), ("blocked", np.float64, None), ("band", np.uint8, None)])
-def test_median_kernels_order_statistics(f, method, dtype, layout):
+@pytest.mark.parametrize("method,dtype", [
+    ("blocked", np.uint8), ("blocked", np.int8), ("blocked", np.uint16),
+    ("blocked", np.float32), ("band", np.uint8)])
+def test_median_states_track_the_window(f, method, dtype):
     rng = np.random.default_rng(f)
     for style in ("full", "narrow"):
         frames = make_frames(rng, 3 * f + 6, (17,), dtype, style)
-        for window, lo, hi in _median_stream(method, f, frames, 5, layout or "bin"):
-            ordered = np.sort(window.astype(np.float64), axis=0)
-            np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
-            np.testing.assert_array_equal(hi, ordered[f // 2])
-            mid = (lo.astype(np.float64) + hi) / 2.0
-            np.testing.assert_array_equal(mid, np.median(window.astype(np.float64), axis=0))
+        for median, window in median_windows(method, f, frames, 5):
+            check_median_state(median, window)
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 17, 64])
@@ -223,66 +218,68 @@ def test_blocked_median_ties_and_partial_blocks(chunk):
     for f in (2, 5, 6, 30):
         frames = rng.integers(0, 3, (2 * f + 9, 37)).astype(np.uint8)
         frames[f + 2:f + 5] = 255  # a jump over the whole range, both ways
-        for window, lo, hi in _median_stream("blocked", f, frames, chunk):
-            ordered = np.sort(window, axis=0)
-            np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
-            np.testing.assert_array_equal(hi, ordered[f // 2])
+        for median, window in median_windows("blocked", f, frames, chunk):
+            check_median_state(median, window)
 
 
 @pytest.mark.parametrize("bins", [1, 2, 16])
 @pytest.mark.parametrize("chunk", [1, 4, 17])
-def test_band_median_leaves_and_rebuilds(bins, chunk):
+def test_band_median_leaves_and_rebuilds(bins, chunk, monkeypatch):
     """Jumps across the whole range force rebuilds; narrow bands rebuild every frame."""
+    monkeypatch.setenv("FLOWTRACE_BAND_BINS", str(bins))
     rng = np.random.default_rng(bins * chunk)
     for f in (1, 2, 5, 6, 30):
         frames = rng.integers(0, 3, (2 * f + 9, 37)).astype(np.uint8)
         frames[f + 2:f + 5] = 255
         frames[-3:, ::2] = rng.integers(0, 256, (3, 19))
-        for window, lo, hi in _median_stream("band", f, frames, chunk, bins=bins):
-            ordered = np.sort(window, axis=0)
-            np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
-            np.testing.assert_array_equal(hi, ordered[f // 2])
+        for median, window in median_windows("band", f, frames, chunk):
+            assert median.band.shape[1] == bins
+            check_median_state(median, window)
+        if f <= 6:  # three frames of 255 carry the median of up to 6 out of the band
+            assert median.rebuilt > 0
 
 
 def test_band_median_wide_counts():
     """F > 255: counts in uint16, band clamped at both ends of 0..255."""
     rng = np.random.default_rng(0)
     frames = rng.choice(np.array([0, 1, 254, 255], np.uint8), (270, 11))
-    for window, lo, hi in _median_stream("band", 260, frames, 4):
-        ordered = np.sort(window, axis=0)
-        np.testing.assert_array_equal(lo, ordered[129])
-        np.testing.assert_array_equal(hi, ordered[130])
+    for median, window in median_windows("band", 260, frames, 4):
+        assert median.band.dtype == np.uint16
+        check_median_state(median, window)
 
 
-@pytest.mark.parametrize("median", ["band", "blocked", "histogram"])
+def test_auto_median_choice():
+    """Blocked sorted window, except uint8 frames over long windows (band)."""
+    short, long = config.get("median_band_min_f") - 1, config.get("median_band_min_f")
+    u8, u16 = np.dtype(np.uint8), np.dtype(np.uint16)
+    assert resolve_method("auto", short, u8) == resolve_method("auto", long, u16) == "blocked"
+    assert resolve_method("auto", long, np.dtype(np.float32)) == "blocked"
+    assert resolve_method("auto", long, np.dtype(np.int8)) == "blocked"
+    assert resolve_method("auto", long, u8) == resolve_method("auto", 300, u8) == "band"
+    plan = TracePlan(long, (2, 3), np.uint8, TraceOptions(subtract_median=True))
+    assert npj.make_projector(plan).median.method == "band"
+    with pytest.raises(ValueError, match="band median needs uint8"):
+        make_median("band", 3, 6, u16, 4)
+    for gone in ("histogram", "sorted", "nope"):
+        with pytest.raises(ValueError, match="median must be"):
+            resolve_method(gone, 3, u8)
+
+
+@pytest.mark.parametrize("median", ["band", "blocked"])
 def test_median_methods_on_the_real_recording(median, reference_frames):
     """Real particles and camera noise: the band is rebuilt often at small F."""
     for f in (4, 10, 40):
         plan = TracePlan(f, reference_frames.shape[1:], np.uint8,
                          TraceOptions(subtract_median=True))
-        check_against_reference(plan, reference_frames, chunk=1000, median=median)
-    proj = nb.NumbaProjector(TracePlan(10, (150, 150), np.uint8,
-                                       TraceOptions(subtract_median=True)), median="band")
-    stream(proj, reference_frames, 10)
-    assert proj.median.rebuilt > 0  # this test did exercise rebuilds
+        check_against_naive(plan, reference_frames, chunk=1000, median=median)
+    if median == "band":
+        proj = npj.make_projector(TracePlan(10, (150, 150), np.uint8,
+                                            TraceOptions(subtract_median=True)), median="band")
+        stream(proj, reference_frames, 10)
+        assert proj.median.rebuilt > 0  # this test did exercise rebuilds
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-@pytest.mark.parametrize("invert", [False, True])
-@pytest.mark.parametrize("scaling", [{}, {"scaling": "fixed", "peak": 97.5}])
-def test_median_projection_fused_into_the_sorted_window(dtype, invert, scaling):
-    """subtract_median reads max/min and the median from the same sorted rows."""
-    opts = TraceOptions(subtract_median=True, invert_color=invert)
-    rng = np.random.default_rng(7)
-    for f, shape, chunk in ((1, (3, 4), 5), (4, (5, 7), 4), (9, (6, 5), 8192)):
-        plan = TracePlan(f, shape, dtype, opts, **scaling)
-        proj = nb.NumbaProjector(plan, chunk=chunk, median="blocked")
-        assert proj.fused and proj.buf is None  # no sliding extreme kept
-        check_against_reference(plan, make_frames(rng, 3 * f + 4, shape, dtype), chunk=chunk,
-                                median="blocked")
-    # add_first_frame needs the raw first frame: not fused
-    plan = TracePlan(4, (2, 3), dtype, TraceOptions(subtract_median=True, add_first_frame=True))
-    assert not nb.NumbaProjector(plan, median="blocked").fused
+# --- the stretch -----------------------------------------------------------------
 
 
 def test_float32_stretch_is_used_only_where_exact():
@@ -296,21 +293,139 @@ def test_float32_stretch_is_used_only_where_exact():
         frames[:, 0, 0] = peak
         frames[:, 1, :] = peak // 2  # the value whose byte differs
         for opts in (TraceOptions(), TraceOptions(invert_color=True),
-                     TraceOptions(subtract_median=True)):
-            check_against_reference(TracePlan(4, (5, 7), np.uint8, opts), frames, chunk=8,
-                                    median="blocked")
+                     TraceOptions(subtract_median=True),
+                     TraceOptions(subtract_median=True, add_first_frame=True)):
+            check_against_naive(TracePlan(4, (5, 7), np.uint8, opts), frames, chunk=8)
 
 
-def test_histogram_survives_large_jumps():
-    """The median pointer crosses empty bins in one step (0 <-> 255)."""
-    f = 4
-    frames = np.array([[0], [255], [0], [255], [255], [255], [0], [0], [0], [128]], np.uint8)
-    for window, lo, hi in _median_stream("histogram", f, frames, 1):
-        ordered = np.sort(window, axis=0)
-        assert lo[0] == ordered[1, 0] and hi[0] == ordered[2, 0]
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_half_projection_matches_float_projection(dtype):
+    """project_sliding_half (integers, twice the value) == project_sliding, bit for bit.
+
+    On arbitrary state (lo/hi need not be medians here): every extreme of the
+    dtype, every option, both scale modes, with and without the float32 stretch.
+    """
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(11)
+    n, length, chunk = 37, 4, 5
+    nchunks = -(-n // chunk)
+
+    def draw(*shape):
+        v = rng.integers(int(info.min), int(info.max) + 1, shape)
+        v.flat[:4] = [info.min, info.max, info.min, info.max]  # the extremes
+        return v.astype(dtype)
+
+    buf, prefix, ring = draw(length, n), draw(n), draw(3, n)
+    lo, hi = draw(n), draw(n)
+    for flags in itertools.product([False, True], repeat=4):
+        sub_first, sub_median, add_first, is_max = flags
+        if not (sub_first or sub_median):
+            continue
+        offset = 255 if info.bits == 8 else int(info.max)
+        for s1, mode, scale in ((2, 0, 1.0), (length, 0, 1.0), (1, 1, 0.37)):
+            args = (buf, prefix, s1, ring, 1, lo, hi, *flags)
+            ref = np.empty(n, np.uint8)
+            nproj.project_sliding(*args, float(offset), np.empty(n), mode, scale,
+                                  ref, np.empty(nchunks), chunk)
+            half = np.empty(n, np.int16 if info.bits == 8 else np.int32)
+            got = np.empty(n, np.uint8)
+            # float64 only; float32 where exact for every value 8-bit frames can give
+            for f32_range in ((1, 0), (-4096, 4096)) if info.bits == 8 else ((1, 0),):
+                nproj.project_sliding_half(*args, offset, half, mode, scale, got,
+                                           np.empty(nchunks), chunk, *f32_range)
+                np.testing.assert_array_equal(got, ref, err_msg=str((flags, s1, mode)))
 
 
-# --- the projector ---------------------------------------------------------------
+# --- choosing the projector --------------------------------------------------------
+
+T = TraceOptions
+BAND_F = config.get("median_band_min_f")
+FIXED = {"scaling": "fixed", "peak": 97.5}
+#: (F, dtype, options, plan extras, median method, the class choose_projector picks)
+DECISIONS = [
+    (4, np.uint8, T(), {}, "auto", npj.PlainProjector),
+    (4, np.uint16, T(invert_color=True, add_first_frame=True), {}, "auto",
+     npj.PlainProjector),
+    # integer differences are exact: the shifts cancel, no median is kept
+    (4, np.uint8, T(take_diff=True, subtract_median=True, subtract_first=True), {}, "auto",
+     npj.PlainProjector),
+    (5, np.float32, T(take_diff=True, diff_order=2, add_first_frame=True), FIXED, "auto",
+     npj.PlainProjector),
+    (4, np.uint16, T(take_diff=True, invert_color=True, normalize="none"), {}, "auto",
+     npj.PlainProjector),
+    (4, np.float32, T(subtract_median=True, invert_color=True), {}, "auto",
+     npj.FloatShiftProjector),
+    (4, np.uint32, T(subtract_first=True, add_first_frame=True), {}, "auto",
+     npj.FloatShiftProjector),
+    # raw output needs the float64 projection
+    (4, np.uint8, T(subtract_median=True, normalize="none"), {}, "auto",
+     npj.FloatShiftProjector),
+    (4, np.uint16, T(subtract_first=True, normalize="global"), {}, "auto",  # the peak pass
+     npj.FloatShiftProjector),
+    (4, np.uint8, T(subtract_first=True, invert_color=True), {}, "auto",
+     npj.HalfUnitProjector),
+    (4, np.int8, T(subtract_median=True, add_first_frame=True), {}, "auto",
+     npj.HalfUnitProjector),
+    (BAND_F, np.uint8, T(subtract_median=True), {}, "auto", npj.HalfUnitProjector),
+    (4, np.uint8, T(subtract_median=True, subtract_first=True), FIXED, "band",
+     npj.HalfUnitProjector),
+    (4, np.uint8, T(subtract_median=True, invert_color=True), {}, "auto",
+     npj.FusedMedianProjector),
+    (5, np.uint16, T(subtract_median=True, subtract_first=True), FIXED, "auto",
+     npj.FusedMedianProjector),
+    (4, np.int8, T(subtract_median=True), {}, "auto", npj.FusedMedianProjector),
+    (BAND_F, np.uint8, T(subtract_median=True), {}, "blocked", npj.FusedMedianProjector),
+    (5, np.float32, T(take_diff=True, subtract_first=True), {}, "auto",
+     npj.PerWindowProjector),
+    # uint32 differences are computed in float64: not exact after a shift
+    (4, np.uint32, T(take_diff=True, subtract_median=True, invert_color=True), {}, "auto",
+     npj.PerWindowProjector),
+    (4, np.uint8, T(color_series=True), {}, "auto", npj.WeightedProjector),
+    (4, np.uint16, T(fade_tails=True, invert_color=True, subtract_median=True), FIXED, "auto",
+     npj.WeightedProjector),
+    (4, np.float32, T(color_series=True, take_diff=True, subtract_median=True), {}, "auto",
+     npj.WeightedProjector),
+]
+
+
+@pytest.mark.parametrize("f,dtype,opts,extra,median,expected", DECISIONS,
+                         ids=lambda v: getattr(v, "__name__", None))
+def test_choose_projector(f, dtype, opts, extra, median, expected):
+    """The decision table, and each row's projector against naive.
+
+    Rows of wide integers (uint32) are not streamed: their paths are the
+    float64 code float32 rows check, and would only add compiles.
+    """
+    rng = np.random.default_rng(f)
+    for shape in ((3, 5), (2, 3, 3)):
+        plan = TracePlan(f, shape, dtype, opts, **extra)
+        assert npj.choose_projector(plan, median) is expected
+        proj = npj.make_projector(plan, chunk=4, median=median)
+        assert type(proj) is expected
+        if np.dtype(dtype).itemsize <= 2:
+            check_projector(proj, make_frames(rng, 2 * f + 3, shape, dtype))
+
+
+def test_fused_median_keeps_no_sliding_extreme():
+    """subtract_median reads max/min and the median from the same sorted rows."""
+    plan = TracePlan(4, (2, 3), np.uint8, TraceOptions(subtract_median=True))
+    proj = npj.make_projector(plan, median="blocked")
+    assert isinstance(proj, npj.FusedMedianProjector)
+    assert proj.median.half is proj.half and not hasattr(proj, "buf")
+
+
+def test_half_path_integer_types():
+    opts = TraceOptions(subtract_first=True)
+    assert npj.make_projector(TracePlan(3, (2, 2), np.uint8, opts)).half.dtype == np.int16
+    assert npj.make_projector(TracePlan(3, (2, 2), np.int16, opts)).half.dtype == np.int32
+    bits12 = TraceOptions(subtract_first=True, bit_depth=12)
+    assert npj.half_dtype(TracePlan(3, (2, 2), np.uint16, bits12)) == np.int32
+    assert npj.half_dtype(TracePlan(3, (2, 2), np.float32, opts)) is None
+    raw = TraceOptions(subtract_first=True, normalize="none")
+    assert npj.half_dtype(TracePlan(3, (2, 2), np.uint8, raw)) is None
+
+
+# --- every projector against naive ---------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
@@ -321,7 +436,7 @@ def test_every_option_combination(dtype, flags):
     rng = np.random.default_rng(sum(flags) + 7 * np.dtype(dtype).itemsize)
     for shape, f in (((3, 5), 4), ((2, 3, 3), 3)):
         plan = TracePlan(f, shape, dtype, opts)
-        check_against_reference(plan, make_frames(rng, 3 * f + 2, shape, dtype), chunk=4)
+        check_against_naive(plan, make_frames(rng, 3 * f + 2, shape, dtype), chunk=4)
 
 
 @st.composite
@@ -351,29 +466,32 @@ def cases(draw):
     chunk = draw(st.sampled_from([1, 2, 3, 5, 8192]))
     median = "auto"
     if opts.subtract_median:
-        methods = ["histogram", "band"] if np.dtype(dtype) == np.uint8 else []
-        median = draw(st.sampled_from(methods + ["sorted", "blocked", "auto"]))
+        methods = ["band"] if np.dtype(dtype) == np.uint8 else []
+        median = draw(st.sampled_from(methods + ["blocked", "auto"]))
     seed = draw(st.integers(0, 2 ** 32 - 1))
     return TracePlan(f, shape, dtype, opts, **scaling), n, style, chunk, median, seed
 
 
 @SETTINGS
 @given(cases())
-def test_projector_matches_reference(case):
+def test_projector_matches_naive(case):
     plan, n, style, chunk, median, seed = case
     frames = make_frames(np.random.default_rng(seed), n, plan.frame_shape, plan.dtype, style)
-    check_against_reference(plan, frames, chunk=chunk, median=median)
+    check_against_naive(plan, frames, chunk=chunk, median=median)
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.bool_, np.float64, np.uint32])
-@pytest.mark.parametrize("flags", [(False,) * 6, (True, True, True, True, True, False),
-                                   (False, True, True, False, True, False),
-                                   (False, False, True, True, False, True)])
+@pytest.mark.parametrize("dtype,flags", [
+    # signed values through the integer paths (the table has int8's half and fused rows)
+    (np.int8, (False,) * 6), (np.int8, (True, False, False, True, False, False)),
+    # bool frames are stored as uint8: every path, no compile of their own
+    *((np.bool_, fl) for fl in [(False,) * 6, (True, True, True, True, True, False),
+                                (False, False, True, False, False, False),
+                                (False, False, True, True, False, True)])])
 def test_other_dtypes(dtype, flags):
     opts = TraceOptions(**dict(zip(FLAGS, flags)))
     rng = np.random.default_rng(3)
     plan = TracePlan(4, (3, 5), dtype, opts)
-    check_against_reference(plan, make_frames(rng, 11, (3, 5), dtype), chunk=3)
+    check_against_naive(plan, make_frames(rng, 11, (3, 5), dtype), chunk=3)
 
 
 def test_diff_order_two_with_shifts_is_exact():
@@ -381,42 +499,26 @@ def test_diff_order_two_with_shifts_is_exact():
     opts = TraceOptions(take_diff=True, diff_order=2, subtract_median=True,
                         subtract_first=True)
     rng = np.random.default_rng(5)
-    for dtype in (np.float32, np.uint16):
+    for dtype, cls in ((np.float32, npj.PerWindowProjector), (np.uint16, npj.PlainProjector)):
         plan = TracePlan(5, (4, 3), dtype, opts)
-        proj = nb.NumbaProjector(plan, chunk=2)
-        assert proj.sliding == (dtype == np.uint16)
-        check_against_reference(plan, make_frames(rng, 14, (4, 3), dtype), chunk=2)
+        proj = npj.make_projector(plan, chunk=2)
+        assert type(proj) is cls
+        check_projector(proj, make_frames(rng, 14, (4, 3), dtype))
 
 
-def test_long_window_uses_wide_histogram_counts():
-    plan = TracePlan(300, (2, 3), np.uint8, TraceOptions(subtract_median=True))
-    proj = nb.NumbaProjector(plan, median="histogram")
-    assert proj.median.method == "histogram" and proj.median.hist.dtype == np.uint16
-    frames = make_frames(np.random.default_rng(1), 306, (2, 3), np.uint8, "narrow")
-    check_against_reference(plan, frames, chunk=4, median="histogram")
-
-
-def test_auto_median_choice():
-    """Blocked sorted window, except uint8 frames over long windows (band)."""
-    def method(f, dtype):
-        plan = TracePlan(f, (2, 3), dtype, TraceOptions(subtract_median=True))
-        return nb.NumbaProjector(plan).median.method
-
-    short, long = config.get("median_band_min_f") - 1, config.get("median_band_min_f")
-    assert method(short, np.uint8) == method(long, np.uint16) == "blocked"
-    assert method(long, np.float32) == method(long, np.int8) == "blocked"
-    assert method(long, np.uint8) == method(300, np.uint8) == "band"
-    with pytest.raises(ValueError, match="band median needs uint8"):
-        nb.NumbaProjector(TracePlan(3, (2, 3), np.uint16, TraceOptions(subtract_median=True)),
-                          median="band")
-    with pytest.raises(ValueError, match="median must be"):
-        nb.NumbaProjector(TracePlan(3, (2, 3), np.uint8, TraceOptions(subtract_median=True)),
-                          median="nope")
+def test_weighted_pass_any_block_size(monkeypatch):
+    """The weighted pass's cache block (numba_weight_block): any size, the same bytes."""
+    plan = TracePlan(3, (5, 7), np.uint8, TraceOptions(color_series=True))
+    frames = make_frames(np.random.default_rng(4), 6, (5, 7), np.uint8)
+    for block in (1, 3, 1024):
+        monkeypatch.setitem(config.SETTINGS, "numba_weight_block",
+                            config.Setting(block, "test"))
+        check_against_naive(plan, frames, chunk=8)
 
 
 def test_project_needs_a_full_window_and_returns_fresh_images():
     plan = TracePlan(3, (2, 2), np.uint8)
-    proj = nb.NumbaProjector(plan)
+    proj = npj.make_projector(plan)
     proj.push(np.ones((2, 2), np.uint8))
     with pytest.raises(RuntimeError):
         proj.project()
@@ -433,14 +535,12 @@ def test_project_needs_a_full_window_and_returns_fresh_images():
 def test_push_copies_the_frame():
     plan = TracePlan(2, (2, 2), np.uint8, TraceOptions(subtract_first=True))
     frames = make_frames(np.random.default_rng(0), 5, (2, 2), np.uint8)
-    proj = nb.NumbaProjector(plan)
-    ref = RingProjector(plan, np)
+    proj = npj.make_projector(plan)
     for frame in frames:
         mine = frame.copy()
         proj.push(mine)
-        ref.push(frame)
         mine[...] = 77  # the caller reuses its buffer
-    np.testing.assert_array_equal(proj.project(), ref.project())
+    np.testing.assert_array_equal(proj.project(), naive_images(frames, plan)[-1])
 
 
 # --- the backend -----------------------------------------------------------------
@@ -451,7 +551,7 @@ def test_backend_loads_and_configures():
     assert isinstance(backend, nb.NumbaBackend) and backend.name == "numba"
     assert backend.xp is np
     plan = TracePlan(3, (2, 2), np.uint8)
-    assert isinstance(backend.projector(plan), nb.NumbaProjector)
+    assert isinstance(backend.projector(plan), npj.PlainProjector)
     before = numba.get_num_threads()
     try:
         backend.set_threads(1)
@@ -478,47 +578,3 @@ def test_load_without_numba_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba -> ImportError
     with pytest.raises(BackendUnavailable, match="pip install numba"):
         nb.load()
-
-
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
-def test_half_projection_matches_float_projection(dtype):
-    """project_sliding_half (integers, twice the value) == project_sliding, bit for bit."""
-    info = np.iinfo(dtype)
-    rng = np.random.default_rng(11)
-    n, length, chunk = 37, 4, 5
-    nchunks = -(-n // chunk)
-
-    def draw(*shape):
-        v = rng.integers(int(info.min), int(info.max) + 1, shape)
-        v.flat[:4] = [info.min, info.max, info.min, info.max]  # the extremes
-        return v.astype(dtype)
-
-    buf, prefix, ring = draw(length, n), draw(n), draw(3, n)
-    lo, hi = draw(n), draw(n)
-    for flags in itertools.product([False, True], repeat=4):
-        sub_first, sub_median, add_first, is_max = flags
-        if not (sub_first or sub_median):
-            continue
-        offset = 255 if info.bits == 8 else int(info.max)
-        for s1, mode, scale in ((2, 0, 1.0), (length, 0, 1.0), (1, 1, 0.37)):
-            args = (buf, prefix, s1, ring, 1, lo, hi)
-            opts = (sub_first, sub_median, add_first, is_max)
-            ref = np.empty(n, np.uint8)
-            nproj.project_sliding(*args, 0.0, *opts, float(offset), np.empty(n), mode, scale,
-                                  ref, np.empty(nchunks), chunk)
-            half = np.empty(n, np.int16 if info.bits == 8 else np.int32)
-            got = np.empty(n, np.uint8)
-            # float64 only; float32 where exact for every value 8-bit frames can give
-            for f32_range in ((1, 0), (-4096, 4096)) if info.bits == 8 else ((1, 0),):
-                nproj.project_sliding_half(*args, 0, *opts, offset, half, mode, scale, got,
-                                           np.empty(nchunks), chunk, *f32_range)
-                np.testing.assert_array_equal(got, ref, err_msg=str((flags, s1, mode)))
-
-
-def test_projector_takes_the_half_path_for_small_integers():
-    opts = TraceOptions(subtract_median=True)
-    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.uint8, opts)).half.dtype == np.int16
-    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.uint16, opts)).half.dtype == np.int32
-    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.float32, opts)).half is None
-    plain = TraceOptions(subtract_median=True, normalize="none")
-    assert nb.NumbaProjector(TracePlan(3, (2, 2), np.uint8, plain)).half is None

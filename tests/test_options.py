@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array
+from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.cli import _demo_parser, _parser
 from flowtrace_gpu.options import (
-    BOTH,
     FLOWTRACE,
     FLOWTRACE_ARRAY,
+    FLOWTRACE_DASK,
+    IMAGE_CALLS,
     image_option_names,
     markdown_table,
     registry,
@@ -19,10 +20,11 @@ from flowtrace_gpu.options import (
 )
 from flowtrace_gpu.plan import TraceOptions
 
-CALLS = {FLOWTRACE: flowtrace, FLOWTRACE_ARRAY: flowtrace_array}
-#: Parameters that are not options: what to trace and where to.
+CALLS = {FLOWTRACE: flowtrace, FLOWTRACE_ARRAY: flowtrace_array, FLOWTRACE_DASK: flowtrace_dask}
+#: Parameters that are not options: what to trace and where to (and a call's own extras).
 POSITIONAL = {FLOWTRACE: {"image_dir", "frames_to_merge", "out_dir"},
-              FLOWTRACE_ARRAY: {"frames", "frames_to_merge"}}
+              FLOWTRACE_ARRAY: {"frames", "frames_to_merge"},
+              FLOWTRACE_DASK: {"frames", "frames_to_merge", "block"}}
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -43,10 +45,17 @@ def test_docstring_documents_every_option(call):
             assert opt.name in doc, f"{call}'s docstring does not mention {opt.name}"
 
 
-def test_flowtrace_array_takes_every_option_that_shapes_the_images():
+@pytest.mark.parametrize("func", [flowtrace_array, flowtrace_dask])
+def test_array_calls_take_every_option_that_shapes_the_images(func):
     for name in image_option_names():
-        assert call_takes(flowtrace_array, name), name
+        assert call_takes(func, name), name
     assert "grayscale" in image_option_names()
+
+
+def test_flowtrace_dask_takes_the_backend_but_leaves_threads_to_dask():
+    params = inspect.signature(flowtrace_dask).parameters
+    assert {"backend", "device", "frames_to_skip"} <= set(params)
+    assert not {"use_parallel", "max_cores", "progress"} & set(params)
 
 
 def call_takes(func, name):
@@ -133,8 +142,8 @@ def test_grayscale_on_arrays_equals_tracing_the_luma():
 
 
 def test_options_declared_once_in_calls_of_both_kinds():
-    # Every option belongs to flowtrace; image options to both calls.
+    # Every option belongs to flowtrace; image options to every call that makes images.
     for opt in registry():
         assert FLOWTRACE in opt.calls
         if opt.name in image_option_names():
-            assert opt.calls == BOTH
+            assert opt.calls == IMAGE_CALLS

@@ -45,7 +45,10 @@ def _load(name: str) -> Backend:
                 _cache[name] = BackendUnavailable(f"{name} backend is not installed ({exc})")
         result = _cache[name]
     if isinstance(result, BaseException):
-        raise result
+        # A fresh exception each time: re-raising the cached one would chain
+        # every raise's traceback onto it, and with them the callers' frames
+        # (their frames and images), never freed.
+        raise BackendUnavailable(*result.args)
     return result
 
 

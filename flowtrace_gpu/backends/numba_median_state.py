@@ -2,10 +2,13 @@
 
 Each class owns the per-pixel state its kernels in :mod:`kernels.numba_median`
 keep, and after :meth:`SlidingMedian.push` exposes the window's two middle
-order statistics as ``lo`` and ``hi`` (values plus ``off``); NumPy's median
-is their mean. :func:`make_median` validates the method and picks one for
-``'auto'``. The projector (:mod:`.numba_backend`) owns the ring of raw frames
-the methods read the leaving frame from.
+order statistics as ``lo`` and ``hi``; NumPy's median is their mean.
+:func:`make_median` validates the method and picks one for ``'auto'``
+(:func:`auto_method`). The projector (:mod:`.numba_projectors`) owns the
+ring of raw frames the methods read the leaving frame from.
+
+Two methods: the band histogram (uint8 frames; its cost does not grow with
+F) and the blocked sorted window (any dtype).
 """
 
 from __future__ import annotations
@@ -25,12 +28,18 @@ from .. import config
 # band's width (8 bins: 2550 rebuilds per 1 MP frame at F = 30 where 16
 # bins need 241).
 
-METHODS = ("auto", "band", "blocked", "histogram", "sorted")
+# A full 256-bin histogram and a scalar insertion sort were removed: 'auto'
+# never picked them, and at F = 300, where they might win, they were slower
+# (bench/bench_median.py, 512x512, one thread: 11.5 and 59 ms per frame
+# against the band's 3.2 ms on uint8; the sort 89 ms against the blocked
+# window's 24 ms on uint16). Only on int8 frames at F >~ 400, which the
+# band cannot count, did the histogram win.
+METHODS = ("auto", "band", "blocked")
 
 
 @functools.cache
 def _kernels():
-    """:mod:`kernels.numba_median`, imported on first use (cached: see numba_backend)."""
+    """:mod:`kernels.numba_median`, imported on first use (cached: see numba_projectors)."""
     from flowtrace_gpu.kernels import numba_median
 
     return numba_median
@@ -43,13 +52,30 @@ def auto_method(f: int, dtype: np.dtype) -> str:
     return "blocked"
 
 
-def make_median(method: str, f: int, npix: int, dtype: np.dtype, chunk: int,
-                hist_layout: str = "bin") -> SlidingMedian:
+def resolve_method(method: str, f: int, dtype: np.dtype) -> str:
+    """``method`` checked against the frames, with ``'auto'`` resolved.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, or the band on frames it cannot count.
+    """
+    if method not in METHODS:
+        raise ValueError(f"median must be one of {', '.join(map(repr, METHODS))}, "
+                         f"got {method!r}")
+    if method == "auto":
+        return auto_method(f, dtype)
+    if method == "band" and (dtype != np.uint8 or f > 65535):
+        raise ValueError("the band median needs uint8 frames and F <= 65535")
+    return method
+
+
+def make_median(method: str, f: int, npix: int, dtype: np.dtype, chunk: int) -> SlidingMedian:
     """The sliding-median state for windows of ``f`` frames of ``npix`` values.
 
     Parameters
     ----------
-    method : {'auto', 'band', 'blocked', 'histogram', 'sorted'}
+    method : {'auto', 'band', 'blocked'}
     f : int
         Frames per window.
     npix : int
@@ -58,25 +84,10 @@ def make_median(method: str, f: int, npix: int, dtype: np.dtype, chunk: int,
         Storage dtype of the frames.
     chunk : int
         Values per parallel task (caps the block size).
-    hist_layout : {'bin', 'pixel'}
-        Memory order of the full histogram (``'histogram'`` only).
     """
-    if method not in METHODS:
-        raise ValueError(f"median must be one of {', '.join(map(repr, METHODS))}, "
-                         f"got {method!r}")
-    if method == "auto":
-        method = auto_method(f, dtype)
-    if method == "band":
-        if dtype != np.uint8 or f > 65535:
-            raise ValueError("the band median needs uint8 frames and F <= 65535")
+    if resolve_method(method, f, np.dtype(dtype)) == "band":
         return BandMedian(f, npix, dtype, chunk)
-    if method == "histogram":
-        if dtype.itemsize != 1:
-            raise ValueError("the histogram median needs 8-bit frames")
-        return HistogramMedian(f, npix, dtype, chunk, hist_layout)
-    if method == "blocked":
-        return BlockedMedian(f, npix, dtype, chunk)
-    return SortedMedian(f, npix, dtype, chunk)
+    return BlockedMedian(f, npix, dtype, chunk)
 
 
 class SlidingMedian:
@@ -88,16 +99,12 @@ class SlidingMedian:
         The method's name.
     lo, hi : numpy.ndarray, shape (P,)
         Order statistics ``(F - 1) // 2`` and ``F // 2`` of the last window
-        pushed, as values plus ``off``.
-    off : float
-        What the stored values exceed the frame values by (128 for the
-        histogram of int8 frames, else 0).
+        pushed.
     rebuilt : int
         Pixels recounted from the ring after the first window (band only).
     """
 
     method = ""
-    off = 0.0
     rebuilt = 0
 
     def __init__(self, f: int, npix: int, dtype: np.dtype):
@@ -114,7 +121,12 @@ class SlidingMedian:
 
 
 class BandMedian(SlidingMedian):
-    """Histogram of the 16 values around each pixel's median (uint8 frames)."""
+    """Histogram of the ``band_bins`` values around each pixel's median (uint8 frames).
+
+    Attributes ``band`` (counts, ``(blocks, bins, block)``), ``base`` (each
+    pixel's first bin) and ``below`` (the window's values under ``base``)
+    are the state :func:`kernels.numba_median.band_update` keeps.
+    """
 
     method = "band"
 
@@ -143,45 +155,11 @@ class BandMedian(SlidingMedian):
             self.rebuilt += rebuilt
 
 
-class HistogramMedian(SlidingMedian):
-    """Full 256-bin histogram per pixel, pointers tracking the median (8-bit frames)."""
-
-    method = "histogram"
-
-    def __init__(self, f, npix, dtype, chunk, layout):
-        super().__init__(f, npix, dtype)
-        self.chunk = chunk
-        count_dtype = np.uint8 if f <= 255 else (np.uint16 if f <= 65535 else np.int32)
-        self.hoff = 128 if self.dtype.kind == "i" else 0
-        self.off = float(self.hoff)
-        if layout == "bin":
-            self.hist = np.zeros((256, npix), count_dtype).T
-        elif layout == "pixel":
-            self.hist = np.zeros((npix, 256), count_dtype)
-        else:
-            raise ValueError(f"hist_layout must be 'bin' or 'pixel', got {layout!r}")
-        self.lo = np.zeros(npix, np.uint8)
-        self.blo = np.zeros(npix, np.int32)
-        if self.k2 != self.k1:
-            self.hi = np.zeros(npix, np.uint8)
-            self.bhi = np.zeros(npix, np.int32)
-        else:
-            self.hi, self.bhi = self.lo, self.blo
-
-    def push(self, ring, t, x):
-        nmed, f = _kernels(), self.f
-        if t < f:
-            nmed.hist_add(x, self.hist, self.hoff, self.chunk)
-            if t == f - 1:
-                nmed.hist_init(self.hist, self.k1, self.k2, self.lo, self.blo, self.hi,
-                               self.bhi, self.chunk)
-        else:
-            nmed.hist_update(ring[t % f], x, self.hist, self.hoff, self.k1, self.k2,
-                             self.lo, self.blo, self.hi, self.bhi, self.chunk)
-
-
 class BlockedMedian(SlidingMedian):
     """The window kept sorted per pixel, blocked so that a frame is one SIMD merge.
+
+    ``srt[c, k, j]`` is the k-th smallest value of pixel ``c * block + j``'s
+    window (:func:`kernels.numba_median.blocked_update`).
 
     After :meth:`fuse`, ``push`` writes twice the ``subtract_median``
     projection to ``half`` (and per-block peaks to ``block_peak``) instead
@@ -218,26 +196,3 @@ class BlockedMedian(SlidingMedian):
         elif t >= f:
             nmed.blocked_update(ring[t % f], x, self.srt, self.k1, self.k2, self.lo, self.hi,
                                 self.scratch)
-
-
-class SortedMedian(SlidingMedian):
-    """The window kept sorted per pixel by insertion (scalar; any dtype)."""
-
-    method = "sorted"
-
-    def __init__(self, f, npix, dtype, chunk):
-        super().__init__(f, npix, dtype)
-        self.chunk = chunk
-        self.srt = np.empty((npix, f), self.dtype)
-        self.lo = np.empty(npix, self.dtype)
-        self.hi = np.empty(npix, self.dtype)
-
-    def push(self, ring, t, x):
-        nmed, f = _kernels(), self.f
-        if t < f:
-            nmed.sorted_insert(x, self.srt, t, self.chunk)
-            if t == f - 1:
-                nmed.sorted_stats(self.srt, self.k1, self.k2, self.lo, self.hi, self.chunk)
-        else:
-            nmed.sorted_update(ring[t % f], x, self.srt, self.k1, self.k2, self.lo, self.hi,
-                               self.chunk)

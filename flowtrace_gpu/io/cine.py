@@ -1,49 +1,77 @@
-"""Phantom ``.cine`` recordings (Vision Research), uncompressed only.
+"""Phantom ``.cine`` recordings (Vision Research), read one frame at a time.
 
-A minimal reader written from the documented file layout, because the
-Python readers on PyPI do not fit: ``pycine`` reads 16-bit files only,
-rescales pixels and pulls in OpenCV; PIMS' reader needs the tagged
-time-stamp blocks and brings the whole PIMS stack. Scope:
+Written from the documented file layout (field offsets as transcribed by
+PIMS and pycine). A file is a ``CINEFILEHEADER`` (44 bytes), a
+``BITMAPINFOHEADER`` (40), a ``SETUP`` block, an int64 table of image
+offsets, and per image: a ``uint32`` annotation size, the annotation (whose
+last 4 bytes give the image size), the pixels. Read here:
 
-* file header ``CINEFILEHEADER`` (44 bytes) with ``Compression == 0``
-  (gray, or color already interpolated by the camera software);
-* ``BITMAPINFOHEADER`` with ``biCompression == 0`` (not the packed 10/12-bit
-  modes) and 8 or 16 bits (gray) or 24 or 48 bits (BGR) per pixel;
-* image ``i`` at ``pImage[i]`` (int64 table at ``OffImageOffsets``): a
-  ``uint32`` annotation size, the annotation, the ``uint32`` image size,
-  the pixels, rows bottom-up (top-down where ``biHeight < 0``).
+============================  =======================  ===========================
+``Compression`` (file)        pixels (``biCompression``) frames out
+============================  =======================  ===========================
+0: gray or camera-made color   0: 8/16-bit gray,          (H, W) uint8/uint16, or
+                               24/48-bit BGR              (H, W, 3) RGB
+0: gray                        256: packed 10-bit "P10",  (H, W) uint16
+                               1024: packed 12-bit "12L"
+2: raw Bayer (``CFA`` 3-6)     any of 0 (8/16 bit), 256,  (H, W, 3) RGB, demosaiced
+                               1024                       (:mod:`~flowtrace_gpu.io.bayer`)
+============================  =======================  ===========================
 
-Pixels are returned as stored: 16-bit gray keeps the camera's values (often
-12 significant bits), color comes out RGB. Raw Bayer files
-(``Compression == 2``), JPEG-compressed and packed files are refused with a
-message suggesting an export.
+* P10 codes go through Phantom's 10 -> 12-bit linearization table
+  (:mod:`~flowtrace_gpu.io.phantom_p10`); 12L is the bit order of Photron's
+  12-bit MRAW (:func:`~flowtrace_gpu.io.packed.unpack_12bit`).
+* Unpacked (8/16/24/48-bit) frames are stored bottom-up where
+  ``biHeight > 0`` and are flipped; packed frames are stored top-down.
+* The ``CFA`` code names the Bayer pattern of the first *stored* row
+  (3 GBRG, 4 RGGB, 5 GRBG, 6 BGGR). Flipping a bottom-up frame of even height
+  puts the pattern's second row on top, so the pattern used is swapped then.
+* ``bit_depth`` is ``RealBPP`` (12 after the P10 table; None where it is
+  absent or more than the samples hold).
+
+Every offset and size in the headers is checked against the file's size
+before anything is allocated or read. JPEG-compressed files
+(``Compression == 1``), other packings and other CFA codes are refused with
+a message naming the file.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 
 import numpy as np
 
 from ..errors import FlowtraceError
+from .bayer import demosaic, swap_rows
+from .packed import unpack_10bit, unpack_12bit
+from .phantom_p10 import P10_TO_12BIT
 from .recording import RecordingSource
 
 #: ``<`` little-endian, as the format documents. Field order of CINEFILEHEADER.
 CINE_HEADER = struct.Struct("<2sHHHiIiIIIIQ")
 BITMAP_HEADER = struct.Struct("<IiiHHIIiiII")
-# SETUP fields used, as byte offsets into the packed SETUP structure (the
-# documented layout, as transcribed by PIMS); read only where ``Length`` covers them.
-_SETUP_LENGTH = 142   # uint16: bytes of SETUP present
+# SETUP fields used, as byte offsets into the packed SETUP structure; read
+# only where its ``Length`` field says they are present.
+_SETUP_LENGTH = 142     # uint16: bytes of SETUP present
 _SETUP_FRAMERATE16 = 0  # uint16: older frame-rate field
 _SETUP_FRAMERATE = 768  # uint32
+_SETUP_CFA = 808        # uint32: color filter array code
 _SETUP_REALBPP = 896    # uint32: significant bits per pixel
 
-_COMPRESSION = {1: "JPEG-compressed", 2: "raw (uninterpolated Bayer)"}
-_PACKED = {256: "packed 10-bit", 1024: "packed 12-bit"}
+_RAW_BAYER = 2
+#: biCompression -> packing, and the 16-bit containers they fill.
+_P10, _P12L = 256, 1024
+#: CFA code -> Bayer pattern of the first stored row.
+CFA_PATTERNS = {3: "GBRG", 4: "RGGB", 5: "GRBG", 6: "BGGR"}
+
+_SCOPE = (
+    "this reader takes 8/16-bit gray, 24/48-bit color, packed 10-bit (P10) or 12-bit (12L) "
+    "and raw Bayer (CFA GBRG/RGGB/GRBG/BGGR) cine files; export other kinds to TIFF in PCC"
+)
 
 
 class CineSource(RecordingSource):
-    """The frames of an uncompressed Phantom ``.cine`` file (see module notes).
+    """The frames of a Phantom ``.cine`` file (see the module notes).
 
     Parameters
     ----------
@@ -56,67 +84,118 @@ class CineSource(RecordingSource):
     fps : float or None
         Frame rate from the SETUP block.
     bit_depth : int or None
-        Significant bits per pixel (``RealBPP``), where the file gives it.
+        Significant bits per pixel (``RealBPP``; 12 for P10 files).
+    pattern : str or None
+        Bayer pattern of the frames as returned (top row first) for raw
+        Bayer files, else None.
     """
+
+    kind = "a Phantom cine"
+    fix = "the file is truncated or corrupt; copy it again from the camera or export it in PCC"
 
     def __init__(self, path, frames_to_skip: int = 1):
         super().__init__(path, frames_to_skip)
-        try:
-            with open(self.path, "rb") as fh:
-                self._parse(fh)
-        except FlowtraceError:
-            raise
-        except (OSError, struct.error, ValueError) as exc:
-            raise self._bad(f"its headers cannot be read ({exc})") from None
+        with self._opening(), open(self.path, "rb") as fh:
+            self._size = os.fstat(fh.fileno()).st_size
+            count = self._parse(fh)
+            self._image_bytes(fh, 0)  # the first image's sizes, checked before any output
+            self._set_count(count)
 
     def _bad(self, why: str) -> FlowtraceError:
-        return FlowtraceError(
-            f"cannot read {self.path} as a Phantom cine: {why}; this reader takes uncompressed "
-            "8/16-bit gray or 24/48-bit color cine files (export other kinds to TIFF in PCC)"
-        )
+        """A file of a kind this reader does not take."""
+        return FlowtraceError(f"cannot read {self.path} as a Phantom cine: {why}; {_SCOPE}")
 
-    def _parse(self, fh) -> None:
-        head = fh.read(CINE_HEADER.size)
-        if len(head) < CINE_HEADER.size or head[:2] != b"CI":
+    def _read_at(self, fh, offset: int, nbytes: int, what: str) -> bytes:
+        """``nbytes`` at ``offset``, after checking that the file holds them.
+
+        A corrupt size or offset raises ValueError, which the reader's boundary
+        (``_opening``/``_decoding``) turns into the FlowtraceError naming the file.
+        """
+        if offset < 0 or nbytes < 0 or offset + nbytes > self._size:
+            raise ValueError(
+                f"its {what} ({nbytes} bytes at offset {offset}) lies beyond the end of the "
+                f"{self._size}-byte file"
+            )
+        fh.seek(offset)
+        return fh.read(nbytes)
+
+    def _parse(self, fh) -> int:
+        head = self._read_at(fh, 0, CINE_HEADER.size, "file header")
+        if head[:2] != b"CI":
             raise self._bad("it does not start with the 'CI' signature")
         (_, _, compression, _, _, _, _, count, off_bitmap, off_setup, off_offsets, _) = \
             CINE_HEADER.unpack(head)
-        if compression in _COMPRESSION:
-            raise self._bad(f"it is {_COMPRESSION[compression]}")
-        if compression != 0:
+        if compression == 1:
+            raise self._bad("it is JPEG-compressed")
+        if compression not in (0, _RAW_BAYER):
             raise self._bad(f"unknown Compression {compression}")
-        fh.seek(off_bitmap)
-        (_, width, height, _, bits, bi_compression, _, _, _, _, _) = \
-            BITMAP_HEADER.unpack(fh.read(BITMAP_HEADER.size))
-        if bi_compression != 0:
-            kind = _PACKED.get(bi_compression, f"biCompression {bi_compression}")
-            raise self._bad(f"its pixels are {kind}")
-        if bits not in (8, 16, 24, 48):
-            raise self._bad(f"it has {bits} bits per pixel")
+        (_, width, height, _, bits, packing, _, _, _, _, _) = BITMAP_HEADER.unpack(
+            self._read_at(fh, off_bitmap, BITMAP_HEADER.size, "bitmap header"))
         if count < 1 or width < 1 or height == 0:
-            raise self._bad(f"it announces {count} images of {width}x{height}")
-        self.fps, self.bit_depth = self._setup(fh, off_setup)
-        fh.seek(off_offsets)
-        table = fh.read(8 * count)
-        if len(table) < 8 * count:
-            raise self._bad("its image offset table is cut short (truncated file)")
-        self._offsets = np.frombuffer(table, dtype="<i8")
-        self._bottom_up = height > 0
-        channels = 3 if bits in (24, 48) else 1
-        self.dtype = np.dtype(np.uint8 if bits in (8, 24) else np.uint16)
-        self.frame_shape = (abs(height), width) + ((3,) if channels == 3 else ())
-        self._row_bytes = width * bits // 8
-        self._set_count(count)
-        size = self.path.stat().st_size
-        last = int(self._offsets[-1])
-        if last + 8 + self._row_bytes * abs(height) > size:
-            raise self._bad(f"image {count - 1} lies beyond the end of the file (truncated file)")
+            raise ValueError(f"it announces {count} images of {width}x{height}")
+        self.fps, cfa, real_bpp = self._setup(fh, off_setup)
+        self._layout(compression, packing, bits, cfa, width, height)
+        # RealBPP beyond the samples' bits is a corrupt field: ignored, as where it is absent.
+        plausible = 1 <= real_bpp <= 8 * self.dtype.itemsize
+        self.bit_depth = 12 if packing == _P10 else (int(real_bpp) if plausible else None)
+        table = self._read_at(fh, off_offsets, 8 * count, "image offset table")
+        self._offsets = np.frombuffer(table, dtype="<i8").astype(np.int64)
+        # Every image's smallest extent (annotation size, image size, pixels) inside the
+        # file; compared without adding to the offsets, which may be near int64's limit.
+        past_end = (self._offsets < 0) | (self._offsets > self._size - 8 - self._pixel_bytes)
+        if past_end.any():
+            first = int(np.argmax(past_end))
+            raise ValueError(f"image {first} lies beyond the end of the file, at offset "
+                             f"{int(self._offsets[first])}")
+        return count
 
-    def _setup(self, fh, off_setup) -> tuple[float | None, int | None]:
+    def _layout(self, compression, packing, bits, cfa, width, height) -> None:
+        """Pixel storage, frame shape, dtype and Bayer pattern from the headers, or a refusal."""
+        raw_bayer = compression == _RAW_BAYER
+        rows = abs(height)
+        if packing in (_P10, _P12L):
+            if bits != 16:
+                raise self._bad(f"its packed pixels come in a {bits}-bit container, not 16")
+            self._packing = packing
+            # The bit stream's bytes; a last partial group is zero-completed on unpacking.
+            self._pixel_bytes = -(-rows * width * (10 if packing == _P10 else 12) // 8)
+            dtype, channels = np.uint16, 1
+        elif packing == 0:
+            if bits not in ((8, 16) if raw_bayer else (8, 16, 24, 48)):
+                raise self._bad(f"it has {bits} bits per pixel")
+            self._packing = 0
+            self._pixel_bytes = rows * width * bits // 8
+            dtype, channels = (np.uint8 if bits in (8, 24) else np.uint16), (3 if bits in (24, 48) else 1)
+        else:
+            raise self._bad(f"its pixels are packed as biCompression {packing}")
+        # Unpacked frames are stored bottom-up unless biHeight < 0; packed ones top-down.
+        self._bottom_up = packing == 0 and height > 0
+        self.pattern = self._bayer_pattern(cfa, width, rows) if raw_bayer else None
+        self._channels = channels
+        self._stored_shape = (rows, width) + ((3,) if channels == 3 else ())
+        self.dtype = np.dtype(dtype)
+        self.frame_shape = (rows, width, 3) if raw_bayer else self._stored_shape
+
+    def _bayer_pattern(self, cfa: int, width: int, rows: int) -> str:
+        """The pattern of the frames as returned: the CFA's, row-swapped by an even flip."""
+        if cfa & 0xFFFFFF00:
+            raise self._bad(f"its CFA code {cfa:#x} marks gray sensor areas (multi-head camera)")
+        if cfa not in CFA_PATTERNS:
+            raise self._bad(f"its raw Bayer CFA code is {cfa}, not one of 3, 4, 5, 6")
+        if rows < 2 or width < 2:
+            raise self._bad(f"its raw Bayer frames are {width}x{rows}, smaller than 2x2")
+        pattern = CFA_PATTERNS[cfa]
+        # Flipped, stored row H-1 comes first: it has the CFA's second row when H is even.
+        return swap_rows(pattern) if self._bottom_up and rows % 2 == 0 else pattern
+
+    def _setup(self, fh, off_setup) -> tuple[float | None, int, int]:
+        """Frame rate (or None), CFA code and RealBPP (0 where absent)."""
+        if off_setup < 0 or off_setup >= self._size:
+            raise ValueError(f"its SETUP offset {off_setup} lies beyond the end of the file")
         fh.seek(off_setup)
-        setup = fh.read(_SETUP_REALBPP + 4)
+        setup = fh.read(_SETUP_REALBPP + 4)  # read() stops at the end of the file
         if len(setup) < _SETUP_LENGTH + 2:
-            return None, None
+            return None, 0, 0
         length = struct.unpack_from("<H", setup, _SETUP_LENGTH)[0]
 
         def field(offset, fmt):
@@ -126,32 +205,56 @@ class CineSource(RecordingSource):
             return 0
 
         rate = field(_SETUP_FRAMERATE, "<I") or field(_SETUP_FRAMERATE16, "<H")
-        real_bpp = field(_SETUP_REALBPP, "<I")
-        return (float(rate) if rate else None), (int(real_bpp) if real_bpp else None)
+        return (float(rate) if rate else None), field(_SETUP_CFA, "<I"), field(_SETUP_REALBPP, "<I")
 
     def _open_pass(self):
         return open(self.path, "rb")  # one handle for the pass, on the reader thread
 
-    def _read_raw(self, fh, raw: int) -> np.ndarray:
-        fh.seek(int(self._offsets[raw]))
-        (annotation_size,) = struct.unpack("<I", fh.read(4))
-        fh.seek(int(self._offsets[raw]) + annotation_size - 4)
-        (image_size,) = struct.unpack("<I", fh.read(4))
-        height = self.frame_shape[0]
-        if image_size < self._row_bytes * height:
-            raise FlowtraceError(
-                f"image {raw} of {self.path} is {image_size} bytes, expected "
-                f"{self._row_bytes * height}; the file is corrupt"
-            )
-        data = fh.read(image_size)
-        if len(data) < image_size:
-            raise FlowtraceError(f"image {raw} of {self.path} is cut short; the file is truncated")
-        stride = image_size // height  # rows may be padded
-        rows = np.frombuffer(data, dtype=np.uint8, count=stride * height).reshape(height, stride)
-        pixels = rows[:, :self._row_bytes].copy().view(self.dtype.newbyteorder("<"))
-        frame = pixels.reshape(self.frame_shape).astype(self.dtype, copy=False)
+    def _image_bytes(self, fh, raw: int) -> bytes:
+        """Image ``raw``'s stored bytes, its annotation and sizes checked against the file."""
+        start = int(self._offsets[raw])
+        (annotation,) = struct.unpack("<I", self._read_at(fh, start, 4, f"image {raw} header"))
+        if annotation < 8:
+            raise ValueError(f"image {raw} has an annotation of {annotation} bytes, less than 8")
+        (image_size,) = struct.unpack(
+            "<I", self._read_at(fh, start + annotation - 4, 4, f"image {raw} size"))
+        if image_size < self._pixel_bytes:
+            raise ValueError(f"image {raw} is {image_size} bytes, expected {self._pixel_bytes}")
+        return self._read_at(fh, start + annotation, image_size, f"image {raw}")
+
+    def _pixels(self, fh, raw: int) -> np.ndarray:
+        """Image ``raw``'s samples as stored, unpacked and in top-down order."""
+        data = self._image_bytes(fh, raw)
+        image_size = len(data)
+        rows, width = self._stored_shape[:2]
+        if self._packing == _P10:
+            return unpack_10bit(data, (rows, width), P10_TO_12BIT)
+        if self._packing == _P12L:
+            return unpack_12bit(data, (rows, width))
+        stride = image_size // rows  # rows may be padded
+        row_bytes = self._pixel_bytes // rows
+        pixels = np.frombuffer(data, np.uint8, stride * rows).reshape(rows, stride)[:, :row_bytes]
+        frame = pixels.copy().view(self.dtype.newbyteorder("<")).reshape(self._stored_shape)
+        frame = frame.astype(self.dtype, copy=False)
         if self._bottom_up:
             frame = frame[::-1]
-        if frame.ndim == 3:
+        if self._channels == 3:
             frame = frame[..., ::-1]  # stored BGR
         return np.ascontiguousarray(frame)
+
+    def _read_raw(self, fh, raw: int) -> np.ndarray:
+        frame = self._pixels(fh, raw)
+        return demosaic(frame, self.pattern) if self.pattern is not None else frame
+
+    def mosaic(self, raw: int) -> np.ndarray:
+        """The Bayer mosaic of image ``raw`` (index in the file), top row first.
+
+        Unpacked, linearized (P10) and flipped (bottom-up files) but not
+        demosaiced; its pattern is :attr:`pattern`.
+        """
+        if self.pattern is None:
+            raise FlowtraceError(f"{self.path} is not a raw Bayer cine; it has no mosaic")
+        if not 0 <= raw < self.n_raw:
+            raise FlowtraceError(f"{self.path} holds images 0..{self.n_raw - 1}, not {raw}")
+        with self._decoding(raw), open(self.path, "rb") as fh:
+            return self._pixels(fh, raw)

@@ -18,6 +18,7 @@ from ..errors import FlowtraceError
 from . import suffixes
 from .grayscale import GrayscaleSource
 from .sources import FrameSource, ImageFolderSource
+from .zarr_store import ZarrSource, is_zarr_path
 
 #: Output kinds for ``open_writer(format=...)``.
 WRITER_FORMATS = ("png", "tiff", "video")
@@ -57,7 +58,9 @@ def open_source(path, frames_to_skip: int = 1, *, grayscale: bool = False,
     p = Path(path)
     if not p.exists():
         raise FlowtraceError(f"input {str(p)!r} does not exist; give {suffixes.supported_inputs()}")
-    if p.is_dir():
+    if p.is_dir() and is_zarr_path(p):  # a zarr array is a folder too
+        source = ZarrSource(p, frames_to_skip)
+    elif p.is_dir():
         source = ImageFolderSource(p, frames_to_skip, probe_workers=probe_workers)
     elif p.is_file():
         source = _open_file(p, frames_to_skip)
@@ -82,7 +85,7 @@ def _open_file(p: Path, skip: int) -> FrameSource:
 # --------------------------------------------------------------------- writers
 
 def output_kind(out, format: str | None = None) -> str:
-    """``'png'``, ``'tiff'`` (folders), ``'tiff-stack'`` or ``'video'`` for ``out``.
+    """``'png'``, ``'tiff'`` (folders), ``'tiff-stack'``, ``'video'`` or ``'zarr'`` for ``out``.
 
     A path with a known file suffix is a file; an existing folder or a path
     without a suffix is a folder. Raises FlowtraceError for anything else.
@@ -93,6 +96,11 @@ def output_kind(out, format: str | None = None) -> str:
             f"format must be one of {', '.join(map(repr, WRITER_FORMATS))} or None, got {format!r}"
         )
     suffix = suffixes.suffix(p)
+    if suffix in suffixes.ZARR:  # a folder, but one array
+        if format is not None:
+            raise FlowtraceError(
+                f"format={format!r} contradicts the output {str(p)!r} (a zarr array); drop format")
+        return "zarr"
     if p.is_dir() or (not p.exists() and suffix == ""):
         if format == "video":
             raise FlowtraceError(
@@ -168,6 +176,9 @@ def open_writer(out, names, *, format: str | None = None, fps: float | None = No
         if not rate or rate <= 0:
             raise FlowtraceError(f"fps must be > 0, got {rate!r}")
         return VideoWriter(prepare_out_file(out), len(names), rate)
+    if kind == "zarr":
+        from .zarr_store import ZarrWriter, prepare_zarr_out
+        return ZarrWriter(prepare_zarr_out(out), len(names), dtype)
     if kind == "tiff-stack":
         from .tiff_stack import TiffStackWriter
         return TiffStackWriter(prepare_out_file(out), len(names))

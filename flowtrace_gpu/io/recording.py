@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FlowtraceError
+from .boundary import reading
 from .sources import FrameSource
 
 
@@ -37,10 +38,23 @@ def require(module: str, pip_name: str, purpose: str):
         ) from None
 
 
-def first_line(exc: BaseException) -> str:
-    """An exception's message, first line only, for one-line errors."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def read_block(handle, offset: int, nbytes: int) -> np.ndarray:
+    """``nbytes`` of an unbuffered binary file from ``offset``, into a new uint8 array.
+
+    Read, not memory-mapped: the pages of a mapped file count in the
+    process's resident memory (RSS) while the mapping lives, so a long run
+    would look as large as the file to job schedulers that count RSS
+    (README, "Memory"). Raises ValueError where the file ends first.
+    """
+    block = np.empty(nbytes, np.uint8)
+    view, filled = memoryview(block), 0
+    handle.seek(offset)
+    while filled < nbytes:
+        got = handle.readinto(view[filled:])
+        if not got:
+            raise ValueError(f"the file ends {nbytes - filled} bytes short of a frame at offset {offset}")
+        filled += got
+    return block
 
 
 def frame_names(stem: str, count: int, skip: int) -> list[str]:
@@ -53,9 +67,12 @@ class RecordingSource(FrameSource):
     """One file holding many frames, addressed by raw index; every ``skip``-th is kept.
 
     Subclasses call ``super().__init__`` with the file they read, parse their
-    header, call :meth:`_set_count` with the number of frames the file holds,
-    and implement :meth:`_read_raw`; :meth:`_open_pass` opens whatever one
-    pass over the frames keeps open (a file handle), on the reader thread.
+    header inside ``with self._opening():``, call :meth:`_set_count` with the
+    number of frames the file holds, and implement :meth:`_read_raw`;
+    :meth:`_open_pass` opens whatever one pass over the frames keeps open (a
+    file handle), on the reader thread. Whatever a library raises inside
+    those becomes a FlowtraceError naming the file (and the frame), once, here
+    (see :mod:`~flowtrace_gpu.io.boundary`).
 
     Parameters
     ----------
@@ -64,22 +81,51 @@ class RecordingSource(FrameSource):
         Keep every ``frames_to_skip``-th frame, starting with the first.
     """
 
+    #: The kind of file, for messages: ``"cannot read <path> as <kind>"``.
+    kind = "a recording"
+    #: What to do about a file that cannot be opened.
+    fix = "give an intact recording"
+
     def __init__(self, path, frames_to_skip: int = 1):
         self.path = Path(path)
         self.skip = frames_to_skip
         self.description = str(self.path)
 
+    def _opening(self):
+        """The boundary around reading the file's headers."""
+        return reading(f"{self.path} as {self.kind}", self.fix)
+
+    def _decoding(self, raw: int):
+        """The boundary around decoding frame ``raw`` (index in the file)."""
+        return reading(f"frame {raw} of {self.path}",
+                       "the file may be truncated or corrupt", doing="decode")
+
     def _set_count(self, n_raw: int) -> None:
-        """Frames in the file; sets ``n_frames`` and ``names`` after skipping."""
+        """Frames in the file; sets ``n_frames`` and ``names`` after skipping.
+
+        Every frame takes at least one byte of the file, so a header claiming
+        more frames than the file has bytes is corrupt (and is refused before
+        a name is made for each).
+        """
+        size = self.path.stat().st_size
+        if not 0 <= n_raw <= size:
+            raise FlowtraceError(
+                f"{self.path} announces {n_raw} frames, which its {size} bytes cannot hold: "
+                f"its header is corrupt; {self.fix}"
+            )
         self.n_raw = int(n_raw)
         self.n_frames = len(range(0, self.n_raw, self.skip))
         self.names = frame_names(self.path.stem, self.n_raw, self.skip)
 
     def frames(self, indices):
         """Yield the frames at ``indices`` (positions after skipping), checked."""
-        with self._open_pass() as handle:
+        with contextlib.ExitStack() as stack:
+            with self._opening():
+                handle = stack.enter_context(self._open_pass())
             for i in indices:
-                frame = self._read_raw(handle, i * self.skip)
+                raw = i * self.skip
+                with self._decoding(raw):
+                    frame = self._read_raw(handle, raw)
                 self._check(frame, i)
                 yield frame
 

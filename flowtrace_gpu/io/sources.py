@@ -17,6 +17,7 @@ from .. import config
 from ..errors import FlowtraceError
 from . import suffixes
 from .images import TiffTemplate, list_images, probe_image, read_image
+from .own_files import without_own_files
 
 
 class FrameSource:
@@ -56,13 +57,16 @@ class FrameSource:
 
 
 class ImageFolderSource(FrameSource):
-    """A directory of single-frame images, in natural order.
+    """A directory of images, in natural order; a multi-page TIFF gives each of its pages.
+
+    Every file's header is read up front (all files, before skipping: pages
+    count as frames), so a stray file is reported before any output exists.
 
     Parameters
     ----------
     directory : path-like
     frames_to_skip : int
-        Keep every ``frames_to_skip``-th file, starting with the first.
+        Keep every ``frames_to_skip``-th frame (file or page), starting with the first.
     probe_workers : int
         Threads that read the file headers up front.
     """
@@ -75,58 +79,67 @@ class ImageFolderSource(FrameSource):
             raise FlowtraceError(
                 f"image_dir {str(path)!r} is not a directory; give the folder that holds the frames"
             )
-        files = list_images(path)
+        # Never a file flowtrace wrote: images, single-file outputs, temporaries.
+        files = without_own_files(list_images(path), path)
         if not files:
             raise FlowtraceError(
                 f"image_dir {str(path)!r} holds no images ({', '.join(suffixes.IMAGES)}); "
                 "point it at the folder of frames"
             )
         self.directory = path
-        self.files = files[::frames_to_skip]
-        self.n_frames = len(self.files)
-        self.names = [f.stem for f in self.files]
         self.description = str(path)
-        self._probe(probe_workers)
+        pages = self._probe(files, probe_workers)
+        # One entry per frame: (file, page); pages of a multi-page TIFF named <stem>_<page>.
+        entries = []
+        for file, count in zip(files, pages):
+            width = len(str(count - 1))
+            entries += [(file, page, file.stem if count == 1 else f"{file.stem}_{page:0{width}d}")
+                        for page in range(count)]
+        self._entries = entries[::frames_to_skip]
+        self.files = [file for file, _, _ in self._entries]
+        self.n_frames = len(self._entries)
+        self.names = [name for _, _, name in self._entries]
 
-    def _probe(self, workers: int) -> None:
-        # Read every header before any output exists, so a stray file is
-        # reported up front rather than after hours of work. Files laid out
-        # like the first TIFF are checked by their header bytes (~0.03 ms)
-        # instead of being parsed (~0.5 ms).
+    def _probe(self, files, workers: int) -> list[int]:
+        """Check every file against the first; return each file's page count."""
+        # Files laid out like the first TIFF are checked by their header bytes
+        # (~0.03 ms) instead of being parsed (~0.5 ms).
         self._template = None
-        if suffixes.suffix(self.files[0]) in suffixes.TIFF:
-            self._template = TiffTemplate.from_file(self.files[0])
+        if suffixes.suffix(files[0]) in suffixes.TIFF:
+            self._template = TiffTemplate.from_file(files[0])
         template = self._template
 
         def header(path):
             if template is not None and template.matches(path):
-                return template.shape, template.frame_dtype
+                return template.shape, template.frame_dtype, 1
             return probe_image(path)
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            headers = list(pool.map(header, self.files))
-        self.frame_shape, self.dtype = headers[0]
-        for path, (shape, dtype) in zip(self.files, headers):
+            headers = list(pool.map(header, files))
+        self.frame_shape, self.dtype, _ = headers[0]
+        for path, (shape, dtype, _) in zip(files, headers):
             if shape != self.frame_shape or dtype != self.dtype:
                 raise FlowtraceError(
-                    f"{path} is {shape} {dtype}, but {self.files[0].name} is "
+                    f"{path} is {shape} {dtype}, but {files[0].name} is "
                     f"{self.frame_shape} {self.dtype}; every frame must match the first "
                     "(move the odd file out of the folder)"
                 )
+        return [count for _, _, count in headers]
 
     def _read(self, i):
-        path = self.files[i]
-        if self._template is not None:
+        path, page, _ = self._entries[i]
+        if self._template is not None and page == 0:
             try:
                 frame = self._template.read(path)
             except OSError:
                 frame = None  # let the decoder report it
             if frame is not None:
                 return frame
-        return read_image(path)
+        return read_image(path, page, (self.frame_shape, self.dtype))
 
     def _label(self, i):
-        return str(self.files[i])
+        path, page, _ = self._entries[i]
+        return str(path) if page == 0 else f"page {page} of {path}"
 
 
 class ArraySource(FrameSource):

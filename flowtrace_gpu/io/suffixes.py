@@ -17,6 +17,8 @@ VIDEO = (".mp4", ".avi", ".mov", ".mkv")
 #: The Photron pair: pixels in ``.mraw``, header in ``.cih`` (text) or ``.cihx`` (XML).
 MRAW = (".mraw", ".cih", ".cihx")
 CINE = (".cine",)
+#: A zarr array: a folder (read by :mod:`~flowtrace_gpu.io.zarr_store`, written one image per chunk).
+ZARR = (".zarr",)
 #: Single-frame images read from a folder (a multi-page TIFF there gives all its pages).
 IMAGES = TIFF + (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -37,6 +39,7 @@ RECORDINGS = (
     Recording(VIDEO, "video", "VideoSource", f"a video ({' '.join(VIDEO)})"),
     Recording(MRAW, "mraw", "MrawSource", f"a Photron {MRAW[0]} (+{'/'.join(MRAW[1:])})"),
     Recording(CINE, "cine", "CineSource", f"a Phantom {CINE[0]}"),
+    Recording(ZARR, "zarr_store", "ZarrSource", f"a zarr array ({ZARR[0]})"),
 )
 
 #: Single-file outputs: writer kind -> suffixes.
@@ -75,5 +78,6 @@ def supported_outputs() -> str:
     """Every output flowtrace_gpu writes, for error messages."""
     return (
         f"a folder (PNG images, or TIFF with format='tiff'), a {'/'.join(TIFF)} file "
-        f"(one multi-page TIFF) or a video file ({' '.join(VIDEO)}, H.264)"
+        f"(one multi-page TIFF), a video file ({' '.join(VIDEO)}, H.264) or a zarr array "
+        f"({ZARR[0]})"
     )

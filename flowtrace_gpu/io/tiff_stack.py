@@ -1,8 +1,12 @@
 """Multi-page TIFF and ImageJ stacks: one file, many frames (read and write).
 
-Reading memory-maps the pixel data where the file allows it (uncompressed,
-contiguous, as ImageJ and most cameras write) and otherwise decodes one page
-per frame; a stack is never loaded whole.
+Where the pixel data lie uncompressed in one block (as ImageJ and most
+cameras write), each frame is read from its offset straight into a new
+array; otherwise one page is decoded per frame. A stack is never loaded
+whole, and never memory-mapped: pages of a mapped file count in the
+process's resident memory (RSS) for as long as the mapping lives, which
+makes a long run look as large as the file to a job scheduler that counts
+RSS, though the process itself holds only the window (README, "Memory").
 """
 
 from __future__ import annotations
@@ -15,12 +19,10 @@ import numpy as np
 
 from ..errors import FlowtraceError
 from . import suffixes
-from .recording import RecordingSource
-from .recording import first_line as _reason
+from .images import TIME_SERIES_HINT, check_tiff_extent, read_tiff_page, tiff_layout, tiff_samples
+from .recording import RecordingSource, read_block
 from .writers import StreamedFileWriter, write_atomically
 
-#: Axis letters tifffile uses for the pixels of one frame.
-_SPATIAL = ("Y", "X", "S")
 # Above this a classic TIFF's 32-bit offsets overflow: switch to BigTIFF.
 _CLASSIC_LIMIT = 2**32 - 2**25
 
@@ -28,10 +30,12 @@ _CLASSIC_LIMIT = 2**32 - 2**25
 class TiffStackSource(RecordingSource):
     """The frames of one multi-page TIFF or ImageJ hyperstack.
 
-    Frames run along the one non-spatial axis of the file's first series
-    (T, Z, C or tifffile's I/Q for plain page sequences); a hyperstack with
-    two such axes longer than 1 (e.g. T and Z) is refused, as its frame order
-    would be a guess.
+    Frames run along the one axis of the file's first series outside its
+    pages (T, Z, C or tifffile's I/Q for plain page sequences); a hyperstack
+    with two such axes longer than 1 (e.g. T and Z) is refused, as its frame
+    order would be a guess, and so are pages whose samples are neither gray
+    nor RGB (e.g. a plain (N, 4, H, W) array). Pixels mean what
+    :mod:`~flowtrace_gpu.io.images` defines (alpha dropped, palette as RGB...).
 
     Parameters
     ----------
@@ -40,93 +44,95 @@ class TiffStackSource(RecordingSource):
         Keep every ``frames_to_skip``-th frame, starting with the first.
     """
 
+    kind = "a TIFF stack"
+    fix = f"give an intact {'/'.join(suffixes.TIFF)} file (multi-page or ImageJ stack)"
+
     def __init__(self, path, frames_to_skip: int = 1):
+        super().__init__(path, frames_to_skip)
+        with self._opening():
+            self._parse()
+
+    def _parse(self) -> None:
         import tifffile
 
-        super().__init__(path, frames_to_skip)
-        try:
-            with tifffile.TiffFile(self.path) as tif:
-                series = tif.series[0]
-                shape, axes = tuple(series.shape), series.axes
-                dtype = np.dtype(series.dtype)
-                n_pages = len(series.pages)
-        except Exception as exc:
-            raise _unreadable(self.path, exc) from None
-        n_lead = len(axes.rstrip("".join(_SPATIAL)))
-        lead, frame_shape = shape[:n_lead], shape[n_lead:]
+        with tifffile.TiffFile(self.path) as tif:
+            # The first page's header, checked before tifffile's series arithmetic uses it.
+            check_tiff_extent(tif.pages[0], self.path, 0)
+            series = tif.series[0]
+            shape, axes = tuple(series.shape), series.axes
+            n_pages = len(series.pages)
+            self._page = series.pages[0]
+            # Pages written one by one can make one series each: then every page is a frame.
+            self._every_page = len(tif.series) > 1
+            if self._every_page:
+                shape, axes, n_pages = self._pages_alike(tif)
+            # Frame shape and dtype as images.py defines them (alpha dropped, 1-bit 0/255...).
+            frame_shape, dtype, plain = tiff_layout(self._page, self.path, 0)
+            # Palette, min-is-white, CMYK pages are decoded one by one through Pillow.
+            block = series.dataoffset if plain and not self._every_page else None
+            stored = np.dtype(tif.byteorder + self._page.dtype.char)
+        n_lead = len(axes) - len(self._page.axes)
+        lead = shape[:n_lead]
         long_axes = [a for a, n in zip(axes[:n_lead], lead) if n > 1]
         if len(long_axes) > 1:
             raise FlowtraceError(
-                f"{self.path} is a hyperstack with axes {axes} {shape}: more than one of "
-                f"{', '.join(long_axes)} is longer than 1, so the frame order is ambiguous; "
-                "save the time series alone (e.g. ImageJ: Image > Hyperstacks > Reduce Dimensionality)"
+                f"{self.path} has axes {axes} {shape}: more than one of {', '.join(long_axes)} "
+                f"is longer than 1, so the frame order is ambiguous; {TIME_SERIES_HINT} "
+                "(ImageJ: Image > Hyperstacks > Reduce Dimensionality)"
             )
-        if axes[n_lead:] == "SYX":  # planar RGB: one plane per color
-            frame_shape = frame_shape[1:] + frame_shape[:1]
-            self._planar = True
-        else:
-            self._planar = False
         self._set_count(math.prod(lead))
         self.frame_shape = tuple(frame_shape)
-        self.dtype = dtype.newbyteorder("=")
-        self._memmap = self._try_memmap(tifffile)
-        if self._memmap is None and n_pages != self.n_raw:
+        self.dtype = dtype
+        self._block = None if block is None else self._check_block(int(block), stored)
+        if self._block is None and n_pages != self.n_raw:
             raise FlowtraceError(
                 f"{self.path} holds {n_pages} pages for {self.n_raw} frames of {axes} {shape}; "
                 "only stacks with one page per frame are read page by page "
                 "(save it uncompressed, or as one page per frame)"
             )
+        if self._block is None:
+            # Decode the first page now: a codec or bit depth that cannot be decoded here
+            # fails before any output exists.
+            with self._open_pass() as handle:
+                self._read_raw(handle, 0)
 
-    def _try_memmap(self, tifffile):
-        # Uncompressed contiguous data: map it, decode nothing.
-        try:
-            mapped = tifffile.memmap(self.path, mode="r")
-        except ValueError as exc:
-            if "memory-mappable" in str(exc):
-                return None  # compressed or scattered: read page by page
-            raise _unreadable(self.path, exc) from None  # e.g. shorter than its header says
-        except Exception as exc:
-            raise _unreadable(self.path, exc) from None
-        planes = mapped.reshape((self.n_raw,) + tuple(mapped.shape[mapped.ndim - len(self.frame_shape):]))
-        return planes
+    def _pages_alike(self, tif) -> tuple[tuple, str, int]:
+        """Shape, axes and count of a file's pages as one stack, if they all match the first."""
+        first = tif.pages[0]
+        for index, page in enumerate(tif.pages):
+            if page.shape != first.shape or page.dtype != first.dtype:
+                raise FlowtraceError(
+                    f"{self.path} holds {len(tif.series)} series whose pages differ (page {index} "
+                    f"is {page.shape} {page.dtype}, page 0 {first.shape} {first.dtype}), so which "
+                    f"are frames is unknown; {TIME_SERIES_HINT}"
+                )
+        return (len(tif.pages),) + tuple(first.shape), "I" + first.axes, len(tif.pages)
+
+    def _check_block(self, offset: int, stored: np.dtype) -> tuple[int, int, np.dtype]:
+        """(offset, bytes per frame, stored dtype) of contiguous pixels the file holds whole."""
+        frame_bytes = math.prod(self._page.shape) * stored.itemsize
+        size = self.path.stat().st_size
+        if offset < 0 or offset + self.n_raw * frame_bytes > size:
+            raise ValueError(
+                f"its {self.n_raw} frames of {frame_bytes} bytes from offset {offset} pass the "
+                f"end of the {size}-byte file"
+            )
+        return offset, frame_bytes, stored
 
     def _open_pass(self):
-        if self._memmap is not None:
-            return super()._open_pass()
+        if self._block is not None:
+            return open(self.path, "rb", buffering=0)  # unbuffered: readinto fills the frame
         import tifffile
 
-        # One open file for the whole pass, on the reader thread.
-        try:
-            return tifffile.TiffFile(self.path)
-        except Exception as exc:
-            raise _unreadable(self.path, exc) from None
+        return tifffile.TiffFile(self.path)  # one open file for the whole pass
 
-    def _read_raw(self, tif, raw):
-        if tif is None:
-            # A copy, so the page faults happen here on the reader thread, not in compute.
-            return self._orient(np.array(self._memmap[raw]))
-        try:
-            frame = tif.series[0].pages[raw].asarray()
-        except Exception as exc:
-            raise FlowtraceError(
-                f"cannot decode page {raw} of {self.path} ({_reason(exc)}); "
-                "the file may be truncated or corrupt"
-            ) from None
-        return self._orient(frame)
-
-    def _orient(self, frame):
-        if self._planar:
-            frame = np.moveaxis(frame, 0, -1)
-        if not frame.dtype.isnative:
-            frame = frame.astype(self.dtype)
-        return frame
-
-
-def _unreadable(path: Path, exc: BaseException) -> FlowtraceError:
-    return FlowtraceError(
-        f"cannot read {path} as a TIFF stack ({_reason(exc)}); "
-        f"give an intact {'/'.join(suffixes.TIFF)} file (multi-page or ImageJ stack)"
-    )
+    def _read_raw(self, handle, raw):
+        if self._block is not None:
+            offset, frame_bytes, stored = self._block
+            block = read_block(handle, offset + raw * frame_bytes, frame_bytes)
+            return tiff_samples(block.view(stored).reshape(self._page.shape), self._page)
+        index = raw if self._every_page else handle.series[0].pages[raw].index
+        return read_tiff_page(handle, self.path, index, (self.frame_shape, self.dtype))
 
 
 def _photometric(image: np.ndarray) -> str:

@@ -17,7 +17,6 @@ import numpy as np
 from ..errors import FlowtraceError
 from . import suffixes
 from .recording import RecordingSource, require
-from .recording import first_line as _reason
 from .writers import StreamedFileWriter
 
 
@@ -54,25 +53,28 @@ class VideoSource(RecordingSource):
         The stream's average frame rate.
     """
 
+    kind = "a video"
+    fix = f"give an intact {suffixes.spoken(suffixes.VIDEO)} file"
+
     def __init__(self, path, frames_to_skip: int = 1):
         av = _av()
         super().__init__(path, frames_to_skip)
-        try:
+        with self._opening():
             with av.open(str(self.path)) as container:
                 if not container.streams.video:
                     raise FlowtraceError(
                         f"{self.path} has no video stream; give a video file ({' '.join(suffixes.VIDEO)})"
                     )
                 stream = container.streams.video[0]
+                if stream.codec_context is None:
+                    raise ValueError("its video stream has no codec FFmpeg knows")
                 rate = stream.average_rate or stream.guessed_rate
                 self.fps = float(rate) if rate else None
                 self._format, self.dtype = _decode_format(stream.codec_context.pix_fmt)
                 n_raw = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
-            first = next(self._decode(), None)
-        except FlowtraceError:
-            raise
-        except Exception as exc:
-            raise _unreadable(self.path, exc) from None
+            decoder = self._decode()
+            first = next(decoder, None)
+            decoder.close()
         if first is None or n_raw == 0:
             raise FlowtraceError(f"{self.path} holds no decodable video frames; give a video with frames")
         self._set_count(n_raw)
@@ -94,10 +96,13 @@ class VideoSource(RecordingSource):
             for i in indices:
                 raw = i * self.skip
                 if decoder is None or raw < position:  # start, or seek back by restarting
+                    if decoder is not None:
+                        decoder.close()
                     decoder, position = self._decode(), 0
                 frame = None
                 while position <= raw:
-                    frame = next(decoder, None)
+                    with self._decoding(position):
+                        frame = next(decoder, None)
                     if frame is None:
                         raise FlowtraceError(
                             f"{self.path} ended after {position} frames, but its header announced "
@@ -106,23 +111,9 @@ class VideoSource(RecordingSource):
                     position += 1
                 self._check(frame, i)
                 yield frame
-        except FlowtraceError:
-            raise
-        except Exception as exc:
-            raise FlowtraceError(
-                f"cannot decode frame {position} of {self.path} ({_reason(exc)}); "
-                "the file may be truncated or corrupt"
-            ) from None
         finally:
             if decoder is not None:
                 decoder.close()
-
-
-def _unreadable(path: Path, exc: BaseException) -> FlowtraceError:
-    return FlowtraceError(
-        f"cannot open {path} as a video ({_reason(exc)}); "
-        f"give an intact {suffixes.spoken(suffixes.VIDEO)} file"
-    )
 
 
 def check_video_dtype(dtype, out) -> None:

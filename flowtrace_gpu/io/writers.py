@@ -3,8 +3,9 @@
 A writer receives ``write(index, image)`` calls, from several threads at
 once when its ``parallel`` attribute is true, else from one thread in index
 order; ``close()`` returns the result and ``abort()`` cleans up after an
-error. Each file is written under a temporary name and renamed into place,
-so an interrupted run never leaves a half-written image. Single-file
+error. Each file is written under a temporary name
+(:func:`flowtrace_gpu.io.own_files.temp_path`) and renamed into place, so an
+interrupted run never leaves a half-written image. Single-file
 writers (TIFF stack, video) live with their formats and are chosen by
 :func:`flowtrace_gpu.io.formats.open_writer`.
 """
@@ -20,6 +21,7 @@ import numpy as np
 
 from .. import config
 from ..errors import FlowtraceError
+from .own_files import temp_path
 from .png import png_parts
 
 
@@ -68,13 +70,13 @@ class PartialFile:
 
     If the owner is dropped (or the interpreter exits) before ``commit``, the
     temporary file is removed, so a failed run never leaves a half-written
-    output. The temporary name keeps ``path``'s suffix (encoders pick the
-    container from it) and starts with a dot.
+    output. The temporary name (:func:`~flowtrace_gpu.io.own_files.temp_path`)
+    keeps ``path``'s suffix, as encoders pick the container from it.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.part{self.path.suffix}")
+        self.tmp = temp_path(self.path, keep_suffix=True)
         self._finalizer = weakref.finalize(self, _remove, self.tmp)
 
     def commit(self) -> Path:
@@ -163,7 +165,7 @@ class StreamedFileWriter:
 
 def write_atomically(path: Path, data) -> None:
     """Write ``data`` (bytes, or a list of buffers) to ``path`` via a temporary file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = temp_path(path)
     try:
         with open(tmp, "wb") as fh:
             if isinstance(data, list):
