@@ -23,14 +23,11 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_median import (
-    _band_finish,
-    _band_prep,
-    _band_rebuild,
-    _band_row,
     _last_row,
     _merge_block,
     _merge_row,
     _min_row,
+    band_block,
 )
 
 #: Block modes.
@@ -157,28 +154,8 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
         hi_c = hi[first:first + m]
         idx = bad[c]
         if mode[c] == BAND:
-            s = band[c]
-            if build:
-                for j in range(m):
-                    idx[j] = j
-                nbad = m
-            else:
-                sb = scratch[c]
-                cs = csum[c]
-                _band_prep(ring[skip, first:first + m], xv, bs, bl, sb[0], sb[1], cs,
-                           sb[2], sb[3], ct, m)
-                for k in range(nk):
-                    _band_row(s[k], np.uint8(k), sb[0], sb[1], cs, sb[2], sb[3], ct(k1),
-                              ct(k2), ct, m)
-                fl = sb[4]
-                nbad = _band_finish(bs, bl, cs, sb[2], sb[3], lo_c, hi_c, fl, k1, k2, m)
-                if nbad:
-                    i = 0
-                    for j in range(m):
-                        idx[i] = j
-                        i += fl[j]
-            if nbad:
-                _band_rebuild(ring, skip, xv, first, idx, nbad, bs, bl, s, lo_c, hi_c, k1, k2)
+            nbad = band_block(ring, skip, xv, first, m, band[c], bs, bl, lo_c, hi_c,
+                              scratch[c], csum[c], idx, k1, k2, ct, build)
             if not build:
                 moved[c, 0] += nbad
                 rate[c] += alpha * (nbad / m - rate[c])
@@ -202,9 +179,7 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
             moved[c, 0] += nmoved
             rate[c] += alpha * (nmoved / m - rate[c])
             if band_cost(rate[c], f, costs) * tol < sc:
-                for j in range(m):
-                    idx[j] = j
-                _band_rebuild(ring, skip, xv, first, idx, m, bs, bl, band[c], lo_c, hi_c,
-                              k1, k2)
+                band_block(ring, skip, xv, first, m, band[c], bs, bl, lo_c, hi_c,
+                           scratch[c], csum[c], idx, k1, k2, ct, True)
                 mode[c] = BAND
                 moved[c, 1] += 1

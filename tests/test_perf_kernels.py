@@ -54,10 +54,9 @@ def stream(state, frames):
     f = plan.frames_to_merge
     images = []
     for t, frame in enumerate(frames):
-        flat = np.ascontiguousarray(frame).reshape(-1).astype(state.xdtype, copy=False)
-        image = state.push(flat, t >= f - 1)
+        state.push(np.ascontiguousarray(frame).reshape(-1).astype(state.xdtype, copy=False))
         if t >= f - 1:
-            images.append(image.reshape(plan.out_shape))
+            images.append(state.image().reshape(plan.out_shape))
     return images
 
 

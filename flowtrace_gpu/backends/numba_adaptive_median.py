@@ -16,6 +16,7 @@ import functools
 import numpy as np
 
 from .. import config
+from .numba_median_state import SlidingMedian
 
 #: The cost model, per pixel per frame, in nanoseconds on one thread of the
 #: development machine (bench/bench_median.py, README "Performance"): the
@@ -47,7 +48,7 @@ def band_can_win(f: int, bins: int = 16) -> bool:
     return band * config.get("median_switch") < COSTS["sorted"] + COSTS["sorted_f"] * f
 
 
-class AdaptiveMedian:
+class AdaptiveMedian(SlidingMedian):
     """Band histogram or blocked sorted window per block, switching as the data asks.
 
     Parameters
@@ -72,20 +73,18 @@ class AdaptiveMedian:
         Each block's method (0 band, 1 sorted).
     rebuilt : int
         Pixels recounted by the band, or whose band would have moved in
-        sorted blocks, after the first window.
+        sorted blocks, after the first window (a property here).
     switches : int
         Blocks that changed method.
     """
 
     method = "adaptive"
-    off = 0.0
 
     def __init__(self, f: int, npix: int, block: int | None = None, bins: int | None = None,
                  start: str | None = None):
         if not 1 <= f <= 65535:
             raise ValueError(f"the adaptive median needs 1 <= F <= 65535, got {f}")
-        self.f, self.npix = f, npix
-        self.k1, self.k2 = (f - 1) // 2, f // 2
+        super().__init__(f, npix, np.uint8)
         block = max(1, min(int(block or config.get("median_block")), npix))
         nblocks = -(-npix // block)
         nk = bins or (8 if f >= NARROW_BAND_MIN_F else 16)

@@ -273,15 +273,14 @@ class BruteColor(_CertifiedColor):
         self.sc_best = np.zeros((threads, 6, self.block), np.float32)
         self.sc_cols = np.zeros((threads, 3, self.block), np.uint8)
 
-    def push(self, x, project: bool):
-        """Add frame ``x`` (flat, storage dtype); return the flat image when ``project``.
+    def push(self, x) -> None:
+        """Add frame ``x`` (flat, storage dtype)."""
+        self._enter(x)
 
-        The image has ``npix * ncol`` uint8 values (value p, column c at
-        ``p * ncol + c``).
-        """
-        t = self._enter(x)
-        if not project:
-            return None
+    def image(self) -> np.ndarray:
+        """The last window's image, a new flat array of ``npix * ncol`` uint8 values
+        (value p, column c at ``p * ncol + c``)."""
+        t = self.count - 1
         scale, margins = self._scale(t, self.delta)
         out = np.empty(self.npix * self.ncol, np.uint8)
         _kernels().color_brute(self.ring, t, self.w32, self.w64, self.per_value, scale,
@@ -347,6 +346,7 @@ class RecordsColor(_CertifiedColor):
         self.lossy = np.full(n, -1, np.int64)
         self.blk_lossy = np.full(nblocks, -1, np.int64)
         self.tags = np.zeros(3, self.tdtype)
+        self._image = self._last = None
         threads = self._threads()
         self.sc_mask = np.zeros((threads, 2, block), self.xdtype)
         self.sc_flags = np.zeros((threads, block), np.uint8)
@@ -357,9 +357,11 @@ class RecordsColor(_CertifiedColor):
     def overflows(self) -> int:
         return int(self.counts[1])
 
-    def push(self, x, project: bool):
-        """As :meth:`BruteColor.push`."""
+    def push(self, x) -> None:
+        """Add frame ``x`` (flat, storage dtype); once the window is full this
+        also forms its image, while each block's candidates are in cache."""
         t = self._enter(x)
+        project = t >= self.f - 1
         self.tags[:] = (self.f - 1, 1, t % self.f)
         out = np.empty(self.npix * self.ncol if project else 0, np.uint8)
         scale, margins = (self._scale(t, self.delta) if project
@@ -370,7 +372,17 @@ class RecordsColor(_CertifiedColor):
             self.bl_val, self.bl_off, self.bl_rows, self.bl_cnt, self.pm,
             self.a_val, self.a_pos, self.lossy, self.blk_lossy, scale, margins, out, project,
             self.counts, self.sc_mask, self.sc_flags, self.sc_best, self.sc_cols, self.srows)
-        return out if project else None
+        self._image = out if project else None
+
+    def image(self) -> np.ndarray:
+        """As :meth:`BruteColor.image` (formed by :meth:`push`; a copy if asked twice)."""
+        image, self._image = self._image, None
+        if image is None:
+            if self._last is None:
+                raise RuntimeError("image() needs a full window of frames")
+            return self._last.copy()
+        self._last = image
+        return image
 
 
 def make_color(plan, method: str = "auto", block: int = 1024):
