@@ -88,6 +88,17 @@ SETTINGS: dict[str, Setting] = {
     "band_bins": Setting(
         16, "bins per pixel around the median in the band histogram",
         env="FLOWTRACE_BAND_BINS", minimum=1, maximum=256),
+    # The adaptive median switches a block of pixels to the other method
+    # when its cost model says that one is cheaper by more than this factor.
+    "median_switch": Setting(
+        1.3, "factor by which the other sliding-median method must be cheaper for a block of "
+        "pixels to switch to it (uint8, 'auto')", env="FLOWTRACE_MEDIAN_SWITCH",
+        minimum=1.0, maximum=100.0),
+    # Measured crossover of the brute-force and the records color paths
+    # (bench/bench_kernels.py): records cost about the same at every F.
+    "color_records_min_f": Setting(
+        40, "shortest window for which 'auto' takes the records color path (color_series, "
+        "fade_tails)", env="FLOWTRACE_COLOR_RECORDS_MIN_F", minimum=1, maximum=65535),
     # 3 accumulators and one row of float64 per pixel in 32 KiB of L1 cache.
     "numba_weight_block": Setting(
         1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails)",

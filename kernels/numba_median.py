@@ -420,35 +420,37 @@ def band_update(ring, skip, xnew, band, base, below, k1, k2, lo, hi, scratch, cs
     for c in prange(nblocks):
         first = c * bsize
         m = min(bsize, n - first)
-        xv = xnew[first:first + m]
-        bs = base[first:first + m]
-        bl = below[first:first + m]
-        lo_c = lo[first:first + m]
-        hi_c = hi[first:first + m]
-        idx = bad[c]
-        s = band[c]
-        if rebuild_all:
-            for j in range(m):
-                idx[j] = j
-            nbad = m
-        else:
-            sc = scratch[c]
-            cs = csum[c]
-            _band_prep(ring[skip, first:first + m], xv, bs, bl, sc[0], sc[1], cs,
-                       sc[2], sc[3], ct, m)
-            # One bin per call: fusing four bins per pass ran 1.6x faster in
-            # L1 but 10 % slower here, where the pass is memory-bound.
-            for k in range(s.shape[0]):
-                _band_row(s[k], np.uint8(k), sc[0], sc[1], cs, sc[2], sc[3], ct(k1), ct(k2),
-                          ct, m)
-            fl = sc[4]
-            nbad = _band_finish(bs, bl, cs, sc[2], sc[3], lo_c, hi_c, fl, k1, k2, m)
-            if nbad:
-                i = 0
-                for j in range(m):
-                    idx[i] = j
-                    i += fl[j]
-        if nbad:
-            _band_rebuild(ring, skip, xv, first, idx, nbad, bs, bl, s, lo_c, hi_c, k1, k2)
-        rebuilt[c] = nbad
+        rebuilt[c] = band_block(ring, skip, xnew[first:first + m], first, m, band[c],
+                                base[first:first + m], below[first:first + m],
+                                lo[first:first + m], hi[first:first + m], scratch[c], csum[c],
+                                bad[c], k1, k2, ct, rebuild_all)
     return rebuilt.sum()
+
+
+@njit(cache=True, nogil=True)
+def band_block(ring, skip, xv, first, m, s, bs, bl, lo_c, hi_c, sc, cs, idx, k1, k2, ct,
+               rebuild_all):
+    """One block of :func:`band_update` (pixels ``first .. first + m - 1``; the
+    arguments are that block's slices). Returns the pixels rebuilt."""
+    if rebuild_all:
+        for j in range(m):
+            idx[j] = j
+        nbad = m
+    else:
+        _band_prep(ring[skip, first:first + m], xv, bs, bl, sc[0], sc[1], cs,
+                   sc[2], sc[3], ct, m)
+        # One bin per call: fusing four bins per pass ran 1.6x faster in
+        # L1 but 10 % slower here, where the pass is memory-bound.
+        for k in range(s.shape[0]):
+            _band_row(s[k], np.uint8(k), sc[0], sc[1], cs, sc[2], sc[3], ct(k1), ct(k2),
+                      ct, m)
+        fl = sc[4]
+        nbad = _band_finish(bs, bl, cs, sc[2], sc[3], lo_c, hi_c, fl, k1, k2, m)
+        if nbad:
+            i = 0
+            for j in range(m):
+                idx[i] = j
+                i += fl[j]
+    if nbad:
+        _band_rebuild(ring, skip, xv, first, idx, nbad, bs, bl, s, lo_c, hi_c, k1, k2)
+    return nbad

@@ -190,7 +190,7 @@ def check_median_state(median, window):
     if median.method == "blocked":  # every row of the window sorted, not just the middle
         rows = median.srt.transpose(1, 0, 2).reshape(f, -1)[:, :npix]
         np.testing.assert_array_equal(rows, np.sort(window, axis=0))
-    else:  # the band: counts of each of its bins, and of the values below it
+    elif median.method == "band":  # the band: counts of each of its bins, and below it
         base = median.base.astype(np.int64)
         np.testing.assert_array_equal(median.below, (window < base).sum(0))
         bins = median.band.shape[1]
@@ -202,7 +202,7 @@ def check_median_state(median, window):
 @pytest.mark.parametrize("f", [1, 2, 3, 4, 9])
 @pytest.mark.parametrize("method,dtype", [
     ("blocked", np.uint8), ("blocked", np.int8), ("blocked", np.uint16),
-    ("blocked", np.float32), ("band", np.uint8)])
+    ("blocked", np.float32), ("band", np.uint8), ("adaptive", np.uint8)])
 def test_median_states_track_the_window(f, method, dtype):
     rng = np.random.default_rng(f)
     for style in ("full", "narrow"):
@@ -249,17 +249,18 @@ def test_band_median_wide_counts():
 
 
 def test_auto_median_choice():
-    """Blocked sorted window, except uint8 frames over long windows (band)."""
+    """Blocked sorted window, except uint8 frames over long windows (adaptive per block)."""
     short, long = config.get("median_band_min_f") - 1, config.get("median_band_min_f")
     u8, u16 = np.dtype(np.uint8), np.dtype(np.uint16)
     assert resolve_method("auto", short, u8) == resolve_method("auto", long, u16) == "blocked"
     assert resolve_method("auto", long, np.dtype(np.float32)) == "blocked"
     assert resolve_method("auto", long, np.dtype(np.int8)) == "blocked"
-    assert resolve_method("auto", long, u8) == resolve_method("auto", 300, u8) == "band"
+    assert resolve_method("auto", long, u8) == resolve_method("auto", 300, u8) == "adaptive"
     plan = TracePlan(long, (2, 3), np.uint8, TraceOptions(subtract_median=True))
-    assert npj.make_projector(plan).median.method == "band"
-    with pytest.raises(ValueError, match="band median needs uint8"):
-        make_median("band", 3, 6, u16, 4)
+    assert npj.make_projector(plan).median.method == "adaptive"
+    for method in ("band", "adaptive"):
+        with pytest.raises(ValueError, match=f"{method} median needs uint8"):
+            make_median(method, 3, 6, u16, 4)
     for gone in ("histogram", "sorted", "nope"):
         with pytest.raises(ValueError, match="median must be"):
             resolve_method(gone, 3, u8)
@@ -340,6 +341,7 @@ def test_half_projection_matches_float_projection(dtype):
 
 T = TraceOptions
 BAND_F = config.get("median_band_min_f")
+RECORDS_F = config.get("color_records_min_f")
 FIXED = {"scaling": "fixed", "peak": 97.5}
 #: (F, dtype, options, plan extras, median method, the class choose_projector picks)
 DECISIONS = [
@@ -380,11 +382,23 @@ DECISIONS = [
     # uint32 differences are computed in float64: not exact after a shift
     (4, np.uint32, T(take_diff=True, subtract_median=True, invert_color=True), {}, "auto",
      npj.PerWindowProjector),
-    (4, np.uint8, T(color_series=True), {}, "auto", npj.WeightedProjector),
+    (BAND_F, np.uint8, T(subtract_median=True), {}, "adaptive", npj.HalfUnitProjector),
+    # weights alone on unsigned frames: the certified float32 paths (records from F =
+    # color_records_min_f for monotone ramps and fades, else brute force)
+    (4, np.uint8, T(color_series=True), {}, "auto", npj.CertifiedColorProjector),
+    (RECORDS_F, np.uint16, T(fade_tails=True), FIXED, "auto", npj.CertifiedColorProjector),
+    (4, np.bool_, T(color_series=True, colormap="viridis"), {}, "auto",
+     npj.CertifiedColorProjector),
+    (RECORDS_F, np.uint8, T(color_series=True, fade_tails=True), {}, "auto",
+     npj.CertifiedColorProjector),
+    # the exact float64 pass: steps before the weights, signed or float values, raw output
     (4, np.uint16, T(fade_tails=True, invert_color=True, subtract_median=True), FIXED, "auto",
      npj.WeightedProjector),
     (4, np.float32, T(color_series=True, take_diff=True, subtract_median=True), {}, "auto",
      npj.WeightedProjector),
+    (4, np.int8, T(color_series=True), {}, "auto", npj.WeightedProjector),
+    (4, np.uint8, T(fade_tails=True, invert_color=True), {}, "auto", npj.WeightedProjector),
+    (4, np.uint8, T(color_series=True, normalize="none"), {}, "auto", npj.WeightedProjector),
 ]
 
 
@@ -466,7 +480,7 @@ def cases(draw):
     chunk = draw(st.sampled_from([1, 2, 3, 5, 8192]))
     median = "auto"
     if opts.subtract_median:
-        methods = ["band"] if np.dtype(dtype) == np.uint8 else []
+        methods = ["band", "adaptive"] if np.dtype(dtype) == np.uint8 else []
         median = draw(st.sampled_from(methods + ["blocked", "auto"]))
     seed = draw(st.integers(0, 2 ** 32 - 1))
     return TracePlan(f, shape, dtype, opts, **scaling), n, style, chunk, median, seed
@@ -506,10 +520,12 @@ def test_diff_order_two_with_shifts_is_exact():
         check_projector(proj, make_frames(rng, 14, (4, 3), dtype))
 
 
-def test_weighted_pass_any_block_size(monkeypatch):
-    """The weighted pass's cache block (numba_weight_block): any size, the same bytes."""
-    plan = TracePlan(3, (5, 7), np.uint8, TraceOptions(color_series=True))
-    frames = make_frames(np.random.default_rng(4), 6, (5, 7), np.uint8)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_weighted_pass_any_block_size(monkeypatch, dtype):
+    """The weighted passes' cache block (numba_weight_block): any size, the same bytes
+    (uint8: the certified float32 path; float32: the exact float64 pass)."""
+    plan = TracePlan(3, (5, 7), dtype, TraceOptions(color_series=True))
+    frames = make_frames(np.random.default_rng(4), 6, (5, 7), dtype)
     for block in (1, 3, 1024):
         monkeypatch.setitem(config.SETTINGS, "numba_weight_block",
                             config.Setting(block, "test"))

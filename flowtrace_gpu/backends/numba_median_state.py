@@ -8,7 +8,9 @@ order statistics as ``lo`` and ``hi``; NumPy's median is their mean.
 ring of raw frames the methods read the leaving frame from.
 
 Two methods: the band histogram (uint8 frames; its cost does not grow with
-F) and the blocked sorted window (any dtype).
+F) and the blocked sorted window (any dtype); and on uint8 frames over
+longer windows, 'auto' takes :class:`~.numba_adaptive_median.AdaptiveMedian`,
+which runs one or the other per block of pixels, as the data asks.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from .. import config
 # sorted window and the band histogram (layouts (nblocks, rows, block),
 # capped by the projector's chunk; 512-8192 measured within noise, 1024
 # keeps a block's row in L1); "median_band_min_f", the shortest window for
-# which 'auto' takes the band histogram on uint8 frames (the measured
-# crossover, bench/bench_median.py, README "Performance"); "band_bins", the
-# band's width (8 bins: 2550 rebuilds per 1 MP frame at F = 30 where 16
-# bins need 241).
+# which 'auto' lets blocks of uint8 frames run the band histogram (the
+# adaptive median; below it the sorted window, fused with the projection,
+# is never more than the ``median_switch`` tolerance slower: the measured
+# crossover is F = 30-45, bench/bench_median.py, README "Performance");
+# "band_bins", the band's width of the 'band' method (8 bins: 2550 rebuilds
+# per 1 MP frame at F = 30 where 16 bins need 241).
 
 # A full 256-bin histogram and a scalar insertion sort were removed: 'auto'
 # never picked them, and at F = 300, where they might win, they were slower
@@ -34,7 +38,7 @@ from .. import config
 # against the band's 3.2 ms on uint8; the sort 89 ms against the blocked
 # window's 24 ms on uint16). Only on int8 frames at F >~ 400, which the
 # band cannot count, did the histogram win.
-METHODS = ("auto", "band", "blocked")
+METHODS = ("auto", "band", "blocked", "adaptive")
 
 
 @functools.cache
@@ -46,9 +50,9 @@ def _kernels():
 
 
 def auto_method(f: int, dtype: np.dtype) -> str:
-    """The fastest exact median method measured for this window (see above)."""
+    """The method for this window (see above): adaptive on uint8 frames over long windows."""
     if dtype == np.uint8 and config.get("median_band_min_f") <= f <= 65535:
-        return "band"
+        return "adaptive"
     return "blocked"
 
 
@@ -65,8 +69,8 @@ def resolve_method(method: str, f: int, dtype: np.dtype) -> str:
                          f"got {method!r}")
     if method == "auto":
         return auto_method(f, dtype)
-    if method == "band" and (dtype != np.uint8 or f > 65535):
-        raise ValueError("the band median needs uint8 frames and F <= 65535")
+    if method in ("band", "adaptive") and (dtype != np.uint8 or f > 65535):
+        raise ValueError(f"the {method} median needs uint8 frames and F <= 65535")
     return method
 
 
@@ -75,7 +79,7 @@ def make_median(method: str, f: int, npix: int, dtype: np.dtype, chunk: int) -> 
 
     Parameters
     ----------
-    method : {'auto', 'band', 'blocked'}
+    method : {'auto', 'band', 'blocked', 'adaptive'}
     f : int
         Frames per window.
     npix : int
@@ -85,8 +89,13 @@ def make_median(method: str, f: int, npix: int, dtype: np.dtype, chunk: int) -> 
     chunk : int
         Values per parallel task (caps the block size).
     """
-    if resolve_method(method, f, np.dtype(dtype)) == "band":
+    chosen = resolve_method(method, f, np.dtype(dtype))
+    if chosen == "band":
         return BandMedian(f, npix, dtype, chunk)
+    if chosen == "adaptive":
+        from .numba_adaptive_median import AdaptiveMedian
+
+        return AdaptiveMedian(f, npix, block=min(chunk, config.get("median_block")))
     return BlockedMedian(f, npix, dtype, chunk)
 
 

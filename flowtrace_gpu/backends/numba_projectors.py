@@ -9,7 +9,10 @@ the one place that decides which path a plan takes:
 =============================  ================================================
 class                          when
 =============================  ================================================
-:class:`WeightedProjector`     ``color_series`` or ``fade_tails`` (weights)
+:class:`CertifiedColorProjector` ``color_series`` or ``fade_tails`` alone on
+                               unsigned frames, 8-bit output (float32 paths
+                               of :mod:`.numba_color_state`)
+:class:`WeightedProjector`     the other plans with weights
 :class:`PerWindowProjector`    ``take_diff`` with a shift on floats or 32/64-bit
                                integers (differences kept in float64)
 :class:`PlainProjector`        no shift left: max/min, ``take_diff``,
@@ -46,6 +49,7 @@ import numpy as np
 
 from .. import config
 from ..plan import WeightMode
+from .numba_color_state import color_method, make_color
 from .numba_median_state import make_median, resolve_method
 
 # scale_mode of the kernels (kernels.numba_project.project_sliding).
@@ -107,19 +111,22 @@ def half_dtype(plan) -> np.dtype | None:
     return np.dtype(np.int16 if small else np.int32)
 
 
-def choose_projector(plan, median: str = "auto") -> type[NumbaProjector]:
+def choose_projector(plan, median: str = "auto", color: str = "auto") -> type[NumbaProjector]:
     """The projector class for ``plan`` (see the table in the module docstring).
 
     Parameters
     ----------
     plan : flowtrace_gpu.plan.TracePlan
-    median : {'auto', 'band', 'blocked'}
+    median : {'auto', 'band', 'blocked', 'adaptive'}
         Sliding-median method (:func:`.numba_median_state.resolve_method`);
         only the blocked sorted window can be fused with the projection.
+    color : {'auto', 'brute', 'records'}
+        Method of the certified color paths
+        (:func:`.numba_color_state.color_method`), where they apply.
     """
     opts = plan.options
     if plan.weight_mode != WeightMode.NONE:
-        return WeightedProjector
+        return CertifiedColorProjector if color_method(plan, color) else WeightedProjector
     d = opts.diff_order if opts.take_diff else 0
     shifted = opts.subtract_first or opts.subtract_median
     if d and shifted and diff_dtype(storage_dtype(plan.dtype), d).kind != "i":
@@ -134,9 +141,13 @@ def choose_projector(plan, median: str = "auto") -> type[NumbaProjector]:
     return HalfUnitProjector
 
 
-def make_projector(plan, chunk: int | None = None, median: str = "auto") -> NumbaProjector:
+def make_projector(plan, chunk: int | None = None, median: str = "auto",
+                   color: str = "auto") -> NumbaProjector:
     """The projector :func:`choose_projector` picks, built for ``plan``."""
-    return choose_projector(plan, median)(plan, chunk=chunk, median=median)
+    cls = choose_projector(plan, median, color)
+    if cls is CertifiedColorProjector:
+        return cls(plan, chunk=chunk, color=color)
+    return cls(plan, chunk=chunk, median=median)
 
 
 class NumbaProjector:
@@ -152,7 +163,7 @@ class NumbaProjector:
     chunk : int, optional
         Values per parallel task (default: the ``numba_chunk`` setting);
         tests shrink it so tiny frames span many chunks.
-    median : {'auto', 'band', 'blocked'}
+    median : {'auto', 'band', 'blocked', 'adaptive'}
         Sliding-median method (:mod:`.numba_median_state`), for the paths
         that subtract the median.
     """
@@ -494,3 +505,41 @@ class WeightedProjector(PerWindowProjector):
         weights = plan.colors
         # (K, columns): a fade is one column (WeightMode.SCALAR).
         self.weights = np.ascontiguousarray(weights.reshape(len(weights), -1), np.float64)
+
+
+class CertifiedColorProjector(NumbaProjector):
+    """Weights alone on unsigned frames, in float32, certified: the NumPy bytes.
+
+    Applies to ``color_series`` and ``fade_tails`` without the first-frame,
+    median and difference steps or ``invert_color``, on unsigned (or bool)
+    frames, with 8-bit output (:func:`.numba_color_state.brute_applies`).
+    Holds a :class:`~.numba_color_state.BruteColor` (any weights: O(F) per
+    value) or, for weights monotone in the position and long windows, a
+    :class:`~.numba_color_state.RecordsColor` (each pixel's candidate
+    frames: about the same cost at every F).
+
+    Exact because every product is formed in float32 with a known error
+    bound, so each 8-bit value is decided by the float32 value only where
+    the bound cannot carry it across a rounding boundary; the others (a few
+    in ten thousand) are recomputed in float64 as
+    :func:`kernels.window.trace_window` does, and the stretch's peak comes
+    exactly from the frames' maxima (:mod:`kernels.numba_color`).
+    """
+
+    keeps_median = False
+
+    def __init__(self, plan, chunk=None, median="auto", color="auto"):
+        super().__init__(plan, chunk, median)
+        block = min(self.chunk, config.get("numba_weight_block"))
+        self.state = make_color(plan, color, block)
+
+    def _ring_rows(self):
+        return 0  # the state keeps its own ring
+
+    def _update(self, x, t):
+        self.state.push(x)
+
+    def project(self):
+        if self.count < self.f:
+            raise RuntimeError("project() needs a full window of frames")
+        return self.state.image().reshape(self.plan.out_shape)

@@ -1,0 +1,393 @@
+"""Weighted projections (``color_series``, ``fade_tails``) of the Numba backend, certified.
+
+Two methods, both in float32 and both giving the NumPy reference's bytes
+(:mod:`kernels.numba_color` explains how):
+
+* :class:`BruteColor` multiplies every frame of the window by its weights
+  (any weights: colormaps, fades, RGB frames): O(F) per pixel;
+* :class:`RecordsColor` keeps per pixel the frames that can still be the
+  maximum: about the same cost whatever F, for weights that only grow or
+  only fall with the position and fit a float32 formula (the default ramp,
+  two-color colormaps, ``fade_tails``; :func:`records_plan`).
+
+:func:`color_method` says which applies to a plan (``'auto'``: records from
+the ``color_records_min_f`` setting on); :func:`make_color` builds it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .. import config
+
+#: float32 unit roundoff.
+U32 = 2.0 ** -24
+#: float64 unit roundoff.
+U64 = 2.0 ** -53
+#: Rounding slack of the 8-bit decision in output units: float32 ``y * scale``
+#: and ``+ 0.5`` (each within ``U32 * 256`` near 255), and NumPy's own ``+ 0.5``.
+_STRETCH_SLACK = 800 * U32 + 1e-12
+#: A formula is used when its error bound stays below this many float32
+#: roundoffs of the column's largest weight (else ``y + 0.5`` would fall
+#: inside the margin too often for the float32 products to pay).
+_MAX_REL_DELTA = 64 * U32
+#: Capacity of the records' deque and of the block's append-only list: more
+#: candidates than this (rare: a pixel fading steadily) send the pixel to
+#: the exact path until they leave.
+DEQUE_ROWS = 24
+LIST_ROWS = 16
+SWEEP_ROWS = 32
+
+METHODS = ("auto", "brute", "records")
+
+
+@functools.cache
+def _kernels():
+    from flowtrace_gpu.kernels import numba_color
+
+    return numba_color
+
+
+def _bound(coef, w):
+    """Largest error of the float32 formula ``coef`` against the exact weights ``w``."""
+    a, b, c, d = (float(v) for v in coef)
+    pos = np.arange(len(w), dtype=np.float64)
+    model = (a + b * pos) * (c + d * pos)  # float64: the float32 constants and pos are exact
+    size = (abs(a) + abs(b) * pos) * (abs(c) + abs(d) * pos)
+    # Five float32 roundings in the kernel (b*pos, +a, d*pos, +c, the product),
+    # plus this float64 evaluation.
+    err = np.abs(model - w) + size * (6 * U32 + 8 * U64)
+    return float(err.max())
+
+
+def fit_weights(w: np.ndarray):
+    """A float32 formula ``(a + b*pos) * (c + d*pos)`` for the weights ``w[pos]``.
+
+    Tries an affine formula (ramps, two-color colormaps, the fade) and an
+    affine color times the fade ``pos / (K - 1)``. Returns ``(coef, delta)``
+    -- ``coef`` float32 ``(a, b, c, d)`` and ``delta`` a bound on
+    ``|formula(pos) - w[pos]|`` as the kernel evaluates it -- or None when
+    neither fits.
+    """
+    w = np.asarray(w, np.float64)
+    k = len(w)
+    top = float(np.abs(w).max()) if k else 0.0
+    span = k - 1 if k > 1 else 1
+    trials = [(w[0], (w[-1] - w[0]) / span, 1.0, 0.0)]
+    if k >= 3:  # (a + b*pos) * pos / (K - 1): fit g(pos) = w / (pos / (K - 1)) at 1 and K-1
+        d = 1.0 / (k - 1)
+        g1 = w[1] / d
+        g2 = w[-1] / (d * (k - 1))
+        b = (g2 - g1) / (k - 2)
+        trials.append((g1 - b, b, 0.0, d))
+    best = None
+    for trial in trials:
+        coef = np.array(trial, np.float32)
+        delta = _bound(coef, w)
+        if best is None or delta < best[1]:
+            best = (coef, delta)
+    if best[1] > _MAX_REL_DELTA * top + 1e-300:
+        return None
+    return best
+
+
+def _weights(plan) -> np.ndarray:
+    """``plan.colors`` as a (K, ncol) float64 array."""
+    weights = np.asarray(plan.colors, np.float64)
+    return np.ascontiguousarray(weights if weights.ndim == 2 else weights[:, None])
+
+
+def brute_applies(plan) -> bool:
+    """Whether the certified float32 paths apply: weights alone on unsigned frames.
+
+    Needs weights (``color_series`` or ``fade_tails``), no first-frame,
+    median or difference steps and no ``invert_color`` (values then stay
+    non-negative), unsigned (or bool) frames, and an 8-bit image
+    (``normalize`` 'frame', or 'global' once its peak is known).
+    """
+    opts = plan.options
+    if plan.colors is None:
+        return False
+    if opts.invert_color or opts.subtract_first or opts.subtract_median or opts.take_diff \
+            or opts.add_first_frame:
+        return False
+    return plan.scaling in ("frame", "fixed") and plan.dtype.kind in "ub"
+
+
+def records_plan(plan):
+    """Per weight column ``(coef, delta, cls)``, or None when the records path does not apply.
+
+    On top of :func:`brute_applies`: one weight column per image column
+    (not RGB frames with colors), every column's weights monotone in the
+    position and fitted by :func:`fit_weights`. ``cls`` is 0 where the
+    weights never fall (the newest record dominates), 1 where they never grow.
+    """
+    from flowtrace_gpu.plan import WeightMode
+
+    if not brute_applies(plan) or plan.weight_mode == WeightMode.CHANNELS:
+        return None
+    weights = _weights(plan)
+    if weights.shape[0] != plan.frames_to_merge or (weights < 0).any():
+        return None
+    columns = []
+    for col in weights.T:
+        steps = np.diff(col)
+        if (steps >= 0).all():
+            cls = 0
+        elif (steps <= 0).all():
+            cls = 1
+        else:
+            return None
+        fit = fit_weights(col)
+        if fit is None:
+            return None
+        columns.append((fit[0], fit[1], cls))
+    return columns
+
+
+def color_method(plan, method: str = "auto") -> str | None:
+    """The certified method for ``plan``: 'records', 'brute', or None (the exact kernels).
+
+    ``'auto'`` takes the records from F = ``color_records_min_f`` on, where
+    they apply, else brute force. Asking for a method that does not apply
+    is a ``ValueError``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"color method must be one of {METHODS}, got {method!r}")
+    if not brute_applies(plan):
+        if method != "auto":
+            raise ValueError("the certified color paths need weights alone on unsigned frames")
+        return None
+    if method == "records" and records_plan(plan) is None:
+        raise ValueError("the records path needs monotone weights that fit a float32 formula")
+    if method != "auto":
+        return method
+    if plan.frames_to_merge >= config.get("color_records_min_f") and records_plan(plan):
+        return "records"
+    return "brute"
+
+
+def _storage(dtype):
+    return np.dtype(np.uint8) if np.dtype(dtype).kind == "b" else np.dtype(dtype)
+
+
+class _CertifiedColor:
+    """The ring, the frames' maxima and the stretch of both certified methods.
+
+    Attributes
+    ----------
+    exact : int
+        Values recomputed in float64 so far (near a rounding boundary, or
+        on a pixel whose candidates overflowed).
+    """
+
+    def __init__(self, plan, slack: float = 0.0):
+        if not brute_applies(plan):
+            raise ValueError("the certified color paths need weights alone on unsigned frames")
+        self.plan = plan
+        self.f = f = plan.frames_to_merge
+        self.npix = math.prod(plan.frame_shape)
+        self.xdtype = _storage(plan.dtype)
+        self.w64 = _weights(plan)
+        self.wmax = self.w64.max(axis=0)
+        self.ring = np.empty((f, self.npix), self.xdtype)
+        from flowtrace_gpu.plan import WeightMode
+
+        # Each frame's largest value; of each channel on RGB frames with colors,
+        # whose channels take different weights.
+        self.per_value = plan.weight_mode == WeightMode.CHANNELS
+        self.fmax = np.zeros((f, 3 if self.per_value else 1), np.float64)
+        self.chunk = 3 * 21846
+        self.max_scratch = np.empty((-(-self.npix // self.chunk), 3), np.float64)
+        self.counts = np.zeros(2, np.int64)
+        self.count = 0
+        self.slack = float(slack)
+
+    @property
+    def exact(self) -> int:
+        return int(self.counts[0])
+
+    def _enter(self, x):
+        """Store frame ``x`` (flat, storage dtype) in the ring; returns its index t."""
+        t = self.count
+        self.ring[t % self.f] = x
+        _kernels().frame_max(x, self.chunk, self.max_scratch, self.fmax[t % self.f])
+        self.count = t + 1
+        return t
+
+    def _scale(self, t, delta):
+        """Stretch factor and per-column margins of the window ending at frame t.
+
+        ``delta`` bounds, per column, the float32 weights' error. A value
+        ``x * w`` then errs by at most ``x * (delta + (U32 + U64) * w)``
+        (weight, product and NumPy's own rounding); over the image ``x`` is
+        at most the window's largest frame maximum. Scaled, plus the
+        stretch's own float32 rounding, that is how close to a rounding
+        boundary the float32 value may lie and still decide the byte.
+        """
+        fmax = np.roll(self.fmax, -((t + 1) % self.f), axis=0)  # oldest first
+        plan = self.plan
+        if plan.scaling == "fixed":
+            peak = float(plan.peak)
+        else:
+            # The image's peak is the largest over its frames of fl(frame max * w[j]):
+            # fl(v * w) grows with v.
+            peak = float((fmax * self.w64).max())
+        scale = 255.0 / peak if peak != 0 else 1.0
+        err = float(fmax.max()) * (delta * (1 + U32) + (U32 + U64) * self.wmax)
+        margins = scale * err * (1 + 1e-6) + _STRETCH_SLACK + self.slack
+        return scale, (margins * (1 + 4 * U32)).astype(np.float32)
+
+    def _threads(self):
+        import numba
+
+        return numba.config.NUMBA_NUM_THREADS
+
+
+class BruteColor(_CertifiedColor):
+    """Every frame of the window times its weights, in float32 (any weights).
+
+    Parameters
+    ----------
+    plan : flowtrace_gpu.plan.TracePlan
+        A plan :func:`brute_applies` accepts.
+    block : int
+        Values per parallel block (tests shrink it).
+    slack : float
+        Added to the margins (tests: 1 sends every value to the exact path).
+    """
+
+    method = "brute"
+
+    def __init__(self, plan, block: int = 1024, slack: float = 0.0):
+        super().__init__(plan, slack)
+        self.w32 = self.w64.astype(np.float32)
+        self.delta = np.abs(self.w32.astype(np.float64) - self.w64).max(axis=0)
+        self.ncol = 1 if self.per_value else self.w64.shape[1]
+        self.block = max(1, min(int(block), self.npix))
+        threads = self._threads()
+        self.sc_flags = np.zeros((threads, self.block), np.uint8)
+        self.sc_best = np.zeros((threads, 6, self.block), np.float32)
+        self.sc_cols = np.zeros((threads, 3, self.block), np.uint8)
+
+    def push(self, x) -> None:
+        """Add frame ``x`` (flat, storage dtype)."""
+        self._enter(x)
+
+    def image(self) -> np.ndarray:
+        """The last window's image, a new flat array of ``npix * ncol`` uint8 values
+        (value p, column c at ``p * ncol + c``)."""
+        t = self.count - 1
+        scale, margins = self._scale(t, self.delta)
+        out = np.empty(self.npix * self.ncol, np.uint8)
+        _kernels().color_brute(self.ring, t, self.w32, self.w64, self.per_value, scale,
+                               margins, out, self.counts, self.sc_flags, self.sc_best,
+                               self.sc_cols, self.block)
+        return out
+
+
+class RecordsColor(_CertifiedColor):
+    """Each pixel's candidate frames, O(records) per frame (see :func:`records_plan`).
+
+    Parameters
+    ----------
+    plan : flowtrace_gpu.plan.TracePlan
+        A plan :func:`records_plan` accepts.
+    block : int
+        Pixels per block of the candidate lists (tests shrink it).
+    rows : int, optional
+        Capacity of the candidate lists (default :data:`DEQUE_ROWS`,
+        :data:`LIST_ROWS`, :data:`SWEEP_ROWS`); tests shrink it to overflow.
+    slack : float
+        As for :class:`BruteColor`.
+
+    Attributes
+    ----------
+    overflows : int
+        Candidates that did not fit a list (their pixels went exact).
+    """
+
+    method = "records"
+
+    def __init__(self, plan, block: int = 1024, rows: int | None = None, slack: float = 0.0):
+        super().__init__(plan, slack)
+        columns = records_plan(plan)
+        if columns is None:
+            raise ValueError("the records path does not apply to this plan")
+        f, n = self.f, self.npix
+        self.ncol = len(columns)
+        self.coef = np.stack([c[0] for c in columns]).astype(np.float32)
+        self.delta = np.array([c[1] for c in columns], np.float64)
+        self.cls = np.array([c[2] for c in columns], np.int64)
+        down = np.flatnonzero(self.cls == 1)
+        self.dslot = np.full(self.ncol, -1, np.int64)
+        self.dslot[down] = np.arange(len(down))
+        # Positions and block indices (< F) in the narrowest dtype.
+        self.tdtype = np.dtype(np.uint8 if f <= 255 else np.uint16)
+        block = max(1, min(int(block), n))
+        nblocks = -(-n // block)
+        self.srows = min(f, rows or SWEEP_ROWS)
+        lrows = min(f, rows or LIST_ROWS) if len(down) else 0
+        rows = min(f, rows or DEQUE_ROWS) if (self.cls == 0).any() else 0
+        # Row R of each list stays empty (the source of the last row's shift).
+        self.dq_val = np.zeros((nblocks, rows + 1, block), self.xdtype)
+        self.dq_tim = np.zeros((nblocks, rows + 1, block), self.tdtype)
+        self.dq_rows = np.zeros(nblocks, np.int64)
+        self.bl_val = np.zeros((nblocks, lrows + 1, block), self.xdtype)
+        self.bl_off = np.zeros((nblocks, lrows + 1, block), self.tdtype)
+        self.bl_rows = np.zeros(nblocks, np.int64)
+        self.bl_cnt = np.zeros(n, self.xdtype)
+        self.pm = np.zeros(n, self.xdtype)
+        self.a_val = np.zeros((len(down), f if len(down) else 0, n), self.xdtype)
+        self.a_pos = np.zeros((len(down), f if len(down) else 0, n), self.tdtype)
+        self.lossy = np.full(n, -1, np.int64)
+        self.blk_lossy = np.full(nblocks, -1, np.int64)
+        self.tags = np.zeros(3, self.tdtype)
+        self._image = self._last = None
+        threads = self._threads()
+        self.sc_mask = np.zeros((threads, 2, block), self.xdtype)
+        self.sc_flags = np.zeros((threads, block), np.uint8)
+        self.sc_best = np.zeros((threads, 2 * self.ncol, block), np.float32)
+        self.sc_cols = np.zeros((threads, self.ncol, block), np.uint8)
+
+    @property
+    def overflows(self) -> int:
+        return int(self.counts[1])
+
+    def push(self, x) -> None:
+        """Add frame ``x`` (flat, storage dtype); once the window is full this
+        also forms its image, while each block's candidates are in cache."""
+        t = self._enter(x)
+        project = t >= self.f - 1
+        self.tags[:] = (self.f - 1, 1, t % self.f)
+        out = np.empty(self.npix * self.ncol if project else 0, np.uint8)
+        scale, margins = (self._scale(t, self.delta) if project
+                          else (1.0, np.zeros(self.ncol, np.float32)))
+        _kernels().color_step(
+            x, self.ring, t, self.coef, self.cls, self.dslot, self.w64,
+            self.dq_val, self.dq_tim, self.dq_rows, self.tags,
+            self.bl_val, self.bl_off, self.bl_rows, self.bl_cnt, self.pm,
+            self.a_val, self.a_pos, self.lossy, self.blk_lossy, scale, margins, out, project,
+            self.counts, self.sc_mask, self.sc_flags, self.sc_best, self.sc_cols, self.srows)
+        self._image = out if project else None
+
+    def image(self) -> np.ndarray:
+        """As :meth:`BruteColor.image` (formed by :meth:`push`; a copy if asked twice)."""
+        image, self._image = self._image, None
+        if image is None:
+            if self._last is None:
+                raise RuntimeError("image() needs a full window of frames")
+            return self._last.copy()
+        self._last = image
+        return image
+
+
+def make_color(plan, method: str = "auto", block: int = 1024):
+    """The certified color state for ``plan`` (:func:`color_method`), or None."""
+    chosen = color_method(plan, method)
+    if chosen is None:
+        return None
+    return RecordsColor(plan, block) if chosen == "records" else BruteColor(plan, block)

@@ -1,0 +1,688 @@
+"""Weighted projections (``color_series``, ``fade_tails``) from each pixel's records.
+
+The weighted projection of a window is ``max_j fl(x_j * w[j])`` per pixel and
+weight column (NumPy: the float64 stack times the weights, then ``max``),
+where ``j`` is the frame's position in the window. Brute force is O(F) per
+pixel per frame. This module keeps per pixel only the frames that can still
+be the maximum (the "records"), O(log F) of them on random data, so a frame
+costs about the same whatever F, and the image is the same bytes.
+
+Dominance (exact). Values are non-negative (unsigned frames) and so are the
+weights; ``v -> fl(v * w)`` is non-decreasing in ``v`` for ``w >= 0`` and in
+``w`` for ``v >= 0``. For a column whose weights grow with the position
+("up": the default ramp's red and green, ``fade_tails``), a frame followed
+by a newer frame with a value at least as large is never the maximum again:
+in every later window the newer frame has the larger weight too. The
+candidates are the window's right-to-left maxima, kept in a deque as in the
+sliding maximum (pop the smaller ones when a frame enters, drop the oldest
+when it leaves). For weights that fall ("down": the ramp's blue), an older
+frame with a value at least as large dominates the newer one, but only while
+it is in the window, so the window is split as in van Herk's sliding max:
+the part in the current block of F frames (``q + 1`` frames, where ``q =
+t % F``) keeps its left-to-right maxima in an append-only list; the part in
+the previous block (its frames ``q + 1 .. F - 1``) is precomputed when that
+block completes, for every ``q``, by one backward sweep over the ring with a
+stack of left-to-right maxima, and stored as the best candidate per ``q``.
+
+Evaluation (float32, certified). Candidates are compared through float32
+products with weights from a fitted formula ``(a + b*pos) * (c + d*pos)``
+(affine ramps and fades, or an affine color times the fade), SIMD across
+pixels without gathers. A bound ``delta`` on the formula's error (see
+:func:`flowtrace_gpu.backends.numba_color_state.fit_weights`) bounds the error of
+the stretched value ``y = P * scale``; the 8-bit output
+``floor(clip(y, 0, 255) + 0.5)`` is decided from the float32 value only when
+``y + 0.5`` is farther than that bound (``margin``) from an integer.
+Otherwise -- a few values in ten thousand -- and for pixels whose candidate
+lists overflowed their capacity (``lossy``), the value is recomputed in
+float64 from the ring, exactly as NumPy does. The image's peak (the stretch
+scale) is exact: the largest product over the image is the largest over its
+frames of ``fl(frame max * w[j])``.
+
+Layout: pixels (flattened values) in blocks of ``B``; each block's lists are
+rows ``(nblocks, R + 1, B)`` (row ``R`` stays empty), oldest record first,
+so every step is a SIMD loop over the block's pixels. An empty slot holds
+the value 0, whose products are 0 and never exceed another candidate.
+Each row loop lives in its own function: inlined in the ``prange`` body,
+Numba 0.68 leaves such loops scalar.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .numba_project import _to_uint8
+
+# --- row steps -----------------------------------------------------------------
+#
+# Selects are written so that LLVM vectorizes them: both operands loaded
+# first, and never ``rv[j] = v if c else rv[j]`` (LLVM turns that into a
+# conditional store, which stays scalar; bit masks instead).
+
+
+@njit(cache=True, nogil=True)
+def _expiring(rt0, shift, keep, m):
+    """Flag the pixels whose oldest record sat at position 0 (it leaves); reset ``keep``."""
+    for j in range(m):
+        shift[j] = -(rt0[j] == 0)
+        keep[j] = -1
+
+
+@njit(cache=True, nogil=True)
+def _insert_row(rv, rt, nv, nt, shift, keep, xv, tt, dec, zero, m):
+    """One row of "drop the oldest (where ``shift``), pop values <= x, append x".
+
+    Row ``k`` becomes row ``k + shift`` (the oldest record left), then stays
+    if its value exceeds ``x``, its tag lowered by ``dec``; the first row
+    that does not stay receives ``(x, tt)``, the rows after it are emptied.
+    ``keep`` carries, per pixel, whether every row so far stayed (all ones
+    on entry; the values' dtype, 0 or all bits set) and ends as the
+    overflow flag. ``tt`` and ``dec`` have the tags' dtype, ``zero`` the
+    values'. Returns the largest value written (0: the row is empty for
+    every pixel).
+    """
+    top = zero
+    for j in range(m):
+        sh = shift[j] != 0
+        n1 = nv[j]
+        r1 = rv[j]
+        n2 = nt[j]
+        r2 = rt[j]
+        v = xv[j]
+        p = keep[j]
+        a = n1 if sh else r1
+        at = n2 if sh else r2
+        stays = a > v
+        put = min(v, p)  # x where every earlier row stayed, else 0
+        w = a if stays else put
+        rv[j] = w
+        rt[j] = at - dec if stays else tt
+        keep[j] = -stays
+        top = max(top, w)
+    return top
+
+
+@njit(cache=True, nogil=True)
+def _weight(pos, a, b, c, d):
+    """The fitted weight of position ``pos`` (float32)."""
+    return (a + b * pos) * (c + d * pos)
+
+
+@njit(cache=True, nogil=True)
+def _eval1(rv, ro, base, w0, s0, d0, m):
+    """d = max(s, x * w(tag + base)) over one row of candidates (float32)."""
+    a0, b0, c0, e0 = w0
+    for j in range(m):
+        pos = np.float32(ro[j]) + base
+        p0 = np.float32(rv[j]) * _weight(pos, a0, b0, c0, e0)
+        q0 = s0[j]
+        d0[j] = p0 if p0 > q0 else q0
+
+
+@njit(cache=True, nogil=True)
+def _eval2(rv, ro, base, w0, w1, s0, d0, s1, d1, m):
+    """:func:`_eval1` for two columns sharing the candidates."""
+    a0, b0, c0, e0 = w0
+    a1, b1, c1, e1 = w1
+    for j in range(m):
+        pos = np.float32(ro[j]) + base
+        x = np.float32(rv[j])
+        p0 = x * _weight(pos, a0, b0, c0, e0)
+        p1 = x * _weight(pos, a1, b1, c1, e1)
+        q0 = s0[j]
+        q1 = s1[j]
+        d0[j] = p0 if p0 > q0 else q0
+        d1[j] = p1 if p1 > q1 else q1
+
+
+@njit(cache=True, nogil=True)
+def _appends(xv, pm, cnt, app, slot, none, m):
+    """Which pixels append x (a new left-to-right maximum of the block); update ``pm``.
+
+    ``app`` gets 0 or all bits set, ``slot`` the row x goes to (``cnt``)
+    or ``none`` (a value no row index takes).
+    """
+    for j in range(m):
+        v = xv[j]
+        p = pm[j]
+        c = cnt[j]
+        a = v > p
+        app[j] = -a
+        slot[j] = c if a else none
+        pm[j] = max(v, p)
+
+
+@njit(cache=True, nogil=True)
+def _append_row(rv, ro, slot, k, xv, q, m):
+    """Row ``k`` of an append-only list: ``(x, q)`` where ``slot == k``.
+
+    ``k`` has the dtype of ``slot`` and ``q`` that of ``ro``.
+    """
+    for j in range(m):
+        hv = -(slot[j] == k)
+        rv[j] = (xv[j] & hv) | (rv[j] & ~hv)
+    for j in range(m):
+        ht = -(slot[j] == k)
+        ro[j] = (q & ht) | (ro[j] & ~ht)
+
+
+@njit(cache=True, nogil=True)
+def _count(cnt, app, m):
+    """cnt += 1 where the pixel appended (``app``: 0 or all bits, the dtype of ``cnt``)."""
+    for j in range(m):
+        cnt[j] = cnt[j] - app[j]  # minus all bits set is plus one
+    top = cnt[0]
+    for j in range(m):
+        top = max(top, cnt[j])
+    return top
+
+
+@njit(cache=True, nogil=True)
+def _argmax_row(rv, ro, base, w0, bp, bv, bo, bp2, bv2, bo2, m):
+    """Best (product, value, tag) so far, ping-ponged; the row's position is tag + base."""
+    a0, b0, c0, e0 = w0
+    for j in range(m):
+        o = ro[j]
+        x = rv[j]
+        p = np.float32(x) * _weight(np.float32(o) + base, a0, b0, c0, e0)
+        q = bp[j]
+        v0 = bv[j]
+        o0 = bo[j]
+        better = p > q
+        bp2[j] = p if better else q
+        bv2[j] = x if better else v0
+        bo2[j] = o if better else o0
+
+
+@njit(cache=True, nogil=True)
+def _stretch_row(best, s32, mg, out, flags, m):
+    """8-bit value of ``best * scale`` where the float32 value decides it; flag the others.
+
+    ``floor(clip(y, 0, 255) + 0.5)`` is ``floor(z)`` with ``z = y + 0.5``
+    whenever the true ``z`` cannot lie across an integer from the float32
+    one: farther than ``mg`` from every integer, or above ``255.5 + mg``.
+    Returns whether any value of the row is flagged (non-zero).
+    """
+    lim = np.float32(300.0)
+    half = np.float32(0.5)
+    one = np.float32(1.0)
+    high = np.float32(255.5) + mg
+    for j in range(m):
+        z = best[j] * s32 + half
+        z = z if z < lim else lim
+        k = np.int32(z)
+        fr = z - np.float32(k)
+        bad = ((fr <= mg) | (fr >= one - mg)) & (z <= high)
+        k = k if k < 255 else 255
+        out[j] = np.uint8(k)
+        fl = flags[j]
+        flags[j] = fl | np.uint8(bad)
+    n = flags[0]
+    for j in range(m):
+        n = max(n, flags[j])
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _interleave3(c0, c1, c2, out, m):
+    """out[3j + c] = c_c[j]: the RGB image from its planes."""
+    for j in range(m):
+        out[3 * j] = c0[j]
+        out[3 * j + 1] = c1[j]
+        out[3 * j + 2] = c2[j]
+
+
+@njit(cache=True, nogil=True)
+def _lossy_flags(lossy, t, flags, m):
+    for j in range(m):
+        flags[j] = np.uint8(lossy[j] >= t)
+
+
+@njit(cache=True, nogil=True)
+def _exact(ring, t, p, w64, col, scale):
+    """The reference's value: max over the window of fl(x_j * w[j]) in float64, stretched."""
+    f = ring.shape[0]
+    best = 0.0
+    for j in range(f):
+        v = np.float64(ring[(t - f + 1 + j) % f, p]) * w64[j, col]
+        best = v if v > best else best
+    return _to_uint8(best, scale)
+
+
+@njit(cache=True, nogil=True)
+def _finish(best, cur, ncol, s32, margins, flags, cols, out, ring, t, base, w64, scale, m):
+    """Stretch every column into ``out`` (interleaved); recompute flagged pixels exactly.
+
+    ``best[2 * c + cur[c]]`` holds column c's float32 projection. Returns
+    the number of pixels recomputed.
+    """
+    nflag = flags[0]
+    for j in range(m):
+        nflag = max(nflag, flags[j])
+    for col in range(ncol):
+        nflag = max(nflag, _stretch_row(best[2 * col + cur[col]], s32, margins[col],
+                                        cols[col], flags, m))
+    if ncol == 1:
+        out[:m] = cols[0, :m]
+    else:
+        _interleave3(cols[0], cols[1], cols[2], out, m)
+    nexact = 0
+    if nflag:
+        for j in range(m):
+            if flags[j]:
+                nexact += 1
+                for col in range(ncol):
+                    out[j * ncol + col] = _exact(ring, t, base + j, w64, col, scale)
+    return nexact
+
+
+# --- the records path ------------------------------------------------------------
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def color_step(x, ring, t, coef, cls, dslot, w64, dq_val, dq_tim, dq_rows, tags,
+               bl_val, bl_off, bl_rows, bl_cnt, pm, a_val, a_pos, lossy, blk_lossy,
+               scale, margins, out, project, counts, sc_mask, sc_flags, sc_best, sc_cols,
+               srows):
+    """Push frame ``t`` into the records; with ``project``, write the window's image.
+
+    Parameters
+    ----------
+    x : ndarray, shape (P,), unsigned
+        Frame ``t`` (flat); ``ring[t % F]`` already holds it.
+    ring : ndarray, shape (F, P)
+        The last F frames (slot ``t % F``).
+    t : int
+        Index of ``x`` in the stream (blocks of F frames start at multiples of F).
+    coef : ndarray of float32, shape (ncol, 4)
+        ``a, b, c, d`` of each column's weight formula (:func:`_weight`).
+    cls : ndarray of int64, shape (ncol,)
+        0: the column's weights grow with the position (deque); 1: they fall.
+    dslot : ndarray of int64, shape (ncol,)
+        Index of each falling column in ``a_val``/``a_pos`` (-1 for the others).
+    w64 : ndarray of float64, shape (F, ncol)
+        The exact weights (``plan.colors``), for the exact recomputation.
+    dq_val, dq_tim : ndarray, shape (nblocks, R + 1, B)
+        Deque of right-to-left maxima: values and positions in the window
+        that ended at the previous frame (lowered by one per frame).
+    dq_rows : ndarray of int64, shape (nblocks,)
+        Rows in use per block (the most records any of its pixels holds).
+    tags : ndarray, shape (3,), dtype of ``dq_tim``
+        ``F - 1`` (an entering frame's position), 1, and ``t % F`` (the
+        block index): typed so that the row loops stay in narrow SIMD lanes.
+    bl_val, bl_off : ndarray, shape (nblocks, Rb + 1, B)
+        Left-to-right maxima of the current block: values and block indices.
+    bl_rows : ndarray of int64, shape (nblocks,)
+    bl_cnt : ndarray, shape (P,)
+        Entries per pixel in the list (dtype of ``x``).
+    pm : ndarray, shape (P,)
+        Largest value of the current block so far.
+    a_val, a_pos : ndarray, shape (ndown, F, P)
+        Row ``q``: the best candidate among the previous block's frames
+        ``q + 1 .. F - 1`` for the window ending at block index ``q``: its
+        value and block index (position ``index - q - 1`` in the window).
+    lossy : ndarray of int64, shape (P,)
+        Last frame whose image a pixel must take from the exact path
+        (a candidate list overflowed); -1 if none.
+    blk_lossy : ndarray of int64, shape (nblocks,)
+        The largest ``lossy`` of each block (pixels are checked only if >= t).
+    scale : float
+        The stretch factor of the image (``255 / peak``, or the fixed one).
+    margins : ndarray of float32, shape (ncol,)
+        Per column, how far from an integer ``y + 0.5`` must be for the
+        float32 value to decide the byte.
+    out : ndarray of uint8, shape (P * ncol,)
+        The image (value p, column c at ``p * ncol + c``).
+    project : bool
+        Write the image (the window is full).
+    counts : ndarray of int64, shape (2,)
+        Adds the values recomputed exactly and the overflows.
+    sc_mask, sc_flags, sc_best, sc_cols : ndarray
+        Scratch per thread (``numba.get_thread_id()``): shapes (T, 2, B) in
+        the dtype of ``x``, (T, B) uint8, (T, 2 * ncol, B) float32,
+        (T, ncol, B) uint8.
+    srows : int
+        Capacity of the backward sweep's stack (:func:`_sweep_block`).
+    """
+    n = x.shape[0]
+    f = ring.shape[0]
+    nblocks = dq_val.shape[0]
+    bsize = dq_val.shape[2]
+    ncol = coef.shape[0]
+    ups = np.flatnonzero(cls == 0)
+    downs = np.flatnonzero(cls == 1)
+    nup = ups.shape[0]
+    q = t % f
+    first = q == 0
+    tin, one, qtag = tags[0], tags[1], tags[2]
+    s32 = np.float32(scale)
+    zero = x[0] ^ x[0]
+    nexact = np.zeros(nblocks, np.int64)
+    nover = np.zeros(nblocks, np.int64)
+    wts = [(coef[c, 0], coef[c, 1], coef[c, 2], coef[c, 3]) for c in range(ncol)]
+    for blk in prange(nblocks):
+        base = blk * bsize
+        m = min(bsize, n - base)
+        xv = x[base:base + m]
+        lz = lossy[base:base + m]
+        tid = numba.get_thread_id()
+        m1 = sc_mask[tid, 0]
+        m2 = sc_mask[tid, 1]
+        best = sc_best[tid]
+        cur = np.zeros(ncol, np.int64)
+        if project:
+            for c in range(ncol):
+                best[2 * c, :m] = 0.0
+        if nup:
+            # Drop the leaving record, insert x, and evaluate each updated row.
+            dv = dq_val[blk]
+            dt = dq_tim[blk]
+            rmax = dv.shape[0] - 1
+            _expiring(dt[0], m1, m2, m)
+            rows = dq_rows[blk]
+            top = 0
+            for k in range(min(rows + 1, rmax)):
+                if _insert_row(dv[k], dt[k], dv[k + 1], dt[k + 1], m1, m2, xv, tin, one,
+                               zero, m) != 0:
+                    top = k + 1
+                    if project:
+                        for i in range(0, nup, 2):
+                            c0 = ups[i]
+                            if i + 1 < nup:
+                                c1 = ups[i + 1]
+                                _eval2(dv[k], dt[k], np.float32(0.0), wts[c0], wts[c1],
+                                       best[2 * c0 + cur[c0]], best[2 * c0 + 1 - cur[c0]],
+                                       best[2 * c1 + cur[c1]], best[2 * c1 + 1 - cur[c1]], m)
+                                cur[c1] = 1 - cur[c1]
+                            else:
+                                _eval1(dv[k], dt[k], np.float32(0.0), wts[c0],
+                                       best[2 * c0 + cur[c0]], best[2 * c0 + 1 - cur[c0]], m)
+                            cur[c0] = 1 - cur[c0]
+            dq_rows[blk] = top
+            if rows == rmax:  # pixels whose R records all exceed x dropped x
+                for j in range(m):
+                    if m2[j] != 0 and xv[j] != 0:
+                        lz[j] = max(lz[j], t + f - 1)
+                        blk_lossy[blk] = max(blk_lossy[blk], t + f - 1)
+                        nover[blk] += 1
+        if downs.shape[0]:
+            bv = bl_val[blk]
+            bo = bl_off[blk]
+            cnt = bl_cnt[base:base + m]
+            pmb = pm[base:base + m]
+            rbmax = bv.shape[0] - 1
+            if first:  # a new block: empty list, no maximum yet
+                cnt[:] = 0
+                pmb[:] = 0
+                for k in range(bl_rows[blk]):
+                    bv[k, :m] = 0
+            ktag = np.zeros(2, cnt.dtype)
+            ktag[1] = rbmax + 1
+            _appends(xv, pmb, cnt, m1, m2, ktag[1], m)
+            rows = 0 if first else bl_rows[blk]
+            for k in range(min(rows + 1, rbmax)):
+                ktag[0] = k
+                _append_row(bv[k], bo[k], m2, ktag[0], xv, qtag, m)
+            if rows == rbmax:
+                for j in range(m):
+                    if m1[j] != 0 and cnt[j] == rbmax:  # no room: lossy till the block ends
+                        m1[j] = 0
+                        lz[j] = max(lz[j], t - q + f - 1)
+                        blk_lossy[blk] = max(blk_lossy[blk], t - q + f - 1)
+                        nover[blk] += 1
+            bl_rows[blk] = _count(cnt, m1, m)
+            if project:
+                for i in range(downs.shape[0]):
+                    c0 = downs[i]
+                    for k in range(bl_rows[blk]):
+                        _eval1(bv[k], bo[k], np.float32(f - 1 - q), wts[c0],
+                               best[2 * c0 + cur[c0]], best[2 * c0 + 1 - cur[c0]], m)
+                        cur[c0] = 1 - cur[c0]
+                    if q < f - 1:
+                        sl = dslot[c0]
+                        _eval1(a_val[sl, q, base:base + m], a_pos[sl, q, base:base + m],
+                               np.float32(-(q + 1)), wts[c0],
+                               best[2 * c0 + cur[c0]], best[2 * c0 + 1 - cur[c0]], m)
+                        cur[c0] = 1 - cur[c0]
+        if project:
+            flags = sc_flags[tid]
+            if blk_lossy[blk] >= t:
+                _lossy_flags(lz, t, flags, m)
+            else:
+                flags[:m] = 0
+            nexact[blk] = _finish(best, cur, ncol, s32, margins, flags, sc_cols[tid],
+                                  out[base * ncol:(base + m) * ncol], ring, t, base, w64,
+                                  scale, m)
+        if downs.shape[0] and q == f - 1:
+            last = _sweep_block(ring, base, m, wts, downs, dslot, a_val, a_pos, lz, t, srows)
+            blk_lossy[blk] = max(blk_lossy[blk], last)
+    counts[0] += nexact.sum()
+    counts[1] += nover.sum()
+
+
+@njit(cache=True, nogil=True)
+def _sweep_block(ring, base, m, wts, downs, dslot, a_val, a_pos, lz, t, srows):
+    """The previous block's best candidates for every window of the next block.
+
+    Called when block ``t // F`` completes (``ring`` holds it, slot = block
+    index). Sweeping ``u`` from F-1 down to 1 keeps the left-to-right maxima
+    of frames ``u .. F-1`` (a stack: x_u pops the values <= x_u and goes on
+    top), and stores for window ``q = u - 1`` of the next block, per falling
+    column, the candidate with the largest float32 product and its block
+    index ``off`` (its position in that window is ``off - u``). Returns the
+    last frame any pixel must take from the exact path (an overflow), or -1.
+    """
+    f = ring.shape[0]
+    rmax = min(f, srows)
+    sv = np.zeros((rmax + 1, m), ring.dtype)
+    so = np.zeros((rmax + 1, m), a_pos.dtype)
+    shift = np.zeros(m, ring.dtype)
+    keep = np.empty(m, ring.dtype)
+    bp = np.empty((2, m), np.float32)
+    bv = np.empty((2, m), ring.dtype)
+    bo = np.empty((2, m), a_pos.dtype)
+    tag = np.zeros(2, so.dtype)
+    zero = sv[0, 0]
+    rows = 0
+    last = -1
+    for u in range(f - 1, 0, -1):
+        xu = ring[u, base:base + m]
+        keep[:] = -1
+        top = 0
+        tag[0] = u
+        for k in range(min(rows + 1, rmax)):
+            if _insert_row(sv[k], so[k], sv[k + 1], so[k + 1], shift, keep, xu, tag[0],
+                           tag[1], zero, m) != 0:
+                top = k + 1
+        if rows == rmax:
+            for j in range(m):
+                if keep[j] != 0 and xu[j] != 0:  # x_u dropped: windows q <= u - 1 unsure
+                    lz[j] = max(lz[j], t + u)
+                    last = max(last, t + u)
+        rows = top
+        for i in range(downs.shape[0]):
+            c0 = downs[i]
+            bp[0, :] = -1.0
+            bv[0, :] = 0
+            bo[0, :] = 0
+            cur = 0
+            for k in range(rows):
+                _argmax_row(sv[k], so[k], np.float32(-u), wts[c0], bp[cur], bv[cur], bo[cur],
+                            bp[1 - cur], bv[1 - cur], bo[1 - cur], m)
+                cur = 1 - cur
+            sl = dslot[c0]
+            a_val[sl, u - 1, base:base + m] = bv[cur]
+            a_pos[sl, u - 1, base:base + m] = bo[cur]
+    return last
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def frame_max(x, chunk, scratch, out):
+    """Largest value of ``x`` into ``out[0]``, or with ``out`` of length 3 of each
+    ``x[c::3]`` (RGB frames) into ``out[c]``; parallel over chunks (a multiple of 3)."""
+    n = x.shape[0]
+    nchunks = scratch.shape[0]
+    period = out.shape[0]
+    for c in prange(nchunks):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        if period == 1:
+            e = x[start]
+            for i in range(start, stop):
+                v = x[i]
+                e = v if v > e else e
+            scratch[c, 0] = np.float64(e)
+            continue
+        for r in range(period):
+            e = 0  # values are unsigned
+            for i in range(start + r, stop, period):
+                v = x[i]
+                e = v if v > e else e
+            scratch[c, r] = np.float64(e)
+    for r in range(period):
+        out[r] = scratch[:, r].max()
+
+
+# --- brute force (any weights), certified the same way --------------------------
+
+
+@njit(cache=True, nogil=True)
+def _max(a, b):
+    return a if a > b else b
+
+
+@njit(cache=True, nogil=True)
+def _brute_rows3(x0, x1, x2, x3, w, s0, s1, s2, d0, d1, d2, m):
+    """d_c = max(s_c, x_r * w[r, c] for four rows r), three columns (float32).
+
+    Four rows per pass over the accumulators: a quarter of their loads and
+    stores. ``w`` is (4, 3); rows past the window's end have weight 0.
+    """
+    w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
+    w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
+    w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
+    w30, w31, w32 = w[3, 0], w[3, 1], w[3, 2]
+    for j in range(m):
+        v0 = np.float32(x0[j])
+        v1 = np.float32(x1[j])
+        v2 = np.float32(x2[j])
+        v3 = np.float32(x3[j])
+        a = _max(_max(v0 * w00, v1 * w10), _max(v2 * w20, v3 * w30))
+        b = _max(_max(v0 * w01, v1 * w11), _max(v2 * w21, v3 * w31))
+        c = _max(_max(v0 * w02, v1 * w12), _max(v2 * w22, v3 * w32))
+        d0[j] = _max(a, s0[j])
+        d1[j] = _max(b, s1[j])
+        d2[j] = _max(c, s2[j])
+
+
+@njit(cache=True, nogil=True)
+def _brute_rows1(x0, x1, x2, x3, w, s0, d0, m):
+    """d = max(s, x_r * w[r]) over four rows (float32)."""
+    w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
+    for j in range(m):
+        a = _max(_max(np.float32(x0[j]) * w0, np.float32(x1[j]) * w1),
+                 _max(np.float32(x2[j]) * w2, np.float32(x3[j]) * w3))
+        d0[j] = _max(a, s0[j])
+
+
+@njit(cache=True, nogil=True)
+def _brute_each(xr, wrow, s0, d0, m):
+    """d = max(s, x * wrow): RGB frames, ``wrow`` the frame's weights repeated per pixel."""
+    for j in range(m):
+        p0 = np.float32(xr[j]) * wrow[j]
+        q0 = s0[j]
+        d0[j] = p0 if p0 > q0 else q0
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_flags, sc_best,
+                sc_cols, bsize):
+    """The window's image by brute force over the ring, in float32, certified as above.
+
+    Every frame of the window is multiplied by its weights and the largest
+    product kept, in float32; :func:`_finish` stretches it (``margins``
+    bound the float32 weights' error ``|w32 - w64|`` and the products'
+    rounding) and recomputes the unsure values exactly.
+
+    Parameters
+    ----------
+    ring : ndarray, shape (F, P)
+        The window's frames, slot ``j % F`` holding frame j.
+    t : int
+        The window's last frame.
+    w32, w64 : ndarray, shape (F, ncol)
+        The weights (1 or 3 columns) in float32 and float64.
+    per_value : bool
+        RGB frames: value p takes column ``p % 3`` and the image has P values
+        (else ncol values per input value).
+    scale, margins, out, counts
+        As for :func:`color_step` (``margins`` per column).
+    sc_flags, sc_best, sc_cols : ndarray
+        Scratch per thread: (T, B) uint8, (T, 6, B) float32, (T, 3, B) uint8.
+    bsize : int
+        Values per block (a multiple of 3 with ``per_value``).
+    """
+    f = ring.shape[0]
+    n = ring.shape[1]
+    ncol = 1 if per_value else w32.shape[1]
+    nblocks = (n + bsize - 1) // bsize
+    # The weights padded with zero rows to a multiple of four frames.
+    w32q = np.zeros(((f + 3) // 4 * 4, w32.shape[1]), np.float32)
+    w32q[:f] = w32
+    s32 = np.float32(scale)
+    nexact = np.zeros(nblocks, np.int64)
+    for blk in prange(nblocks):
+        base = blk * bsize
+        m = min(bsize, n - base)
+        tid = numba.get_thread_id()
+        best = sc_best[tid]
+        for c in range(ncol):
+            best[2 * c, :m] = 0.0
+        k = 0
+        if per_value:
+            wrow = np.empty(m, np.float32)
+            for j in range(f):
+                for i in range(m):
+                    wrow[i] = w32[j, (base + i) % 3]
+                _brute_each(ring[(t - f + 1 + j) % f, base:base + m], wrow, best[k],
+                            best[1 - k], m)
+                k = 1 - k
+        else:
+            for j in range(0, f, 4):
+                # rows past the window repeat its last frame with weight 0
+                r0 = ring[(t - f + 1 + j) % f, base:base + m]
+                r1 = ring[(t - f + 1 + min(j + 1, f - 1)) % f, base:base + m]
+                r2 = ring[(t - f + 1 + min(j + 2, f - 1)) % f, base:base + m]
+                r3 = ring[(t - f + 1 + min(j + 3, f - 1)) % f, base:base + m]
+                w4 = w32q[j:j + 4]
+                if ncol == 3:
+                    _brute_rows3(r0, r1, r2, r3, w4, best[k], best[2 + k], best[4 + k],
+                                 best[1 - k], best[3 - k], best[5 - k], m)
+                else:
+                    _brute_rows1(r0, r1, r2, r3, w4[:, 0], best[k], best[1 - k], m)
+                k = 1 - k
+        flags = sc_flags[tid]
+        flags[:m] = 0
+        if per_value:  # one margin for the three columns: the largest
+            nexact[blk] = _finish_each(best[k], s32, margins.max(), flags, sc_cols[tid, 0],
+                                       out[base:base + m], ring, t, base, w64, scale, m)
+        else:
+            nexact[blk] = _finish(best, np.full(ncol, k, np.int64), ncol, s32, margins, flags,
+                                  sc_cols[tid], out[base * ncol:(base + m) * ncol], ring, t,
+                                  base, w64, scale, m)
+    counts[0] += nexact.sum()
+
+
+@njit(cache=True, nogil=True)
+def _finish_each(best, s32, mg, flags, col8, out, ring, t, base, w64, scale, m):
+    """:func:`_finish` for RGB frames (value p, column p % 3)."""
+    nflag = _stretch_row(best, s32, mg, col8, flags, m)
+    out[:m] = col8[:m]
+    nexact = 0
+    if nflag:
+        for j in range(m):
+            if flags[j]:
+                nexact += 1
+                out[j] = _exact(ring, t, base + j, w64, (base + j) % 3, scale)
+    return nexact

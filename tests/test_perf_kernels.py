@@ -1,0 +1,281 @@
+"""The certified color paths (and the robust median) against the per-window oracles.
+
+Blocks and list capacities are shrunk so that a few pixels span many
+blocks and candidate lists overflow; every image is compared byte for byte
+with the NumPy reference (``RingProjector``, the backends' contract) and
+with ``tests/naive.py``. Data: the synthetic particle movie, uniform noise,
+few levels (ties), and steadily fading pixels (the records' worst case).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from flowtrace_gpu import config  # noqa: E402
+from flowtrace_gpu.backends import numba_color_state as ncs  # noqa: E402
+from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
+from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+from naive import naive_trace_ext  # noqa: E402
+
+STYLES = ("particles", "noise", "levels", "fading")
+
+
+def make_movie(style, n, shape, dtype, seed):
+    """(n, *shape) frames of ``dtype`` in one of :data:`STYLES`."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random((n,) + shape) < 0.3
+    top = int(np.iinfo(dtype).max)
+    if style == "particles":
+        planes = [synthetic_movie(n, shape[:2], seed=seed + c, dtype=dtype)
+                  for c in range(shape[2] if len(shape) == 3 else 1)]
+        return np.stack(planes, axis=-1) if len(shape) == 3 else planes[0]
+    if style == "noise":
+        return rng.integers(0, top, (n,) + shape, endpoint=True).astype(dtype)
+    if style == "levels":
+        return rng.integers(0, 4, (n,) + shape).astype(dtype)
+    # fading: every pixel darker than the frame before (a candidate per frame)
+    start = rng.integers(top // 2, top, shape, endpoint=True)
+    steps = rng.integers(1, max(2, top // (4 * n)), (n,) + shape)
+    return np.clip(start - np.cumsum(steps, axis=0), 0, top).astype(dtype)
+
+
+def stream(state, frames):
+    """The images of every full window, from a certified color state (plan shape)."""
+    plan = state.plan
+    f = plan.frames_to_merge
+    images = []
+    for t, frame in enumerate(frames):
+        state.push(np.ascontiguousarray(frame).reshape(-1).astype(state.xdtype, copy=False))
+        if t >= f - 1:
+            images.append(state.image().reshape(plan.out_shape))
+    return images
+
+
+def reference(plan, frames):
+    ring = RingProjector(plan, np)
+    images = []
+    for t, frame in enumerate(frames):
+        ring.push(frame)
+        if t >= plan.frames_to_merge - 1:
+            images.append(ring.project())
+    return images
+
+
+def oracle_colors(opts, k):
+    """The naive oracle's weights for ``colormap`` (colors, resolved to 0-1): evenly spaced
+    along the colors, linearly interpolated."""
+    stops = np.array(opts.colormap, np.float64)
+    positions = np.linspace(0.0, 1.0, k)
+    anchors = np.linspace(0.0, 1.0, len(stops))
+    return np.stack([np.interp(positions, anchors, stops[:, c]) for c in range(3)], axis=1)
+
+
+def check(state, frames):
+    """Every image equals the NumPy reference byte for byte, and the naive oracle."""
+    plan = state.plan
+    opts = plan.options
+    got = stream(state, frames)
+    ref = reference(plan, frames)
+    assert len(got) == len(ref) == len(frames) - plan.frames_to_merge + 1
+    for i, (g, r) in enumerate(zip(got, ref)):
+        assert g.tobytes() == r.tobytes(), f"window {i} of {plan}: {np.argwhere(g != r)[:5]}"
+    if plan.scaling != "frame" or opts.colormap == "viridis":
+        return got
+    colors = oracle_colors(opts, plan.frames_to_merge) if opts.colormap else None
+    naive = naive_trace_ext(frames, plan.frames_to_merge, color_series=opts.color_series,
+                            colors=colors, fade_tails=opts.fade_tails)
+    # The oracle multiplies by the color, then by the fade; the package by their
+    # product (plan.colors): one rounding apart, so one level at most.
+    tol = 1 if opts.color_series and opts.fade_tails else 0
+    diff = np.abs(np.array(got, np.int16) - naive.astype(np.int16))
+    assert diff.max(initial=0) <= tol
+    return got
+
+
+OPTIONS = [
+    TraceOptions(color_series=True),
+    TraceOptions(fade_tails=True),
+    TraceOptions(color_series=True, fade_tails=True),
+    TraceOptions(color_series=True, colormap=((0, 0, 255), (255, 128, 0))),
+    TraceOptions(color_series=True, colormap=((0, 0, 255), (0, 255, 0), (255, 0, 0))),
+]
+
+
+@st.composite
+def color_cases(draw):
+    f = draw(st.integers(1, 12))
+    dtype = draw(st.sampled_from([np.uint8, np.uint8, np.uint16, np.bool_]))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 9))
+    shape = (h, w, 3) if draw(st.booleans()) else (h, w)
+    opts = draw(st.sampled_from(OPTIONS))
+    scaling = {}
+    if draw(st.integers(0, 3)) == 0:
+        scaling = {"scaling": "fixed", "peak": draw(st.sampled_from([0.0, 1.0, 97.5, 3e4]))}
+    plan = TracePlan(f, shape, dtype, opts, **scaling)
+    n = f + draw(st.integers(0, 2 * f + 4))
+    style = draw(st.sampled_from(STYLES))
+    method = draw(st.sampled_from(["brute", "records"] if ncs.records_plan(plan) else ["brute"]))
+    block = draw(st.integers(1, 7))
+    rows = draw(st.sampled_from([None, 1, 2, 3]))
+    slack = draw(st.sampled_from([0.0, 0.0, 0.0, 1.0]))
+    return plan, n, style, method, block, rows, slack, draw(st.integers(0, 2 ** 16))
+
+
+@given(color_cases())
+def test_certified_color_matches_reference_and_oracle(case):
+    plan, n, style, method, block, rows, slack, seed = case
+    frames = make_movie(style, n, plan.frame_shape, plan.dtype, seed)
+    if method == "records":
+        state = ncs.RecordsColor(plan, block, rows=rows, slack=slack)
+    else:
+        state = ncs.BruteColor(plan, block, slack=slack)
+    images = check(state, frames)
+    if slack >= 1.0 and min(image.min() for image in images) < 255:
+        assert state.exact > 0  # values off saturation went the exact way
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("f", [30, 70])
+def test_records_on_larger_frames(style, f):
+    """Realistic list lengths: default blocks and capacities, several blocks of F frames."""
+    plan = TracePlan(f, (24, 40), np.uint8, TraceOptions(color_series=True))
+    frames = make_movie(style, 2 * f + 7, plan.frame_shape, np.uint8, f)
+    check(ncs.RecordsColor(plan, block=256), frames)
+    check(ncs.BruteColor(plan, block=256), frames)
+
+
+def test_fading_pixels_overflow_to_the_exact_path():
+    plan = TracePlan(9, (4, 6), np.uint8, TraceOptions(color_series=True))
+    frames = make_movie("fading", 30, plan.frame_shape, np.uint8, 3)
+    state = ncs.RecordsColor(plan, block=5, rows=2)
+    check(state, frames)
+    assert state.overflows > 0 and state.exact > 0
+
+
+def test_fit_weights_bounds_the_float32_formula():
+    """The bound covers the formula as float32 evaluates it, for the ramp, fade and both."""
+    for opts in OPTIONS[:4]:
+        for k in (2, 3, 10, 57, 300):
+            weights = ncs._weights(TracePlan(k, (2, 2), np.uint8, opts))
+            for col in weights.T:
+                fit = ncs.fit_weights(col)
+                assert fit is not None
+                coef, delta = fit
+                a, b, c, d = coef
+                pos = np.arange(k, dtype=np.float32)
+                value = (a + b * pos) * (c + d * pos)  # float32, as the kernel
+                assert value.dtype == np.float32
+                assert np.abs(value.astype(np.float64) - col).max() <= delta
+                assert delta <= 64 * ncs.U32 * col.max()
+
+
+def test_records_plan_and_method_choice():
+    matplotlib = pytest.importorskip("matplotlib")  # noqa: F841
+    low, high = config.get("color_records_min_f") - 1, config.get("color_records_min_f")
+
+    def method(f, dtype=np.uint8, shape=(2, 3), **kw):
+        return ncs.color_method(TracePlan(f, shape, dtype, TraceOptions(**kw)))
+
+    assert method(high, color_series=True) == method(high, fade_tails=True) == "records"
+    assert method(low, color_series=True) == method(low, fade_tails=True) == "brute"
+    # blue * fade rises then falls; viridis is not monotone; RGB frames take colors per value
+    assert method(high, color_series=True, fade_tails=True) == "brute"
+    assert method(high, color_series=True, colormap="viridis") == "brute"
+    assert method(high, shape=(2, 3, 3), color_series=True) == "brute"
+    assert method(high, shape=(2, 3, 3), fade_tails=True) == "records"
+    # not weights alone on unsigned frames: the exact kernels
+    assert method(high, color_series=True, subtract_median=True) is None
+    assert method(high, color_series=True, invert_color=True) is None
+    assert method(high, dtype=np.float32, color_series=True) is None
+    assert method(high) is None
+    with pytest.raises(ValueError, match="records path needs"):
+        ncs.color_method(TracePlan(5, (2, 2), np.uint8, TraceOptions(
+            color_series=True, colormap="viridis")), "records")
+    with pytest.raises(ValueError, match="color method must be"):
+        ncs.color_method(TracePlan(5, (2, 2), np.uint8, TraceOptions(color_series=True)), "x")
+
+
+# --- the adaptive median -----------------------------------------------------------
+
+from flowtrace_gpu.backends.numba_adaptive_median import AdaptiveMedian, band_can_win  # noqa: E402
+
+
+def median_stream(med, frames):
+    """(window, lo, hi) after every full window."""
+    f = med.f
+    ring = np.zeros((f, frames.shape[1]), np.uint8)
+    for t, x in enumerate(frames):
+        med.push(ring, t, x)
+        ring[t % f] = x
+        if t >= f - 1:
+            yield frames[t - f + 1:t + 1], med.lo.copy(), med.hi.copy()
+
+
+def median_movie(style, n, npix, seed):
+    rng = np.random.default_rng(seed)
+    if style == "noise":
+        return rng.integers(0, 256, (n, npix), dtype=np.uint8)
+    if style == "levels":
+        return rng.integers(0, 3, (n, npix), dtype=np.uint8)
+    if style == "still":  # a still background and camera noise
+        return (rng.integers(10, 30, npix) + rng.integers(-4, 5, (n, npix))).astype(np.uint8)
+    side = int(np.ceil(np.sqrt(npix)))
+    movie = synthetic_movie(n, (side, side), seed=seed).reshape(n, -1)[:, :npix].copy()
+    if style == "mixed":  # noise over part of the image from the middle of the movie on
+        movie[n // 2:, : npix // 2] = rng.integers(0, 256, (n - n // 2, npix // 2))
+    return movie
+
+
+@given(f=st.integers(1, 40),
+       style=st.sampled_from(["particles", "noise", "levels", "mixed", "still"]),
+       npix=st.integers(1, 40), block=st.integers(1, 7),
+       start=st.sampled_from(["band", "sorted"]), bins=st.sampled_from([None, 1, 2, 8, 16]),
+       tolerance=st.sampled_from([1.0, 1.3]), seed=st.integers(0, 2 ** 16))
+def test_adaptive_median_is_exact(f, style, npix, block, start, bins, tolerance, seed):
+    """lo/hi are the window's middle order statistics whatever each block runs."""
+    frames = median_movie(style, f + 3 * f // 2 + 12, npix, seed)
+    med = AdaptiveMedian(f, npix, block=block, bins=bins, start=start)
+    med.costs[5] = tolerance  # 1.0: switch at the slightest advantage
+    for window, lo, hi in median_stream(med, frames):
+        ordered = np.sort(window, axis=0)
+        np.testing.assert_array_equal(lo, ordered[(f - 1) // 2])
+        np.testing.assert_array_equal(hi, ordered[f // 2])
+        np.testing.assert_array_equal((lo.astype(np.float64) + hi) / 2, np.median(window, axis=0))
+
+
+def test_adaptive_median_switches_to_the_cheaper_method():
+    """Noise sends band blocks to the sorted window; a still background brings them back."""
+    f, npix = 70, 600
+    noise = median_movie("noise", 3 * f, npix, 1)
+    med = AdaptiveMedian(f, npix, block=100, start="band")
+    for _ in median_stream(med, noise):
+        pass
+    assert (med.mode == 1).all() and med.switches == 6
+    still = median_movie("still", 4 * f, npix, 2)
+    med = AdaptiveMedian(f, npix, block=100, start="sorted")
+    for _ in median_stream(med, still):
+        pass
+    assert (med.mode == 0).all()
+    # every block ends on the method the model prefers, within the tolerance
+    from flowtrace_gpu.kernels import numba_median_adaptive as nma
+
+    for mode, rate in zip(med.mode, med.rate):
+        band = nma.band_cost(rate, f, med.costs)
+        other = nma.sorted_cost(f, med.costs)
+        assert (band <= med.costs[5] * other) if mode == 0 else (other <= med.costs[5] * band)
+
+
+def test_band_can_win_only_for_longer_windows():
+    assert not band_can_win(5) and not band_can_win(20)
+    assert band_can_win(100) and band_can_win(100, bins=8)
+    with pytest.raises(ValueError, match="start must be"):
+        AdaptiveMedian(5, 10, start="histogram")
