@@ -639,11 +639,18 @@ def test_bad_run_values_are_refused(movie_dir, tmp_path, kwargs, match):
 
 # ------------------------------------------------------------------ signals and kills
 
+def _default_signals() -> None:
+    # A child inherits ignored signals: a suite started in the background (as
+    # `cmd &` in a script) ignores SIGINT, and so would the run under test.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _cli(src: Path, out: Path, *extra, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "flowtrace_gpu", str(src), "10", str(out), "--backend", "numpy",
          "-q", *extra], stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, **(env or {})})
+        env={**os.environ, **(env or {})}, preexec_fn=_default_signals)
 
 
 def _wait_for(predicate, proc, what: str, timeout: float = 60.0) -> None:
@@ -736,7 +743,8 @@ def test_ctrl_c_in_a_script_raises_keyboard_interrupt_after_cleanup(long_movie, 
                   signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=_default_signals)
     _wait_for(lambda: len(list(out.glob("*.png"))) >= 10, proc, "10 images")
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
