@@ -247,7 +247,7 @@ def _exact(ring, t, p, w64, col, scale):
     for j in range(f):
         v = np.float64(ring[(t - f + 1 + j) % f, p]) * w64[j, col]
         best = v if v > best else best
-    return _to_uint8(best, scale)
+    return _to_uint8(best, scale, np.float64)
 
 
 @njit(cache=True, nogil=True)
