@@ -8,7 +8,8 @@ traced, in one run, by:
 
 * ``pipeline``: the single-process pipeline (reader thread, compute, writer
   threads: what ``flowtrace`` runs), the yardstick;
-* ``threads``: ``flowtrace_dask`` on dask's threaded scheduler, 2 threads;
+* ``threads``: ``flowtrace_dask`` on dask's threaded scheduler, 2 threads
+  (its input: ``da.from_zarr`` with time chunks of one block);
 * ``1 worker`` / ``2 workers``: ``flowtrace_dask`` on a ``LocalCluster`` of
   processes with one thread each, started with this package's worker
   environment (``flowtrace_gpu.batch.worker_environ``);
@@ -95,7 +96,9 @@ def pipeline_run(source_path, f, options, sink, out):
 def dask_run(source_path, f, options, block, sink, out, scheduler):
     import dask.array as da
 
-    lazy = flowtrace_dask(da.from_zarr(str(source_path)), f, block=block, **options)
+    # Time chunks of whole blocks: each block read by one task, no rechunking.
+    chunks = (block or "auto", -1, -1)
+    lazy = flowtrace_dask(da.from_zarr(str(source_path), chunks=chunks), f, block=block, **options)
     if sink == "zarr":
         shutil.rmtree(out, ignore_errors=True)
         lazy.to_zarr(str(out), compute=False).compute(**scheduler)
