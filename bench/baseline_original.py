@@ -1,10 +1,12 @@
 """The original flowtrace's algorithm, as a yardstick (serial, use_parallel=False).
 
 Per output frame: roll a float64 (H, W, F) window by one frame, read the next
-frame into it, copy, optionally subtract the per-pixel np.median, take the
-max, stretch to 8 bits and save with Pillow's default PNG settings -- what
-``sliding_zproj_internal`` does, with tifffile and Pillow standing in for
-the long-gone ``scipy.misc`` reader and ``toimage``.
+frame into it, copy, optionally subtract the per-pixel np.median, optionally
+tint frame j by the time ramp (``color_series``: the stack times the (F, 3)
+colors, broadcast to (H, W, F, 3)), take the max, stretch to 8 bits and
+save with Pillow's default PNG settings -- what ``sliding_zproj_internal``
+does, with tifffile and Pillow standing in for the long-gone ``scipy.misc``
+reader and ``toimage``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from pathlib import Path
 import numpy as np
 
 
-def run_original(files, frames_to_merge, out_dir, subtract_median=False, max_outputs=None):
+def _ramp(k):
+    """The original's cmap1D((90, 10, 250), (255, 153, 0), k) / 255, (k, 3)."""
+    start = np.array([90, 10, 250]) / 255.0
+    end = np.array([255, 153, 0]) / 255.0
+    return np.stack([np.linspace(start[c], end[c], k) for c in range(3)], axis=1) / 255.0
+
+
+def run_original(files, frames_to_merge, out_dir, subtract_median=False, color_series=False,
+                 max_outputs=None):
     """Trace ``files`` the original's way; returns the number of images written."""
     import tifffile
     from PIL import Image
@@ -35,7 +45,10 @@ def run_original(files, frames_to_merge, out_dir, subtract_median=False, max_out
         stack2 = stack.copy()
         if subtract_median:
             stack2 = stack2 - np.median(stack2, axis=-1)[..., np.newaxis]
-        proj = stack2.max(axis=-1)
+        if color_series:
+            proj = (stack2[..., np.newaxis] * _ramp(frames_to_merge)).max(axis=-2)
+        else:
+            proj = stack2.max(axis=-1)
         peak = proj.max()
         scaled = proj * (255.0 / peak) if peak != 0 else proj
         image = (np.clip(scaled, 0, 255) + 0.5).astype(np.uint8)

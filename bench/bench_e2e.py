@@ -100,7 +100,8 @@ def main(argv=None):
     try:
         files, movie = write_movie(work / "movie", args.frames, args.size)
         n_out = args.frames - f
-        option_sets = {"default": {}, "subtract_median": {"subtract_median": True}}
+        option_sets = {"default": {}, "subtract_median": {"subtract_median": True},
+                       "color_series": {"color_series": True}}
         for label, options in option_sets.items():
             out = work / "out"
             engines = args.backends.split(",") if args.backends else [

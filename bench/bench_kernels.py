@@ -1,16 +1,25 @@
-"""Milliseconds per output frame of the projection kernels, per backend.
+"""Milliseconds per output frame of the projection kernels, steady state, with peers.
 
-Measures max, min (invert_color), median (subtract_median) and color
-(color_series) at F = 10, 30, 100 on uint8 and uint16 frames, for every
-backend that loads, next to two yardsticks taken in the same run: one
-``np.maximum(a, b, out=c)`` pass over a frame (memory bandwidth) and the
-per-window NumPy oracle (``RingProjector``; also ``np.median`` over a
-window for the median). Prints a table and writes
-``bench/results/kernels.json``.
+For each movie (``particles``: the synthetic particle movie; ``noise``:
+uniform noise over the dtype's range), dtype (uint8, uint16) and F (10, 30,
+100), every backend that loads runs max, min (``invert_color``), median
+(``subtract_median``), color (``color_series``) and fade (``fade_tails``)
+on a resident 1024x1024 movie. Each cell is the marginal cost of a window,
+push + project, after the first window is full: ``--windows`` windows per
+op (150), in ``--repeats`` rounds interleaved across the ops (a slow spell
+of the machine hits them alike); the median and the range of the rounds
+are reported. Yardsticks from the same run: one ``np.maximum(a, b,
+out=c)`` pass (memory bandwidth) and the per-window NumPy reference
+(``RingProjector``, on a few windows). The peers table (``--peers``, the
+``bench`` extra) times, on the same particle movie (uint8, F = ``--peer-f``),
+bottleneck's ``move_max`` and ``move_median`` and scipy's
+``maximum_filter1d`` and ``median_filter`` along time, per output frame.
+Prints the tables and writes ``bench/results/kernels.json``.
 
-    python bench/bench_kernels.py            # 1024x1024, a few minutes on 2 cores
-    python bench/bench_kernels.py --quick    # 256x256, smoke run
-    python bench/bench_kernels.py --cold     # also first-call times in fresh processes
+    python bench/bench_kernels.py             # a quarter of an hour on 2 cores
+    python bench/bench_kernels.py --quick     # 256x256, F = 10 and 30, smoke run
+    python bench/bench_kernels.py --data noise --ops median --fs 30,100
+    python bench/bench_kernels.py --cold      # also first-call times in fresh processes
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,75 +37,135 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowtrace_gpu.backends import available_backends, get_backend
-from flowtrace_gpu.backends.base import RingProjector
-from flowtrace_gpu.plan import TraceOptions, TracePlan
+from flowtrace_gpu.backends import available_backends, get_backend  # noqa: E402
+from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
+from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
-from common import median_time  # noqa: E402
+from common import machine, median_time  # noqa: E402
 
 OPS = {
     "max": TraceOptions(),
     "min": TraceOptions(invert_color=True),
     "median": TraceOptions(subtract_median=True),
     "color": TraceOptions(color_series=True),
+    "fade": TraceOptions(fade_tails=True),
 }
 
 
-def particle_frames(n, shape, dtype, seed=0):
-    """A dim noisy background with bright moving particles (a flow movie)."""
-    rng = np.random.default_rng(seed)
-    top = 255 if np.dtype(dtype).itemsize == 1 else 4095
-    h, w = shape
-    frames = rng.normal(0.1 * top, 0.02 * top, (n, h, w))
-    npart = h * w // 2000
-    ys = rng.uniform(0, h, npart)
-    xs = rng.uniform(0, w, npart)
-    for i in range(n):
-        yi = (ys + 1.5 * i).astype(int) % h
-        xi = (xs + 0.7 * i).astype(int) % w
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                frames[i, (yi + dy) % h, (xi + dx) % w] = 0.9 * top
-    return np.clip(frames, 0, top).astype(dtype)
+def movie(kind, n, shape, dtype, seed=0):
+    """``n`` frames: the synthetic particle movie, or uniform noise over the dtype's range."""
+    if kind == "particles":
+        return synthetic_movie(n, shape, seed=seed, dtype=dtype)
+    top = int(np.iinfo(dtype).max)
+    return np.random.default_rng(seed).integers(0, top, (n,) + shape, endpoint=True,
+                                                dtype=dtype)
 
 
-def time_calls(fn, repeats):
-    """Median seconds of ``repeats`` calls, no warm-up call."""
-    return median_time(fn, repeats=repeats, warmup=0)
+class Stream:
+    """A projector fed from a pool of frames (cycled), one window per call."""
 
+    def __init__(self, projector, frames, f):
+        self.proj, self.frames = projector, frames
+        for i in range(f):
+            projector.push(frames[i % len(frames)])
+        projector.project()  # compiles, and fills the state
+        self.i = f
 
-def bench_projector(make, frames, f, per_run, repeats, project=True):
-    """Median over ``repeats`` of the mean time of push+project over ``per_run`` frames.
-
-    With ``project=False`` only ``push`` is timed: the sliding-state update
-    that is all a max/min costs before the image is combined and stretched.
-    """
-    proj = make()
-    pool = len(frames)
-    for i in range(f):
-        proj.push(frames[i % pool])
-    proj.project()  # compiles, and fills the state
-    state = {"i": f}
-
-    def run():
-        for _ in range(per_run):
-            proj.push(frames[state["i"] % pool])
+    def windows(self, count, project=True):
+        for _ in range(count):
+            self.proj.push(self.frames[self.i % len(self.frames)])
             if project:
-                proj.project()
-            state["i"] += 1
-
-    return time_calls(run, repeats) / per_run * 1e3
+                self.proj.project()
+            self.i += 1
 
 
-def yardsticks(frames, fs, repeats):
+def interleaved(streams, windows, repeats, warm=0):
+    """ms per window of each stream: ``repeats`` rounds of ``windows // repeats`` windows.
+
+    Returns {name: [ms of each round]}. ``warm`` windows run first, untimed
+    (state that adapts to the data settles).
+    """
+    per_round = max(1, windows // repeats)
+    for s in streams.values():
+        s.windows(warm)
+    samples = {name: [] for name in streams}
+    for _ in range(repeats):
+        for name, s in streams.items():
+            t = time.perf_counter()
+            s.windows(per_round)
+            samples[name].append((time.perf_counter() - t) / per_round * 1e3)
+    return samples
+
+
+def summary(runs):
+    return {"ms": statistics.median(runs), "min": min(runs), "max": max(runs)}
+
+
+def reference_ms(plan, frames, windows):
+    """ms per window of the per-window NumPy reference (O(F): a few windows)."""
+    s = Stream(RingProjector(plan, np), frames, plan.frames_to_merge)
+    t = time.perf_counter()
+    s.windows(windows)
+    return (time.perf_counter() - t) / windows * 1e3
+
+
+def maximum_pass_ms(frames, repeats):
     a, b = frames[0], frames[1]
     c = np.empty_like(a)
-    out = {"np_maximum_ms": time_calls(lambda: np.maximum(a, b, out=c), 20 * repeats) * 1e3}
-    for f in fs:
-        if f == 30:
-            window = np.stack([frames[i % len(frames)] for i in range(f)])
-            out[f"np_median_F{f}_ms"] = time_calls(lambda: np.median(window, axis=0), 2) * 1e3
-    return out
+    return median_time(lambda: np.maximum(a, b, out=c), repeats=20 * repeats, warmup=1) * 1e3
+
+
+def peers(frames, f, ours, refs):
+    """ms per output frame of the peers along time, on ``frames`` (uint8, (T, H, W)).
+
+    ``ours`` and ``refs``: {op: ms} of this package's numba backend and of
+    the per-window NumPy reference from the same run, for the ratios. Slow
+    peers run on fewer windows or a band of rows (scaled to the frame), as
+    each row says.
+    """
+    rows = []
+    h = frames.shape[1]
+    try:
+        import bottleneck as bn
+    except ImportError:
+        bn = None
+    try:
+        from scipy import ndimage
+    except ImportError:
+        ndimage = None
+
+    def per_window(fn, windows, scale=1.0):
+        fn()  # warm (allocations, imports)
+        t = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t) / windows * 1e3 * scale
+
+    k = 40  # full windows in the chunk
+    chunk = np.ascontiguousarray(frames[:f + k - 1])
+    if bn is not None:
+        rows.append(("bottleneck.move_max, axis 0 (float64 out)", "max",
+                     per_window(lambda: bn.move_max(chunk, f, axis=0), k)))
+        along = np.ascontiguousarray(np.moveaxis(chunk, 0, -1))
+        rows.append(("bottleneck.move_max, time made contiguous", "max",
+                     per_window(lambda: bn.move_max(along, f, axis=-1), k)))
+        band = max(1, h // 16)  # a band of rows: move_median takes seconds per frame
+        small = np.ascontiguousarray(frames[:f + 3, :band])
+        rows.append((f"bottleneck.move_median, axis 0 ({band} rows, scaled)", "median",
+                     per_window(lambda: bn.move_median(small, f, axis=0), 4, h / band)))
+    if ndimage is not None:
+        rows.append(("scipy.ndimage.maximum_filter1d, axis 0", "max",
+                     per_window(lambda: ndimage.maximum_filter1d(chunk, f, axis=0),
+                                len(chunk))))
+        band = max(1, h // 64)
+        small = np.ascontiguousarray(frames[:f + 3, :band])
+        rows.append((f"scipy.ndimage.median_filter, size (F,1,1) ({band} rows, scaled)",
+                     "median", per_window(lambda: ndimage.median_filter(
+                         small, size=(f, 1, 1)), len(small), h / band)))
+    rows += [("NumPy reference (RingProjector, per window)", op, ms) for op, ms in refs.items()]
+    rows += [("flowtrace_gpu, numba", op, ms) for op, ms in ours.items()]
+    return [{"peer": label, "op": op, "ms": ms, "x_ours": ms / ours[op] if op in ours else None}
+            for label, op, ms in rows]
 
 
 def cold_starts(shape, f):
@@ -136,65 +205,96 @@ def cold_starts(shape, f):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256x256, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="256x256, F = 10 and 30")
     parser.add_argument("--size", type=int, default=None, help="frame side (default 1024)")
+    parser.add_argument("--fs", default=None, help="window lengths (default 10,30,100)")
+    parser.add_argument("--data", default="particles,noise", help="movies to run")
+    parser.add_argument("--dtypes", default="uint8,uint16")
+    parser.add_argument("--ops", default=",".join(OPS))
+    parser.add_argument("--windows", type=int, default=150,
+                        help="timed windows per op (after the first is full)")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--threads", type=int, default=None, help="kernel threads")
     parser.add_argument("--backends", default=None, help="comma list (default: all that load)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the per-window NumPy reference")
+    parser.add_argument("--peers", action="store_true",
+                        help="also the peers table (bottleneck, scipy: pip install '.[bench]')")
+    parser.add_argument("--peer-f", type=int, default=30)
     parser.add_argument("--cold", action="store_true", help="also time first calls")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "kernels.json"))
     args = parser.parse_args(argv)
 
     side = args.size or (256 if args.quick else 1024)
     shape = (side, side)
-    fs = (10, 30) if args.quick else (10, 30, 100)
-    repeats = 2 if args.quick else 3
-    names = args.backends.split(",") if args.backends else available_backends()
+    fs = [int(v) for v in (args.fs or ("10,30" if args.quick else "10,30,100")).split(",")]
+    if args.quick:
+        args.windows, args.repeats = min(args.windows, 20), min(args.repeats, 2)
+    names = [n for n in (args.backends.split(",") if args.backends else available_backends())
+             if n != "numpy"]  # numpy's projector is the reference, timed apart
     backends = {n: get_backend(n) for n in names}
     if args.threads:
         for b in backends.values():
             b.set_threads(args.threads)
+    ops = args.ops.split(",")
+    pool = max(fs) + 64
 
-    report = {"shape": shape, "frames_to_merge": fs, "machine": platform.machine(),
-              "cpus": os.cpu_count(), "threads": args.threads, "results": {}, "yardsticks": {}}
-    print(f"{side}x{side}, ms per output frame (median of {repeats}); backends: {names}")
-    for dtype in (np.uint8, np.uint16):
-        dname = np.dtype(dtype).name
-        frames = particle_frames(24, shape, dtype)
-        yard = yardsticks(frames, fs, repeats)
-        report["yardsticks"][dname] = yard
-        print(f"\n{dname}: np.maximum pass {yard['np_maximum_ms']:.3f} ms"
-              + "".join(f", {k} {v:.1f} ms" for k, v in yard.items() if "median" in k))
-        print(f"{'op':7s} {'F':>4s} " + " ".join(f"{n:>10s}" for n in names)
-              + f" {'oracle':>10s} {'x oracle':>9s} {'x maxpass':>9s}")
-        for op, opts in OPS.items():
+    report = {"machine": machine(), "shape": shape, "frames_to_merge": fs,
+              "threads": args.threads, "windows": args.windows, "repeats": args.repeats,
+              "results": {}, "yardsticks": {}}
+    print(f"{side}x{side}; ms per window (push + project, steady state): median of "
+          f"{args.repeats} interleaved rounds of {args.windows // args.repeats} windows "
+          f"[min-max]; backends {names}")
+    for kind in args.data.split(","):
+        for dname in args.dtypes.split(","):
+            dtype = np.dtype(dname)
+            frames = movie(kind, pool, shape, dtype)
+            mpass = maximum_pass_ms(frames, args.repeats)
+            report["yardsticks"][f"{kind}/{dname}"] = {"np_maximum_ms": mpass}
+            print(f"\n{kind}, {dname}: one np.maximum pass {mpass:.3f} ms")
+            print(f"{'op':7s} {'F':>4s} " + " ".join(f"{n:>22s}" for n in names)
+                  + f" {'x max':>7s} {'reference':>10s} {'x ref':>7s}")
             for f in fs:
-                plan = TracePlan(f, shape, dtype, opts)
-                row = {}
-                for n, b in backends.items():
-                    if n == "numpy":
-                        continue  # its projector is the oracle, timed below
-                    if op == "color":  # O(F) per frame by nature: a few frames suffice
-                        per_run, reps = 2, 2
-                    else:  # whole blocks, so that the suffix scan amortizes
-                        per_run, reps = f * max(1, -(-12 // f)), repeats
-                    row[n] = bench_projector(lambda: b.projector(plan), frames, f,
-                                             per_run, reps)
-                    if n == "numba" and op in ("max", "min"):
-                        row["numba_update"] = bench_projector(
-                            lambda: b.projector(plan), frames, f, per_run, reps, project=False)
-                # The oracle is O(F) per frame: time only a few frames of it.
-                row["oracle"] = bench_projector(lambda: RingProjector(plan, np), frames, f,
-                                                1 if f >= 100 else 2, 2 if f >= 100 else repeats)
-                report["results"][f"{dname}/{op}/F{f}"] = row
-                fast = min((v for k, v in row.items() if k not in ("oracle", "numba_update")),
-                           default=row["oracle"])
-                cells = " ".join(f"{row.get(n, row['oracle'] if n == 'numpy' else float('nan')):10.2f}"
-                                 for n in names)
-                update = row.get("numba_update")
-                extra = (f"   update {update:.3f} ms = {update / yard['np_maximum_ms']:.1f} passes"
-                         if update is not None else "")
-                print(f"{op:7s} {f:4d} {cells} {row['oracle']:10.1f} "
-                      f"{row['oracle'] / fast:9.1f} {fast / yard['np_maximum_ms']:9.1f}{extra}")
+                streams = {}
+                for op in ops:
+                    plan = TracePlan(f, shape, dtype, OPS[op])
+                    for n, b in backends.items():
+                        streams[(op, n)] = Stream(b.projector(plan), frames, f)
+                # A window of warm-up lets adaptive state (the median's blocks) settle.
+                runs = interleaved(streams, args.windows, args.repeats, warm=f)
+                del streams
+                for op in ops:
+                    row = {n: summary(runs[(op, n)]) for n in names}
+                    if not args.no_reference:
+                        plan = TracePlan(f, shape, dtype, OPS[op])
+                        row["reference_ms"] = reference_ms(plan, frames, 1 if f >= 100 else 2)
+                    report["results"][f"{kind}/{dname}/{op}/F{f}"] = row
+                    cells = " ".join(f"{row[n]['ms']:7.2f} [{row[n]['min']:6.2f}-"
+                                     f"{row[n]['max']:6.2f}]" for n in names)
+                    first = row[names[0]]["ms"] if names else float("nan")
+                    base = report["results"].get(f"{kind}/{dname}/max/F{f}", {})
+                    xmax = first / base[names[0]]["ms"] if names and base else float("nan")
+                    ref = row.get("reference_ms", float("nan"))
+                    print(f"{op:7s} {f:4d} {cells} {xmax:7.1f} {ref:10.1f} {ref / first:7.0f}",
+                          flush=True)
+    if args.peers and "numba" in backends:
+        f = args.peer_f
+        frames = movie("particles", max(f + 64, 128), shape, np.dtype(np.uint8))
+        ours, refs = {}, {}
+        for op in ("max", "median"):
+            plan = TracePlan(f, shape, np.uint8, OPS[op])
+            key = f"particles/uint8/{op}/F{f}"
+            if key in report["results"]:
+                ours[op] = report["results"][key]["numba"]["ms"]
+            else:
+                s = {op: Stream(backends["numba"].projector(plan), frames, f)}
+                ours[op] = summary(interleaved(s, args.windows, args.repeats, warm=f)[op])["ms"]
+            refs[op] = reference_ms(plan, frames, 2)
+        report["peers"] = peers(frames, f, ours, refs)
+        print(f"\npeers along time, particle movie uint8, F={f}, ms per output frame:")
+        for r in report["peers"]:
+            ratio = f"{r['x_ours']:8.1f}x ours" if r["x_ours"] else ""
+            print(f"  {r['op']:6s} {r['peer']:58s} {r['ms']:10.1f} {ratio}")
     if args.cold and "numba" in backends:
         report["cold"] = cold_starts(shape, 10)
         print("\ncold start (numba, F=10, seconds):", json.dumps(report["cold"], indent=1))

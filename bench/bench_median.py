@@ -1,13 +1,15 @@
 """Sliding-median methods of the Numba backend, per frame, across window lengths.
 
 For each F and method, the Numba projector with ``subtract_median`` pushes F
-frames of a synthetic 8-bit particle movie, then times ``push`` (median
-update and what else the state needs) and ``project`` (the image) over 30
-more; each cell is the median over ``--repeats`` runs of the mean per frame.
-Yardstick from the same run: one ``np.maximum`` pass over a frame. Prints a
-table and writes ``bench/results/median.json``.
+frames of a synthetic 8-bit particle movie (or uniform noise, ``--data
+noise``), then times ``push`` (median update and what else the state
+needs) and ``project`` (the image) over 30 more; each cell is the median
+over ``--repeats`` runs of the mean per frame. Yardstick from the same run:
+one ``np.maximum`` pass over a frame. Prints a table and writes
+``bench/results/median_<data>.json``.
 
-    python bench/bench_median.py                      # F = 10, 30, 100, 300; blocked, band
+    python bench/bench_median.py                      # F = 10, 30, 100, 300; all methods
+    python bench/bench_median.py --data noise --windows 30,100
     python bench/bench_median.py --windows 30 --methods band --size 512
     python bench/bench_median.py --quick              # 256x256, F = 10, 30
 """
@@ -69,8 +71,10 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="256x256, F = 10 and 30, one repeat")
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--windows", default="10,30,100,300", help="comma-separated F")
-    ap.add_argument("--methods", default="blocked,band",
-                    help="comma-separated: blocked, band")
+    ap.add_argument("--methods", default="blocked,band,adaptive",
+                    help="comma-separated: blocked, band, adaptive")
+    ap.add_argument("--data", default="particles",
+                    help="particles (the synthetic movie) or noise (uniform)")
     ap.add_argument("--threads", type=int, default=1,
                     help="kernel threads (default 1: what the pipeline gives compute on 2 cores)")
     ap.add_argument("--repeats", type=int, default=3)
@@ -83,7 +87,12 @@ def main(argv=None):
     import numba
 
     numba.set_num_threads(max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS)))
-    movie = synthetic_movie(max(windows) + TIMED, (args.size, args.size), seed=0)
+    n = max(windows) + TIMED
+    if args.data == "noise":
+        movie = np.random.default_rng(0).integers(0, 256, (n, args.size, args.size),
+                                                  dtype=np.uint8)
+    else:
+        movie = synthetic_movie(n, (args.size, args.size), seed=0)
     a, b = movie[0].copy(), movie[1].copy()
     maxpass = median_time(lambda: np.maximum(a, b, out=a), repeats=20) * 1e3
     rows = []
@@ -92,14 +101,14 @@ def main(argv=None):
             push, project, rebuilt = run(movie, f, method, args.repeats)
             row = {"F": f, "method": method, "push_ms": push, "project_ms": project,
                    "total_ms": push + project}
-            if method == "band":
+            if method in ("band", "adaptive"):  # adaptive: recounted or would-be
                 row["band_rebuilt_pct"] = 100 * rebuilt
             rows.append(row)
             print(f"F={f} {method}: {push + project:.2f} ms", file=sys.stderr, flush=True)
-    print(f"{args.size}x{args.size} uint8, subtract_median, {args.threads} thread(s), ms per "
+    print(f"{args.size}x{args.size} uint8 {args.data}, subtract_median, {args.threads} thread(s), ms per "
           f"frame (median of {args.repeats}); one np.maximum pass {maxpass:.3f} ms")
     print(table(rows, ["F", "method", "push_ms", "project_ms", "total_ms", "band_rebuilt_pct"]))
-    print("wrote", save("median", {"size": args.size, "threads": args.threads,
+    print("wrote", save(f"median_{args.data}", {"size": args.size, "threads": args.threads,
                                    "np_maximum_pass_ms": maxpass, "rows": rows}))
 
 
