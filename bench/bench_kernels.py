@@ -7,8 +7,10 @@ uniform noise over the dtype's range), dtype (uint8, uint16) and F (10, 30,
 on a resident 1024x1024 movie. Each cell is the marginal cost of a window,
 push + project, after the first window is full: ``--windows`` windows per
 op (150), in ``--repeats`` rounds interleaved across the ops (a slow spell
-of the machine hits them alike); the median and the range of the rounds
-are reported. Yardsticks from the same run: one ``np.maximum(a, b,
+of the machine hits them alike); the mean over all of them and the range of
+the rounds are reported. ``op/method`` ops force a numba method
+(``color/brute``, ``color/records``, ``fade/...``, ``median/blocked``,
+``median/adaptive``). Yardsticks from the same run: one ``np.maximum(a, b,
 out=c)`` pass (memory bandwidth) and the per-window NumPy reference
 (``RingProjector``, on a few windows). The peers table (``--peers``, the
 ``bench`` extra) times, on the same particle movie (uint8, F = ``--peer-f``),
@@ -19,6 +21,7 @@ Prints the tables and writes ``bench/results/kernels.json``.
     python bench/bench_kernels.py             # a quarter of an hour on 2 cores
     python bench/bench_kernels.py --quick     # 256x256, F = 10 and 30, smoke run
     python bench/bench_kernels.py --data noise --ops median --fs 30,100
+    python bench/bench_kernels.py --ops color/brute,color/records --fs 100,200
     python bench/bench_kernels.py --cold      # also first-call times in fresh processes
 """
 
@@ -51,6 +54,23 @@ OPS = {
     "color": TraceOptions(color_series=True),
     "fade": TraceOptions(fade_tails=True),
 }
+#: Ops that force a method of the numba backend: ``op/method`` (not in the default run).
+METHOD_OPS = {"color/brute": ("color", "color"), "color/records": ("color", "color"),
+              "fade/brute": ("fade", "color"), "fade/records": ("fade", "color"),
+              "median/blocked": ("median", "median"), "median/adaptive": ("median", "median")}
+
+
+def projector(backend, name, op, plan):
+    """The backend's projector, or for ``op/method`` the numba projector with that method."""
+    if "/" not in op:
+        return backend.projector(plan)
+    from flowtrace_gpu.backends.numba_projectors import make_projector
+
+    return make_projector(plan, **{METHOD_OPS[op][1]: op.split("/")[1]})
+
+
+def options(op):
+    return OPS[op.split("/")[0]]
 
 
 def movie(kind, n, shape, dtype, seed=0):
@@ -99,7 +119,9 @@ def interleaved(streams, windows, repeats, warm=0):
 
 
 def summary(runs):
-    return {"ms": statistics.median(runs), "min": min(runs), "max": max(runs)}
+    """Mean over all timed windows (rounds are equal: periodic work, such as a block
+    boundary every F frames, counts in full), and the slowest and fastest round."""
+    return {"ms": statistics.fmean(runs), "min": min(runs), "max": max(runs)}
 
 
 def reference_ms(plan, frames, windows):
@@ -237,14 +259,17 @@ def main(argv=None):
         for b in backends.values():
             b.set_threads(args.threads)
     ops = args.ops.split(",")
+    unknown = [op for op in ops if op not in OPS and op not in METHOD_OPS]
+    if unknown:
+        parser.error(f"unknown ops {unknown}; choose from {list(OPS) + list(METHOD_OPS)}")
     pool = max(fs) + 64
 
     report = {"machine": machine(), "shape": shape, "frames_to_merge": fs,
               "threads": args.threads, "windows": args.windows, "repeats": args.repeats,
               "results": {}, "yardsticks": {}}
-    print(f"{side}x{side}; ms per window (push + project, steady state): median of "
+    print(f"{side}x{side}; ms per window (push + project, steady state): mean of "
           f"{args.repeats} interleaved rounds of {args.windows // args.repeats} windows "
-          f"[min-max]; backends {names}")
+          f"[fastest-slowest round]; backends {names}")
     for kind in args.data.split(","):
         for dname in args.dtypes.split(","):
             dtype = np.dtype(dname)
@@ -252,21 +277,21 @@ def main(argv=None):
             mpass = maximum_pass_ms(frames, args.repeats)
             report["yardsticks"][f"{kind}/{dname}"] = {"np_maximum_ms": mpass}
             print(f"\n{kind}, {dname}: one np.maximum pass {mpass:.3f} ms")
-            print(f"{'op':7s} {'F':>4s} " + " ".join(f"{n:>22s}" for n in names)
+            print(f"{'op':15s} {'F':>4s} " + " ".join(f"{n:>22s}" for n in names)
                   + f" {'x max':>7s} {'reference':>10s} {'x ref':>7s}")
             for f in fs:
                 streams = {}
                 for op in ops:
-                    plan = TracePlan(f, shape, dtype, OPS[op])
+                    plan = TracePlan(f, shape, dtype, options(op))
                     for n, b in backends.items():
-                        streams[(op, n)] = Stream(b.projector(plan), frames, f)
+                        streams[(op, n)] = Stream(projector(b, n, op, plan), frames, f)
                 # A window of warm-up lets adaptive state (the median's blocks) settle.
                 runs = interleaved(streams, args.windows, args.repeats, warm=f)
                 del streams
                 for op in ops:
                     row = {n: summary(runs[(op, n)]) for n in names}
-                    if not args.no_reference:
-                        plan = TracePlan(f, shape, dtype, OPS[op])
+                    if not args.no_reference and "/" not in op:
+                        plan = TracePlan(f, shape, dtype, options(op))
                         row["reference_ms"] = reference_ms(plan, frames, 1 if f >= 100 else 2)
                     report["results"][f"{kind}/{dname}/{op}/F{f}"] = row
                     cells = " ".join(f"{row[n]['ms']:7.2f} [{row[n]['min']:6.2f}-"
@@ -275,7 +300,7 @@ def main(argv=None):
                     base = report["results"].get(f"{kind}/{dname}/max/F{f}", {})
                     xmax = first / base[names[0]]["ms"] if names and base else float("nan")
                     ref = row.get("reference_ms", float("nan"))
-                    print(f"{op:7s} {f:4d} {cells} {xmax:7.1f} {ref:10.1f} {ref / first:7.0f}",
+                    print(f"{op:15s} {f:4d} {cells} {xmax:7.1f} {ref:10.1f} {ref / first:7.0f}",
                           flush=True)
     if args.peers and "numba" in backends:
         f = args.peer_f

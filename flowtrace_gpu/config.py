@@ -97,7 +97,7 @@ SETTINGS: dict[str, Setting] = {
     # Measured crossover of the brute-force and the records color paths
     # (bench/bench_kernels.py): records cost about the same at every F.
     "color_records_min_f": Setting(
-        40, "shortest window for which 'auto' takes the records color path (color_series, "
+        100, "shortest window for which 'auto' takes the records color path (color_series, "
         "fade_tails)", env="FLOWTRACE_COLOR_RECORDS_MIN_F", minimum=1, maximum=65535),
     # 3 accumulators and one row of float64 per pixel in 32 KiB of L1 cache.
     "numba_weight_block": Setting(

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_median import (
+    _block_half,
     _last_row,
     _merge_block,
     _merge_row,
@@ -84,6 +85,35 @@ def _virtual_band(lo, hi, base, flag, consts, m):
 
 
 @njit(cache=True, nogil=True)
+def _extreme_half(pre, suf, has_suffix, lo, hi, is_max, ioffset2, h, m):
+    """Twice the median-subtracted projection from the sliding extreme ``ext(pre, suf)``.
+
+    The integers of :func:`kernels.numba_median._block_half`, with the
+    window's maximum (minimum) from van Herk's prefix and suffix instead of
+    a sorted top row. Returns the largest ``h``.
+    """
+    if not has_suffix:
+        suf = pre
+    if is_max:
+        for j in range(m):
+            a = pre[j]
+            b = suf[j]
+            e = np.int32(a) if a > b else np.int32(b)
+            h[j] = 2 * e - (np.int32(lo[j]) + np.int32(hi[j]))
+    else:
+        for j in range(m):
+            a = pre[j]
+            b = suf[j]
+            e = np.int32(a) if a < b else np.int32(b)
+            h[j] = ioffset2 - (2 * e - (np.int32(lo[j]) + np.int32(hi[j])))
+    peak = h[0]
+    for j in range(m):
+        v = h[j]
+        peak = v if v > peak else peak
+    return peak
+
+
+@njit(cache=True, nogil=True)
 def band_cost(rate, f, costs):
     """Model cost per pixel per frame of the band at recount rate ``rate``."""
     return costs[0] + rate * (costs[1] + costs[2] * f)
@@ -97,7 +127,8 @@ def sorted_cost(f, costs):
 
 @njit(parallel=True, cache=True, nogil=True)
 def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, lo, hi,
-                    scratch, csum, bad, mode, rate, costs, ct, build, moved):
+                    scratch, csum, bad, mode, rate, costs, ct, build, moved,
+                    fuse, half, pre, suf, has_suffix, is_max, ioffset2, block_peak):
     """Slide the window by one frame in every block, each with its own method.
 
     Parameters
@@ -134,6 +165,14 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
     moved : ndarray of int64, shape (nblocks, 2)
         Adds per block the pixels recounted (band) or whose virtual band
         moved (sorted), and the switches.
+    fuse : bool
+        Also form twice the ``subtract_median`` projection in ``half``
+        (int16 or int32, shape (P,)) and half each block's largest value in
+        ``block_peak``, while the block is in cache: the window's maximum
+        (minimum with ``is_max`` False, then ``ioffset2 - ...``) is the
+        sorted window's top (bottom) row, or in band blocks van Herk's
+        ``ext(pre, suf)`` (``suf`` only where ``has_suffix``; see
+        :func:`kernels.numba_sliding.ext_push`). Else those are dummies.
     """
     n = xnew.shape[0]
     f = ring.shape[0]
@@ -156,6 +195,10 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
         if mode[c] == BAND:
             nbad = band_block(ring, skip, xv, first, m, band[c], bs, bl, lo_c, hi_c,
                               scratch[c], csum[c], idx, k1, k2, ct, build)
+            if fuse:
+                block_peak[c] = np.float64(_extreme_half(
+                    pre[first:first + m], suf[first:first + m], has_suffix, lo_c, hi_c,
+                    is_max, ioffset2, half[first:first + m], m)) * 0.5
             if not build:
                 moved[c, 0] += nbad
                 rate[c] += alpha * (nbad / m - rate[c])
@@ -171,6 +214,9 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
                 _merge_block(s, ring[skip, first:first + m], xv, sscratch[c], m)
             lo_c[:] = s[k1, :m]
             hi_c[:] = s[k2, :m]
+            if fuse:
+                block_peak[c] = np.float64(_block_half(s, k1, k2, is_max, ioffset2,
+                                                       half[first:first + m], m)) * 0.5
             if build:
                 for j in range(m):
                     bs[j] = min(max(np.int64(lo_c[j]) - (nk - 1) // 2, 0), 256 - nk)

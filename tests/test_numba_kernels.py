@@ -257,7 +257,7 @@ def test_auto_median_choice():
     assert resolve_method("auto", long, np.dtype(np.int8)) == "blocked"
     assert resolve_method("auto", long, u8) == resolve_method("auto", 300, u8) == "adaptive"
     plan = TracePlan(long, (2, 3), np.uint8, TraceOptions(subtract_median=True))
-    assert npj.make_projector(plan).median.method == "adaptive"
+    assert npj.make_projector(plan).median_state.method == "adaptive"
     for method in ("band", "adaptive"):
         with pytest.raises(ValueError, match=f"{method} median needs uint8"):
             make_median(method, 3, 6, u16, 4)
@@ -368,7 +368,11 @@ DECISIONS = [
      npj.HalfUnitProjector),
     (4, np.int8, T(subtract_median=True, add_first_frame=True), {}, "auto",
      npj.HalfUnitProjector),
-    (BAND_F, np.uint8, T(subtract_median=True), {}, "auto", npj.HalfUnitProjector),
+    (BAND_F, np.uint8, T(subtract_median=True), {}, "auto", npj.FusedAdaptiveMedianProjector),
+    (BAND_F, np.uint8, T(subtract_median=True, invert_color=True, subtract_first=True), FIXED,
+     "adaptive", npj.FusedAdaptiveMedianProjector),
+    (BAND_F, np.uint8, T(subtract_median=True, add_first_frame=True), {}, "auto",
+     npj.HalfUnitProjector),
     (4, np.uint8, T(subtract_median=True, subtract_first=True), FIXED, "band",
      npj.HalfUnitProjector),
     (4, np.uint8, T(subtract_median=True, invert_color=True), {}, "auto",
@@ -382,7 +386,6 @@ DECISIONS = [
     # uint32 differences are computed in float64: not exact after a shift
     (4, np.uint32, T(take_diff=True, subtract_median=True, invert_color=True), {}, "auto",
      npj.PerWindowProjector),
-    (BAND_F, np.uint8, T(subtract_median=True), {}, "adaptive", npj.HalfUnitProjector),
     # weights alone on unsigned frames: the certified float32 paths (records from F =
     # color_records_min_f for monotone ramps and fades, else brute force)
     (4, np.uint8, T(color_series=True), {}, "auto", npj.CertifiedColorProjector),

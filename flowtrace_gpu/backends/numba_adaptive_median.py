@@ -118,14 +118,21 @@ class AdaptiveMedian(SlidingMedian):
     def switches(self) -> int:
         return int(self.moved[:, 1].sum())
 
-    def push(self, ring: np.ndarray, t: int, x: np.ndarray) -> None:
+    def push(self, ring: np.ndarray, t: int, x: np.ndarray, fused=None) -> None:
         """Frame ``t`` (flat ``x``) enters; ``ring[t % F]`` holds the frame leaving.
 
-        ``lo``/``hi`` are valid from ``t = F - 1`` on.
+        ``lo``/``hi`` are valid from ``t = F - 1`` on. ``fused``: the
+        arguments ``(half, pre, suf, has_suffix, is_max, ioffset2,
+        block_peak)`` with which the update also forms twice the
+        ``subtract_median`` projection (:func:`kernels.numba_median_adaptive
+        .adaptive_update`).
         """
         if t < self.f - 1:
             return  # the ring holds the window but for x (slot t % f leaves)
+        fuse = fused is not None
+        if not fuse:  # dummies of the fused arguments' types
+            fused = (np.zeros(1, np.int16), self.lo, self.lo, False, True, 0, np.zeros(1))
         _kernels().adaptive_update(
             ring, t % self.f, x, self.srt, self.sscratch, self.band, self.base, self.below,
             self.k1, self.k2, self.lo, self.hi, self.scratch, self.csum, self.bad, self.mode,
-            self.rate, self.costs, self.count_type, t == self.f - 1, self.moved)
+            self.rate, self.costs, self.count_type, t == self.f - 1, self.moved, fuse, *fused)

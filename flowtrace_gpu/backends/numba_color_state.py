@@ -37,8 +37,8 @@ _MAX_REL_DELTA = 64 * U32
 #: Capacity of the records' deque and of the block's append-only list: more
 #: candidates than this (rare: a pixel fading steadily) send the pixel to
 #: the exact path until they leave.
-DEQUE_ROWS = 24
-LIST_ROWS = 16
+DEQUE_ROWS = 32
+LIST_ROWS = 32
 SWEEP_ROWS = 32
 
 METHODS = ("auto", "brute", "records")

@@ -21,6 +21,8 @@ class                          when
                                raw output (``normalize='none'``, global peak)
 :class:`FusedMedianProjector`  ``subtract_median`` on integers of <= 16 bits,
                                blocked sorted window, no ``add_first_frame``
+:class:`FusedAdaptiveMedianProjector` the same on uint8 frames with the adaptive
+                               median (``'auto'`` from ``median_band_min_f``)
 :class:`HalfUnitProjector`     the other shifts of integers of <= 16 bits
 =============================  ================================================
 
@@ -135,9 +137,12 @@ def choose_projector(plan, median: str = "auto", color: str = "auto") -> type[Nu
         return PlainProjector
     if half_dtype(plan) is None:
         return FloatShiftProjector
-    if (opts.subtract_median and not opts.add_first_frame and resolve_method(
-            median, plan.frames_to_merge, storage_dtype(plan.dtype)) == "blocked"):
-        return FusedMedianProjector
+    if opts.subtract_median and not opts.add_first_frame:
+        method = resolve_method(median, plan.frames_to_merge, storage_dtype(plan.dtype))
+        if method == "blocked":
+            return FusedMedianProjector
+        if method == "adaptive":
+            return FusedAdaptiveMedianProjector
     return HalfUnitProjector
 
 
@@ -448,13 +453,56 @@ class FusedMedianProjector(NumbaProjector):
         self.median.fuse(self.half, self.is_max, int(self.offset))
 
     def _project(self, out):
-        _, nproj = _kernels()
-        scale = self.scale
-        if self.scale_mode == _PEAK:
-            scale = nproj._stretch_scale(self.median.block_peak)
-        first, last = _half_f32_range(self.half, self.offset)
-        use32 = first <= last and nproj.f32_stretch_exact(first, last, 2, 0.0, scale)
-        nproj.stretch_half(self.half, scale, out, self.chunk, use32)
+        _stretch_twice(self, self.median.block_peak, out)
+
+
+def _stretch_twice(proj, block_peak, out) -> None:
+    """The 8-bit image of ``proj.half / 2`` (the fused median paths), peak from the blocks'."""
+    _, nproj = _kernels()
+    scale = proj.scale
+    if proj.scale_mode == _PEAK:
+        scale = nproj._stretch_scale(block_peak)
+    first, last = _half_f32_range(proj.half, proj.offset)
+    use32 = first <= last and nproj.f32_stretch_exact(first, last, 2, 0.0, scale)
+    nproj.stretch_half(proj.half, scale, out, proj.chunk, use32)
+
+
+class FusedAdaptiveMedianProjector(_SlidingExtreme):
+    """``subtract_median`` formed inside the adaptive median's update (uint8 frames).
+
+    Applies where :class:`FusedMedianProjector` would, when the median
+    method is the adaptive one (:class:`~.numba_adaptive_median.AdaptiveMedian`:
+    ``'auto'`` on uint8 frames from ``median_band_min_f``).
+
+    Each block of pixels runs the band histogram or the sorted window; while
+    the block is in cache the update forms twice the projection in integers
+    (``kernels.numba_median_adaptive.adaptive_update`` with ``fuse``), the
+    window's maximum (minimum) taken from the sorted window's top (bottom)
+    row or, in band blocks, from the sliding extreme this path keeps.
+    Exact as :class:`HalfUnitProjector`, of which these are the integers.
+    """
+
+    keeps_median = False
+
+    def __init__(self, plan, chunk=None, median="auto"):
+        super().__init__(plan, chunk, median)
+        from .numba_adaptive_median import AdaptiveMedian
+
+        self.median_state = AdaptiveMedian(self.f, self.npix,
+                                           block=min(self.chunk, config.get("median_block")))
+        self.half = np.empty(self.npix, half_dtype(plan))
+        self.block_peak = np.empty(self.median_state.mode.shape[0], np.float64)
+
+    def _update(self, x, t):
+        super()._update(x, t)  # the sliding extreme first: the window now ends at x
+        buf, prefix, s1, ring, _ = self._state()
+        has_suffix = s1 < buf.shape[0]
+        self.median_state.push(ring, t, x, (
+            self.half, prefix, buf[s1 if has_suffix else 0], has_suffix, self.is_max,
+            2 * int(self.offset), self.block_peak))
+
+    def _project(self, out):
+        _stretch_twice(self, self.block_peak, out)
 
 
 class PerWindowProjector(NumbaProjector):
