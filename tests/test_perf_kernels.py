@@ -18,11 +18,13 @@ from hypothesis import strategies as st  # noqa: E402
 
 from flowtrace_gpu import config  # noqa: E402
 from flowtrace_gpu.backends import numba_color_state as ncs  # noqa: E402
+from flowtrace_gpu.backends import numba_projectors as npj  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
 from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from naive import naive_trace_ext  # noqa: E402
+from test_numba_kernels import naive_images  # noqa: E402
 
 STYLES = ("particles", "noise", "levels", "fading")
 
@@ -279,3 +281,38 @@ def test_band_can_win_only_for_longer_windows():
     assert band_can_win(100) and band_can_win(100, bins=8)
     with pytest.raises(ValueError, match="start must be"):
         AdaptiveMedian(5, 10, start="histogram")
+
+
+# --- subtract_median fused into the adaptive median -----------------------------------
+
+
+@given(f=st.integers(1, 24),
+       style=st.sampled_from(["particles", "noise", "levels", "mixed", "still"]),
+       side=st.integers(1, 7), chunk=st.integers(1, 9),
+       start=st.sampled_from(["band", "sorted"]), tolerance=st.sampled_from([1.0, 1.3]),
+       invert=st.booleans(), first=st.booleans(), fixed=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_fused_adaptive_median_matches_naive(f, style, side, chunk, start, tolerance, invert,
+                                             first, fixed, seed):
+    """Every image of the fused path equals naive's, whichever method each block runs.
+
+    Small chunks give many blocks; tolerance 1.0 switches blocks at the slightest
+    advantage, so band and sorted blocks (and their sliding extremes) alternate.
+    """
+
+    npix = side * side
+    frames = median_movie(style, f + 3 * f // 2 + 12, npix, seed).reshape(-1, side, side)
+    opts = TraceOptions(subtract_median=True, invert_color=invert, subtract_first=first)
+    extra = {"scaling": "fixed", "peak": 97.5} if fixed else {}
+    plan = TracePlan(f, (side, side), np.uint8, opts, **extra)
+    proj = npj.make_projector(plan, chunk=chunk, median="adaptive")
+    assert isinstance(proj, npj.FusedAdaptiveMedianProjector)
+    proj.median_state = AdaptiveMedian(f, npix, block=proj.median_state.srt.shape[2],
+                                       start=start)
+    proj.median_state.costs[5] = tolerance
+    expected = naive_images(frames, plan)
+    for t, frame in enumerate(frames):
+        proj.push(frame)
+        if t >= f - 1:
+            got = proj.project()
+            assert got.tobytes() == expected[t - f + 1].tobytes(), f"window {t - f + 1}"
