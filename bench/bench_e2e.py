@@ -8,12 +8,16 @@ writing the very same images, computed beforehand and handed out by a
 backend that computes nothing; (b) the
 original's algorithm (bench/baseline_original.py), serial, timed on its first
 ``--baseline-frames`` outputs. Also the original's 62-frame sample, if
-../shared/reference is present.
+../shared/reference is present. With ``--split``, numba also with its compute
+threads fixed at half the cores (``FLOWTRACE_COMPUTE_THREADS``, the split before
+the measured one) in the same interleaved runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import statistics
 import sys
@@ -72,6 +76,20 @@ def write_movie(directory: Path, frames: int, size: int):
     return paths, movie
 
 
+@contextlib.contextmanager
+def environment(values):
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -91,6 +109,8 @@ def main(argv=None):
                     help="runs of each method, interleaved; the median is reported")
     ap.add_argument("--baseline-frames", type=int, default=20,
                     help="outputs the (slow) original's algorithm is timed on")
+    ap.add_argument("--split", action="store_true",
+                    help="also numba with compute fixed at half the cores")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.size = 120, 256
@@ -108,7 +128,13 @@ def main(argv=None):
                 b for b in available_backends() if args.quick or b != "numpy"]
             outputs = flowtrace_array(movie, f, **options)  # what the floor writes
             methods = {name: get_backend(name) for name in engines}
+            envs = {name: {} for name in methods}
+            if args.split and "numba" in methods:
+                half = str(max(1, (os.cpu_count() or 1) // 2))
+                methods["numba, half fixed"] = methods["numba"]
+                envs["numba, half fixed"] = {"FLOWTRACE_COMPUTE_THREADS": half}
             methods["io-floor"] = IOFloorBackend(outputs)
+            envs["io-floor"] = {}
             for name, backend in methods.items():
                 if name != "io-floor":  # compile kernels before timing
                     flowtrace_array(np.zeros((f + 2, 32, 32), np.uint8), f, backend=backend,
@@ -118,8 +144,10 @@ def main(argv=None):
             for _ in range(args.repeats):
                 for name, backend in methods.items():
                     shutil.rmtree(out, ignore_errors=True)
-                    times[name].append(timed(lambda: flowtrace(
-                        work / "movie", f, out, backend=backend, progress=False, **options)))
+                    with environment(envs[name]):
+                        times[name].append(timed(lambda: flowtrace(
+                            work / "movie", f, out, backend=backend, progress=False,
+                            **options)))
             for name, runs in times.items():
                 seconds = statistics.median(runs)
                 rows.append({"options": label, "method": name, "outputs": n_out,

@@ -23,6 +23,7 @@ Prints the tables and writes ``bench/results/kernels.json``.
     python bench/bench_kernels.py --data noise --ops median --fs 30,100
     python bench/bench_kernels.py --ops color/brute,color/records --fs 100,200
     python bench/bench_kernels.py --cold      # also first-call times in fresh processes
+    python bench/bench_kernels.py --threads 1 2 --data particles   # scaling with threads
 """
 
 from __future__ import annotations
@@ -83,16 +84,24 @@ def movie(kind, n, shape, dtype, seed=0):
 
 
 class Stream:
-    """A projector fed from a pool of frames (cycled), one window per call."""
+    """A projector fed from a pool of frames (cycled), one window per call; with
+    ``backend`` and ``threads``, its kernels run on that many threads."""
 
-    def __init__(self, projector, frames, f):
+    def __init__(self, projector, frames, f, backend=None, threads=None):
         self.proj, self.frames = projector, frames
+        self.backend, self.threads = backend, threads
+        self._threads()
         for i in range(f):
             projector.push(frames[i % len(frames)])
         projector.project()  # compiles, and fills the state
         self.i = f
 
+    def _threads(self):
+        if self.threads:
+            self.backend.set_threads(self.threads)
+
     def windows(self, count, project=True):
+        self._threads()
         for _ in range(count):
             self.proj.push(self.frames[self.i % len(self.frames)])
             if project:
@@ -236,7 +245,9 @@ def main(argv=None):
     parser.add_argument("--windows", type=int, default=150,
                         help="timed windows per op (after the first is full)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
-    parser.add_argument("--threads", type=int, default=None, help="kernel threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="kernel threads; several counts are timed side by side "
+                             "(default: the backend's, all cores)")
     parser.add_argument("--backends", default=None, help="comma list (default: all that load)")
     parser.add_argument("--no-reference", action="store_true",
                         help="skip the per-window NumPy reference")
@@ -252,12 +263,14 @@ def main(argv=None):
     fs = [int(v) for v in (args.fs or ("10,30" if args.quick else "10,30,100")).split(",")]
     if args.quick:
         args.windows, args.repeats = min(args.windows, 20), min(args.repeats, 2)
-    names = [n for n in (args.backends.split(",") if args.backends else available_backends())
-             if n != "numpy"]  # numpy's projector is the reference, timed apart
-    backends = {n: get_backend(n) for n in names}
-    if args.threads:
-        for b in backends.values():
-            b.set_threads(args.threads)
+    engines = [n for n in (args.backends.split(",") if args.backends else available_backends())
+               if n != "numpy"]  # numpy's projector is the reference, timed apart
+    # One column per backend and thread count: "numba" or, with several counts, "numba T2".
+    counts = args.threads or [None]
+    columns = {(f"{n} T{k}" if len(counts) > 1 else n): (n, get_backend(n), k)
+               for n in engines for k in counts}
+    names = list(columns)
+    backends = {n: get_backend(n) for n in engines}
     ops = args.ops.split(",")
     unknown = [op for op in ops if op not in OPS and op not in METHOD_OPS]
     if unknown:
@@ -283,8 +296,9 @@ def main(argv=None):
                 streams = {}
                 for op in ops:
                     plan = TracePlan(f, shape, dtype, options(op))
-                    for n, b in backends.items():
-                        streams[(op, n)] = Stream(projector(b, n, op, plan), frames, f)
+                    for name, (n, b, k) in columns.items():
+                        streams[(op, name)] = Stream(projector(b, n, op, plan), frames, f,
+                                                     b, k)
                 # A window of warm-up lets adaptive state (the median's blocks) settle.
                 runs = interleaved(streams, args.windows, args.repeats, warm=f)
                 del streams
@@ -309,10 +323,13 @@ def main(argv=None):
         for op in ("max", "median"):
             plan = TracePlan(f, shape, np.uint8, OPS[op])
             key = f"particles/uint8/{op}/F{f}"
+            # the numba column with the most threads
+            col = [name for name, (n, _, _) in columns.items() if n == "numba"][-1]
             if key in report["results"]:
-                ours[op] = report["results"][key]["numba"]["ms"]
+                ours[op] = report["results"][key][col]["ms"]
             else:
-                s = {op: Stream(backends["numba"].projector(plan), frames, f)}
+                s = {op: Stream(backends["numba"].projector(plan), frames, f,
+                                backends["numba"], columns[col][2])}
                 ours[op] = summary(interleaved(s, args.windows, args.repeats, warm=f)[op])["ms"]
             refs[op] = reference_ms(plan, frames, 2)
         report["peers"] = peers(frames, f, ours, refs)

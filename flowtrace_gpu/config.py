@@ -69,6 +69,14 @@ SETTINGS: dict[str, Setting] = {
     "write_queue_per_writer": Setting(
         2, "images waiting for each writer thread",
         env="FLOWTRACE_WRITE_QUEUE", minimum=1, maximum=1024),
+    # See flowtrace_gpu/core_split.py: 0 lets the run move one thread at a
+    # time between compute and I/O, following what each costs.
+    "compute_threads": Setting(
+        0, "kernel threads of a run; 0: start at half the cores and follow the measured "
+        "compute and I/O cost", env="FLOWTRACE_COMPUTE_THREADS", minimum=0, maximum=4096),
+    "split_interval": Setting(
+        16, "frames between reviews of the compute/I-O thread split",
+        env="FLOWTRACE_SPLIT_INTERVAL", minimum=1, maximum=2**20),
     "probe_workers": Setting(
         8, "most threads reading a folder's image headers before a run",
         env="FLOWTRACE_PROBE_WORKERS", minimum=1, maximum=256),
@@ -95,9 +103,11 @@ SETTINGS: dict[str, Setting] = {
         "pixels to switch to it (uint8, 'auto')", env="FLOWTRACE_MEDIAN_SWITCH",
         minimum=1.0, maximum=100.0),
     # Measured crossover of the brute-force and the records color paths
-    # (bench/bench_kernels.py): records cost about the same at every F.
+    # (bench/bench_kernels.py --ops color/brute,color/records,fade/brute,fade/records
+    # --fs 30,100,200 --threads 1 2): brute wins at F = 100 on the particle
+    # movie, records at 200; records grow slowly with F.
     "color_records_min_f": Setting(
-        100, "shortest window for which 'auto' takes the records color path (color_series, "
+        128, "shortest window for which 'auto' takes the records color path (color_series, "
         "fade_tails)", env="FLOWTRACE_COLOR_RECORDS_MIN_F", minimum=1, maximum=65535),
     # 3 accumulators and one row of float64 per pixel in 32 KiB of L1 cache.
     "numba_weight_block": Setting(

@@ -15,12 +15,14 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import config, saturation
+from .core_split import CoreSplit, timed_cpu
 
 _END = object()
 
@@ -36,7 +38,8 @@ class Prefetcher:
     Exceptions raised by the iterable are re-raised in the consumer.
     """
 
-    def __init__(self, iterable, depth: int):
+    def __init__(self, iterable, depth: int, on_cpu=None):
+        self._on_cpu = on_cpu
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -54,8 +57,17 @@ class Prefetcher:
         return False
 
     def _work(self, iterable) -> None:
+        items = iter(iterable)
         try:
-            for item in iterable:
+            while True:
+                start = time.thread_time()
+                try:
+                    item = next(items)
+                except StopIteration:
+                    break
+                finally:
+                    if self._on_cpu is not None:
+                        self._on_cpu(time.thread_time() - start)
                 if not self._put(item):
                     return
         except BaseException as exc:  # handed to the consumer
@@ -164,15 +176,17 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     depth = int(config.get("prefetch") if prefetch is None else prefetch)
     window = plan.frames_to_merge
     projector = saturation.projector(backend, plan)
-    # Compute shares the cores with the reader and the writers. A parallel
-    # Numba region waits at its barrier whenever one of its threads is
-    # descheduled, so compute gets half the workers: on 2 cores, 1 compute
-    # thread ran 1 MP frames at 5.4 ms/frame against 8.5 ms with 2.
-    backend.set_threads(max(1, workers // 2))
+    # Compute shares the cores with the reader and the writers; the split
+    # follows what each costs (core_split). Serial runs use one thread.
+    split = CoreSplit(backend, workers, warmup=window) if workers else None
+    if split is None:
+        backend.set_threads(1)
+    clock = time.perf_counter
 
     frames = numbered(frames)
-    reader = Prefetcher(frames, depth) if workers else None
+    reader = Prefetcher(frames, depth, on_cpu=split.reader_cpu) if workers else None
     n_writers = (workers if writer.parallel else 1) if workers else 0
+    write = timed_cpu(writer.write, split.writer_cpu) if split is not None else writer.write
     pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer") if n_writers else None
     backlog: deque = deque()
     max_backlog = max(1, n_writers * int(config.get("write_queue_per_writer")))
@@ -188,9 +202,11 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
             writer.write(index, image)
             bar.update()
             return
-        backlog.append(pool.submit(writer.write, index, image))
+        backlog.append(pool.submit(write, index, image))
         while len(backlog) > max_backlog or (backlog and backlog[0].done()):
+            start = clock()
             backlog.popleft().result()
+            split.waited(clock() - start)
             bar.update()
 
     pending = None  # (index, backend image) not yet brought to the host
@@ -204,7 +220,14 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
 
     try:
         try:
-            for t, frame in enumerate(reader if reader is not None else frames):
+            source = iter(reader if reader is not None else frames)
+            t = 0
+            while True:
+                start = clock()
+                frame = next(source, _END)
+                if frame is _END:
+                    break
+                computing = clock()
                 projector.push(frame)
                 # Bring the previous image down only now: on a GPU its download
                 # then waits while this frame's upload is already queued.
@@ -213,6 +236,9 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                     pending = None
                 if t + 1 >= window:
                     pending = (first_index + t + 1 - window, projector.project())
+                if split is not None:
+                    split.frame(read_wait=computing - start, step=clock() - computing)
+                t += 1
         except FrameReadError:
             # Every image before the unreadable frame is sound: write them
             # (they are resumed from), then report the frame.
