@@ -517,6 +517,27 @@ def _sweep_block(ring, base, m, wts, downs, dslot, a_val, a_pos, lz, t, srows):
     return last
 
 
+@njit(cache=True, nogil=True)
+def _max_run(x):
+    """Largest value of ``x`` (a loop of its own: inlined in a ``prange`` body
+    behind a branch, the same loop stayed scalar)."""
+    e = x[0]
+    for i in range(1, x.shape[0]):
+        v = x[i]
+        e = v if v > e else e
+    return e
+
+
+@njit(cache=True, nogil=True)
+def _max_strided(x, r, period):
+    """Largest of ``x[r::period]`` (values are unsigned)."""
+    e = x[r] ^ x[r]
+    for i in range(r, x.shape[0], period):
+        v = x[i]
+        e = v if v > e else e
+    return e
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def frame_max(x, chunk, scratch, out):
     """Largest value of ``x`` into ``out[0]``, or with ``out`` of length 3 of each
@@ -528,18 +549,10 @@ def frame_max(x, chunk, scratch, out):
         start = c * chunk
         stop = min(start + chunk, n)
         if period == 1:
-            e = x[start]
-            for i in range(start, stop):
-                v = x[i]
-                e = v if v > e else e
-            scratch[c, 0] = np.float64(e)
-            continue
-        for r in range(period):
-            e = 0  # values are unsigned
-            for i in range(start + r, stop, period):
-                v = x[i]
-                e = v if v > e else e
-            scratch[c, r] = np.float64(e)
+            scratch[c, 0] = np.float64(_max_run(x[start:stop]))
+        else:
+            for r in range(period):
+                scratch[c, r] = np.float64(_max_strided(x[start:stop], r, period))
     for r in range(period):
         out[r] = scratch[:, r].max()
 
