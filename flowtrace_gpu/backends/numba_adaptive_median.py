@@ -88,17 +88,9 @@ class AdaptiveMedian(SlidingMedian):
         block = max(1, min(int(block or config.get("median_block")), npix))
         nblocks = -(-npix // block)
         nk = bins or (8 if f >= NARROW_BAND_MIN_F else 16)
-        self.count_type = np.uint8 if f <= 255 else np.uint16
+        self._band_state(nblocks, nk, block)
         self.srt = np.zeros((nblocks, f, block), np.uint8)
         self.sscratch = np.zeros((nblocks, block), np.uint8)
-        self.band = np.zeros((nblocks, nk, block), self.count_type)
-        self.base = np.zeros(npix, np.uint8)
-        self.below = np.zeros(npix, self.count_type)
-        self.scratch = np.empty((nblocks, 5, block), np.uint8)
-        self.csum = np.empty((nblocks, block), self.count_type)
-        self.bad = np.empty((nblocks, block), np.int64)
-        self.lo = np.empty(npix, np.uint8)
-        self.hi = np.empty(npix, np.uint8)
         band = COSTS["band_narrow" if nk <= 8 else "band"]
         self.costs = np.array([band, COSTS["recount"], COSTS["recount_f"], COSTS["sorted"],
                                COSTS["sorted_f"], config.get("median_switch"), ALPHA])

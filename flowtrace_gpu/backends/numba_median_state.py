@@ -128,6 +128,20 @@ class SlidingMedian:
         """
         raise NotImplementedError
 
+    def _band_state(self, nblocks: int, bins: int, block: int) -> None:
+        """Allocate the band histogram's state (:func:`kernels.numba_median.band_update`,
+        also run by the adaptive median's band blocks) and ``lo``/``hi``."""
+        npix = self.npix
+        self.count_type = np.uint8 if self.f <= 255 else np.uint16
+        self.band = np.zeros((nblocks, bins, block), self.count_type)
+        self.base = np.zeros(npix, np.uint8)
+        self.below = np.zeros(npix, self.count_type)
+        self.scratch = np.empty((nblocks, 5, block), np.uint8)
+        self.csum = np.empty((nblocks, block), self.count_type)
+        self.bad = np.empty((nblocks, block), np.int64)
+        self.lo = np.empty(npix, np.uint8)
+        self.hi = np.empty(npix, np.uint8)
+
 
 class BandMedian(SlidingMedian):
     """Histogram of the ``band_bins`` values around each pixel's median (uint8 frames).
@@ -142,16 +156,7 @@ class BandMedian(SlidingMedian):
     def __init__(self, f, npix, dtype, chunk):
         super().__init__(f, npix, dtype)
         block = min(chunk, config.get("median_block"))
-        nblocks = -(-npix // block)
-        self.count_type = np.uint8 if f <= 255 else np.uint16
-        self.band = np.zeros((nblocks, config.get("band_bins"), block), self.count_type)
-        self.base = np.zeros(npix, np.uint8)
-        self.below = np.zeros(npix, self.count_type)
-        self.scratch = np.empty((nblocks, 5, block), np.uint8)
-        self.csum = np.empty((nblocks, block), self.count_type)
-        self.bad = np.empty((nblocks, block), np.int64)
-        self.lo = np.empty(npix, np.uint8)
-        self.hi = np.empty(npix, np.uint8)
+        self._band_state(-(-npix // block), config.get("band_bins"), block)
 
     def push(self, ring, t, x):
         if t < self.f - 1:
