@@ -10,7 +10,7 @@ op (150), in ``--repeats`` rounds interleaved across the ops (a slow spell
 of the machine hits them alike); the mean over all of them and the range of
 the rounds are reported. ``op/method`` ops force a numba method
 (``color/brute``, ``color/records``, ``fade/...``, ``median/blocked``,
-``median/adaptive``). Yardsticks from the same run: one ``np.maximum(a, b,
+``median/band``, ``median/adaptive``). Yardsticks from the same run: one ``np.maximum(a, b,
 out=c)`` pass (memory bandwidth) and the per-window NumPy reference
 (``RingProjector``, on a few windows). The peers table (``--peers``, the
 ``bench`` extra) times, on the same particle movie (uint8, F = ``--peer-f``),
@@ -58,7 +58,8 @@ OPS = {
 #: Ops that force a method of the numba backend: ``op/method`` (not in the default run).
 METHOD_OPS = {"color/brute": ("color", "color"), "color/records": ("color", "color"),
               "fade/brute": ("fade", "color"), "fade/records": ("fade", "color"),
-              "median/blocked": ("median", "median"), "median/adaptive": ("median", "median")}
+              "median/blocked": ("median", "median"), "median/band": ("median", "median"),
+              "median/adaptive": ("median", "median")}
 
 
 def projector(backend, name, op, plan):
