@@ -25,8 +25,9 @@ RUN_BINS = 65536
 
 
 def index_scale(top: float, bins: int) -> float:
-    """Factor that turns a value into its bin: ``int(v * index_scale)``, clipped."""
-    return bins / top if top > 0 else 0.0
+    """Factor that turns a value into its bin: ``int(v * index_scale)``, clipped
+    (``inf`` for a subnormal ``top``: every positive value in the last bin)."""
+    return bins / float(top) if top > 0 else 0.0
 
 
 def histogram(values, top: float, bins: int, xp):
@@ -35,7 +36,9 @@ def histogram(values, top: float, bins: int, xp):
     Values above ``top`` count in the last bin; values at or below 0 and NaN
     in the first.
     """
-    scaled = values.reshape(-1) * index_scale(top, bins)
+    # An infinite scale (subnormal top) makes 0 * inf = NaN, sent to bin 0 below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = values.reshape(-1) * index_scale(top, bins)
     scaled[~(scaled > 0)] = 0  # NaN too
     index = xp.minimum(scaled, bins - 1).astype(xp.int64)
     return xp.bincount(index, minlength=bins)

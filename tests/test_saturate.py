@@ -125,3 +125,16 @@ def test_piv_tracers_become_visible():
     assert 0.004 <= top <= 0.01, top  # about 0.5 % of the pixels reach 255
     # The tracers (the brightest 10 % of pixels) come out about twice as bright.
     assert np.percentile(saturated, 90) >= 1.8 * np.percentile(plain, 90)
+
+
+def test_histogram_of_a_subnormal_top_warns_of_nothing():
+    """A subnormal top overflows the bin scale to inf: 0 stays in bin 0, the rest go to
+    the last bin, and NumPy's overflow/invalid warnings are not printed."""
+    import warnings
+
+    from flowtrace_gpu.kernels import saturate as ks
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        counts = ks.histogram(np.array([0.0, 5e-324, 1.0]), np.float64(5e-324), 4096, np)
+    assert counts[0] == 1 and counts[-1] == 2 and counts.sum() == 3
