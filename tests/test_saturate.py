@@ -132,8 +132,6 @@ def test_histogram_of_a_subnormal_top_warns_of_nothing():
     the last bin, and NumPy's overflow/invalid warnings are not printed."""
     import warnings
 
-    from flowtrace_gpu.kernels import saturate as ks
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         counts = ks.histogram(np.array([0.0, 5e-324, 1.0]), np.float64(5e-324), 4096, np)
