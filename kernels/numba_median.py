@@ -62,13 +62,45 @@ def _min_row(row, xv, m):
         row[j] = a if a < v else v
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def blocked_insert(x, srt, count):
-    """Insert one frame while the first window fills (``count`` values in).
+@njit(cache=True, nogil=True)
+def _insert_value(s, xv, count, m):
+    """Insert one frame into sorted rows ``s`` that hold ``count`` values per pixel.
 
     Row k of the result is ``max(s[k-1], min(s[k], x))`` (row 0: ``min``,
     row ``count``: ``max``): the merge of x into the sorted rows, computed
     from the last row down so it can run in place.
+    """
+    if count == 0:
+        s[0, :m] = xv
+        return
+    _last_row(s[count], xv, s[count - 1], m)
+    for k in range(count - 1, 0, -1):
+        _merge_row(s[k], s[k - 1], xv, m)
+    _min_row(s[0], xv, m)
+
+
+@njit(cache=True, nogil=True)
+def _build_sorted(ring, skip, xv, first, s, m):
+    """Sorted rows of the window (the ring but slot ``skip``, plus ``xv``) for one block.
+
+    All F values go in while the block's rows are in cache; frame by frame
+    over every block (:func:`blocked_insert`) the rows would stream from
+    memory F times.
+    """
+    f = ring.shape[0]
+    count = 0
+    for r in range(f):
+        if r != skip:
+            _insert_value(s, ring[r, first:first + m], count, m)
+            count += 1
+    _insert_value(s, xv, count, m)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def blocked_insert(x, srt, count):
+    """Insert one frame while the first window fills (``count`` values in).
+
+    For a ring shorter than the window; else :func:`blocked_build` once.
 
     Parameters
     ----------
@@ -80,19 +112,20 @@ def blocked_insert(x, srt, count):
     """
     n = x.shape[0]
     bsize = srt.shape[2]
-    nblocks = srt.shape[0]
-    for c in prange(nblocks):
+    for c in prange(srt.shape[0]):
+        base = c * bsize
+        _insert_value(srt[c], x[base:base + min(bsize, n - base)], count, min(bsize, n - base))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def blocked_build(ring, skip, x, srt):
+    """The first window's sorted rows: ``ring`` (F, P) but slot ``skip``, plus ``x``."""
+    n = x.shape[0]
+    bsize = srt.shape[2]
+    for c in prange(srt.shape[0]):
         base = c * bsize
         m = min(bsize, n - base)
-        s = srt[c]
-        xv = x[base:base + m]
-        if count == 0:
-            s[0, :m] = xv
-            continue
-        _last_row(s[count], xv, s[count - 1], m)
-        for k in range(count - 1, 0, -1):
-            _merge_row(s[k], s[k - 1], xv, m)
-        _min_row(s[0], xv, m)
+        _build_sorted(ring, skip, x[base:base + m], base, srt[c], m)
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -24,39 +24,13 @@ from numba import njit, prange
 
 from .numba_median import (
     _block_half,
-    _last_row,
+    _build_sorted,
     _merge_block,
-    _merge_row,
-    _min_row,
     band_block,
 )
 
 #: Block modes.
 BAND, SORTED = 0, 1
-
-
-@njit(cache=True, nogil=True)
-def _insert_value(s, xv, count, m):
-    """Insert one frame into sorted rows ``s`` that hold ``count`` values per pixel."""
-    if count == 0:
-        s[0, :m] = xv
-        return
-    _last_row(s[count], xv, s[count - 1], m)
-    for k in range(count - 1, 0, -1):
-        _merge_row(s[k], s[k - 1], xv, m)
-    _min_row(s[0], xv, m)
-
-
-@njit(cache=True, nogil=True)
-def _build_sorted(ring, skip, xv, first, s, m):
-    """Sorted rows of the window (the ring but slot ``skip``, plus ``xv``) for one block."""
-    f = ring.shape[0]
-    count = 0
-    for r in range(f):
-        if r != skip:
-            _insert_value(s, ring[r, first:first + m], count, m)
-            count += 1
-    _insert_value(s, xv, count, m)
 
 
 @njit(cache=True, nogil=True)
