@@ -84,8 +84,7 @@ def _build_sorted(ring, skip, xv, first, s, m):
     """Sorted rows of the window (the ring but slot ``skip``, plus ``xv``) for one block.
 
     All F values go in while the block's rows are in cache; frame by frame
-    over every block (:func:`blocked_insert`) the rows would stream from
-    memory F times.
+    over every block the rows would stream from memory F times.
     """
     f = ring.shape[0]
     count = 0
@@ -94,27 +93,6 @@ def _build_sorted(ring, skip, xv, first, s, m):
             _insert_value(s, ring[r, first:first + m], count, m)
             count += 1
     _insert_value(s, xv, count, m)
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def blocked_insert(x, srt, count):
-    """Insert one frame while the first window fills (``count`` values in).
-
-    For a ring shorter than the window; else :func:`blocked_build` once.
-
-    Parameters
-    ----------
-    x : ndarray, shape (P,)
-    srt : ndarray, shape (nblocks, F, B)
-        Per pixel, rows ``0 .. count-1`` are sorted.
-    count : int
-        Values already held per pixel, ``< F``.
-    """
-    n = x.shape[0]
-    bsize = srt.shape[2]
-    for c in prange(srt.shape[0]):
-        base = c * bsize
-        _insert_value(srt[c], x[base:base + min(bsize, n - base)], count, min(bsize, n - base))
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -268,7 +246,7 @@ def blocked_update_half(xold, xnew, srt, k1, k2, is_max, ioffset2, half, block_p
     projection is then only the stretch
     (:func:`kernels.numba_project.stretch_half`). With ``update`` False
     the rows are only read (the first window, after
-    :func:`blocked_insert`). Integer frames of at most 16 bits.
+    :func:`blocked_build`). Integer frames of at most 16 bits.
     """
     n = half.shape[0]
     bsize = srt.shape[2]

@@ -199,10 +199,7 @@ class BlockedMedian(SlidingMedian):
 
     def push(self, ring, t, x):
         nmed, f = _kernels(), self.f
-        if ring.shape[0] < f:  # no window of frames held: insert them as they come
-            if t < f:
-                nmed.blocked_insert(x, self.srt, t)
-        elif t == f - 1:  # the ring holds frames 0 .. F-2; slot F-1 is x's
+        if t == f - 1:  # the ring holds frames 0 .. F-2; slot F-1 is x's
             nmed.blocked_build(ring, t, x, self.srt)
         if self.half is not None and t >= f - 1:
             nmed.blocked_update_half(ring[t % f], x, self.srt, self.k1, self.k2,
