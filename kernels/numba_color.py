@@ -52,7 +52,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .numba_project import _to_uint8
+from .numba_project import _peak_int, _to_uint8
 
 # --- row steps -----------------------------------------------------------------
 #
@@ -518,17 +518,6 @@ def _sweep_block(ring, base, m, wts, downs, dslot, a_val, a_pos, lz, t, srows):
 
 
 @njit(cache=True, nogil=True)
-def _max_run(x):
-    """Largest value of ``x`` (a loop of its own: inlined in a ``prange`` body
-    behind a branch, the same loop stayed scalar)."""
-    e = x[0]
-    for i in range(1, x.shape[0]):
-        v = x[i]
-        e = v if v > e else e
-    return e
-
-
-@njit(cache=True, nogil=True)
 def _max_strided(x, r, period):
     """Largest of ``x[r::period]`` (values are unsigned)."""
     e = x[r] ^ x[r]
@@ -548,8 +537,8 @@ def frame_max(x, chunk, scratch, out):
     for c in prange(nchunks):
         start = c * chunk
         stop = min(start + chunk, n)
-        if period == 1:
-            scratch[c, 0] = np.float64(_max_run(x[start:stop]))
+        if period == 1:  # a loop of its own: inlined behind the branch, it stayed scalar
+            scratch[c, 0] = np.float64(_peak_int(x[start:stop]))
         else:
             for r in range(period):
                 scratch[c, r] = np.float64(_max_strided(x[start:stop], r, period))

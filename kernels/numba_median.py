@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .numba_project import _peak_int
+
 # --- blocked sorted window (any dtype, vectorized) -----------------------------
 #
 # ``srt`` has shape (nblocks, F, B): block c holds pixels c*B .. c*B+B-1, and
@@ -228,11 +230,7 @@ def _block_half(s, k1, k2, is_max, ioffset2, h, m):
     else:
         for j in range(m):
             h[j] = ioffset2 - (2 * np.int32(top[j]) - (np.int32(r1[j]) + np.int32(r2[j])))
-    peak = h[0]
-    for j in range(m):
-        v = h[j]
-        peak = v if v > peak else peak
-    return peak
+    return _peak_int(h[:m])
 
 
 @njit(parallel=True, cache=True, nogil=True)

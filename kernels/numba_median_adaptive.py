@@ -28,6 +28,7 @@ from .numba_median import (
     _merge_block,
     band_block,
 )
+from .numba_project import _peak_int
 
 #: Block modes.
 BAND, SORTED = 0, 1
@@ -80,11 +81,7 @@ def _extreme_half(pre, suf, has_suffix, lo, hi, is_max, ioffset2, h, m):
             b = suf[j]
             e = np.int32(a) if a < b else np.int32(b)
             h[j] = ioffset2 - (2 * e - (np.int32(lo[j]) + np.int32(hi[j])))
-    peak = h[0]
-    for j in range(m):
-        v = h[j]
-        peak = v if v > peak else peak
-    return peak
+    return _peak_int(h[:m])
 
 
 @njit(cache=True, nogil=True)
