@@ -121,8 +121,6 @@ class CoreSplit:
         self.interval = int(config.get("split_interval"))
         self.warmup = int(warmup)
         self.ceiling = self.workers
-        #: Every change as ``(frame, threads)``, the first at frame 0.
-        self.history = [(0, self.threads)]
         self._trial = None  # kernel seconds per frame before one more thread was tried
         backend.set_threads(self.threads)
         self._lock = threading.Lock()
@@ -185,7 +183,6 @@ class CoreSplit:
                       self._frames)
             self.threads = threads
             self.backend.set_threads(threads)
-            self.history.append((self._frames, threads))
         self._reset()
 
 

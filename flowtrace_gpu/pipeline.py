@@ -220,13 +220,8 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
 
     try:
         try:
-            source = iter(reader if reader is not None else frames)
-            t = 0
-            while True:
-                start = clock()
-                frame = next(source, _END)
-                if frame is _END:
-                    break
+            start = clock()  # of the wait for each frame
+            for t, frame in enumerate(reader if reader is not None else frames):
                 computing = clock()
                 projector.push(frame)
                 # Bring the previous image down only now: on a GPU its download
@@ -236,9 +231,10 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                     pending = None
                 if t + 1 >= window:
                     pending = (first_index + t + 1 - window, projector.project())
+                done = clock()
                 if split is not None:
-                    split.frame(read_wait=computing - start, step=clock() - computing)
-                t += 1
+                    split.frame(read_wait=computing - start, step=done - computing)
+                start = done
         except FrameReadError:
             # Every image before the unreadable frame is sound: write them
             # (they are resumed from), then report the frame.
