@@ -16,7 +16,6 @@ the measured one) in the same interleaved runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import statistics
@@ -24,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -76,20 +76,6 @@ def write_movie(directory: Path, frames: int, size: int):
     return paths, movie
 
 
-@contextlib.contextmanager
-def environment(values):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
@@ -128,13 +114,12 @@ def main(argv=None):
                 b for b in available_backends() if args.quick or b != "numpy"]
             outputs = flowtrace_array(movie, f, **options)  # what the floor writes
             methods = {name: get_backend(name) for name in engines}
-            envs = {name: {} for name in methods}
+            envs = {}  # environment variables of a method's runs
             if args.split and "numba" in methods:
                 half = str(max(1, (os.cpu_count() or 1) // 2))
                 methods["numba, half fixed"] = methods["numba"]
                 envs["numba, half fixed"] = {"FLOWTRACE_COMPUTE_THREADS": half}
             methods["io-floor"] = IOFloorBackend(outputs)
-            envs["io-floor"] = {}
             for name, backend in methods.items():
                 if name != "io-floor":  # compile kernels before timing
                     flowtrace_array(np.zeros((f + 2, 32, 32), np.uint8), f, backend=backend,
@@ -144,7 +129,7 @@ def main(argv=None):
             for _ in range(args.repeats):
                 for name, backend in methods.items():
                     shutil.rmtree(out, ignore_errors=True)
-                    with environment(envs[name]):
+                    with mock.patch.dict(os.environ, envs.get(name, {})):
                         times[name].append(timed(lambda: flowtrace(
                             work / "movie", f, out, backend=backend, progress=False,
                             **options)))

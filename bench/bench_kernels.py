@@ -55,20 +55,20 @@ OPS = {
     "color": TraceOptions(color_series=True),
     "fade": TraceOptions(fade_tails=True),
 }
-#: Ops that force a method of the numba backend: ``op/method`` (not in the default run).
-METHOD_OPS = {"color/brute": ("color", "color"), "color/records": ("color", "color"),
-              "fade/brute": ("fade", "color"), "fade/records": ("fade", "color"),
-              "median/blocked": ("median", "median"), "median/band": ("median", "median"),
-              "median/adaptive": ("median", "median")}
+#: Ops that force a method of the numba backend, ``op/method`` (not in the default
+#: run), and the keyword of ``make_projector`` that chooses it.
+METHOD_OPS = {"color/brute": "color", "color/records": "color", "fade/brute": "color",
+              "fade/records": "color", "median/blocked": "median", "median/band": "median",
+              "median/adaptive": "median"}
 
 
-def projector(backend, name, op, plan):
+def projector(backend, op, plan):
     """The backend's projector, or for ``op/method`` the numba projector with that method."""
     if "/" not in op:
         return backend.projector(plan)
     from flowtrace_gpu.backends.numba_projectors import make_projector
 
-    return make_projector(plan, **{METHOD_OPS[op][1]: op.split("/")[1]})
+    return make_projector(plan, **{METHOD_OPS[op]: op.split("/")[1]})
 
 
 def options(op):
@@ -268,10 +268,10 @@ def main(argv=None):
                if n != "numpy"]  # numpy's projector is the reference, timed apart
     # One column per backend and thread count: "numba" or, with several counts, "numba T2".
     counts = args.threads or [None]
-    columns = {(f"{n} T{k}" if len(counts) > 1 else n): (n, get_backend(n), k)
+    backends = {n: get_backend(n) for n in engines}
+    columns = {(f"{n} T{k}" if len(counts) > 1 else n): (n, backends[n], k)
                for n in engines for k in counts}
     names = list(columns)
-    backends = {n: get_backend(n) for n in engines}
     ops = args.ops.split(",")
     unknown = [op for op in ops if op not in OPS and op not in METHOD_OPS]
     if unknown:
@@ -297,9 +297,8 @@ def main(argv=None):
                 streams = {}
                 for op in ops:
                     plan = TracePlan(f, shape, dtype, options(op))
-                    for name, (n, b, k) in columns.items():
-                        streams[(op, name)] = Stream(projector(b, n, op, plan), frames, f,
-                                                     b, k)
+                    for name, (_, b, k) in columns.items():
+                        streams[(op, name)] = Stream(projector(b, op, plan), frames, f, b, k)
                 # A window of warm-up lets adaptive state (the median's blocks) settle.
                 runs = interleaved(streams, args.windows, args.repeats, warm=f)
                 del streams
