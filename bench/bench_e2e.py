@@ -95,6 +95,8 @@ def main(argv=None):
                     help="runs of each method, interleaved; the median is reported")
     ap.add_argument("--baseline-frames", type=int, default=20,
                     help="outputs the (slow) original's algorithm is timed on")
+    ap.add_argument("--options", default="default,subtract_median,color_series",
+                    help="comma-separated option sets to time")
     ap.add_argument("--split", action="store_true",
                     help="also numba with compute fixed at half the cores")
     args = ap.parse_args(argv)
@@ -108,6 +110,7 @@ def main(argv=None):
         n_out = args.frames - f
         option_sets = {"default": {}, "subtract_median": {"subtract_median": True},
                        "color_series": {"color_series": True}}
+        option_sets = {k: option_sets[k] for k in args.options.split(",")}
         for label, options in option_sets.items():
             out = work / "out"
             engines = args.backends.split(",") if args.backends else [

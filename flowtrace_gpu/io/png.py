@@ -1,22 +1,26 @@
 """A minimal, fast PNG encoder for 8-bit gray and RGB images.
 
-PNG's cost is deflate. Pillow at its default (zlib level 6, as the original)
-spends ~56 ms on a 1 MP pathline image here; this encoder writes filter type
-0 rows and deflates them with ISA-L (``isal``) at level 1 (3.7 ms), else with
-zlib at ``level``, and stores images that would not shrink (0.5 ms; see
-:func:`deflate`). The result is a standard PNG (zlib stream in IDAT, CRCs)
-that every reader opens; none of this changes a pixel, only file size.
-Figures: ``python bench/bench_png.py``.
+PNG's cost is deflate, and Pillow's default (zlib level 6, as the original)
+is the slowest choice. This encoder writes filter type 0 rows and, per image
+(:func:`deflate`): stores them when nothing would shorten them much, codes
+noisy images, which LZ77 barely shortens, with a Huffman code of their bytes
+alone (:mod:`flowtrace_gpu.io.huffman`), and deflates the rest with ISA-L
+(``isal``) at level 1, or zlib at ``level``. The result is a standard PNG
+(zlib stream in IDAT, CRCs) that every reader opens; none of this changes a
+pixel, only file size. Figures: ``python bench/bench_png.py`` and README.
 """
 
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
 
 import numpy as np
 
 from .. import config
+from ..kernels import deflate_huffman
+from . import huffman
 
 try:  # ISA-L: deflate ~5x faster than zlib level 1 on these images
     from isal import isal_zlib as _isal
@@ -27,6 +31,9 @@ except ImportError:  # pragma: no cover - isal is a dependency; wheels may be mi
 # 0.11 and 0.07 ms (same values; 2-core AMD EPYC).
 _crc32 = _isal.crc32 if _isal is not None else zlib.crc32
 _adler32 = _isal.adler32 if _isal is not None else zlib.adler32
+
+# The Huffman coder writes 32-bit words in the machine's order; deflate's is little-endian.
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPE = {1: 0, 3: 2, 4: 6}  # channels -> PNG color type (gray, RGB, RGBA)
@@ -74,9 +81,12 @@ def stored_zlib(data) -> np.ndarray:
 def deflate(data, level: int = 1):
     """zlib-format stream of ``data`` (bytes or a buffer).
 
-    ISA-L for levels 1-3 where installed, zlib otherwise. At levels 1-3, data
-    that a 64 KiB probe shows to be nearly incompressible is stored (deflate
-    level 0), which every zlib reader inflates the same way.
+    ISA-L for levels 1-3 where installed, zlib otherwise. At levels 1-3, a
+    64 KiB probe from the data's middle decides first: data that neither
+    LZ77 nor a Huffman code would shorten is stored (deflate level 0), and
+    data that a Huffman code of its bytes alone shortens about as much as
+    LZ77 does (noisy images) is coded so, without LZ77
+    (:mod:`flowtrace_gpu.io.huffman`). Every zlib reader inflates all three.
     """
     if level == 0:
         return stored_zlib(data)
@@ -85,9 +95,19 @@ def deflate(data, level: int = 1):
         probe_bytes = config.get("png_probe_bytes")
         if len(view) > 4 * probe_bytes:
             middle = len(view) // 2
-            probe = _isal.compress(view[middle:middle + probe_bytes], level)
-            if len(probe) > config.get("png_store_above") * probe_bytes:
+            sample = view[middle:middle + probe_bytes]
+            lz77 = len(_isal.compress(sample, level)) / probe_bytes
+            literal = huffman.estimate_ratio(
+                deflate_huffman.histogram(np.frombuffer(sample, np.uint8)))
+            store_above = config.get("png_store_above")
+            if min(lz77, literal) > store_above:
                 return stored_zlib(data)
+            if _LITTLE_ENDIAN and literal <= lz77 * (1 + config.get("png_literal_within")):
+                hist = deflate_huffman.histogram(np.frombuffer(view, np.uint8))
+                block = huffman.HuffmanBlock(hist)
+                if block.stream_size() > store_above * len(view):
+                    return stored_zlib(data)
+                return huffman.huffman_zlib(view, adler32=_adler32, block=block)
         return _isal.compress(data, level)
     return zlib.compress(data, level)
 

@@ -1,0 +1,177 @@
+"""zlib streams of one Huffman-coded literal block (deflate without LZ77).
+
+What zlib writes with the ``Z_HUFFMAN_ONLY`` strategy, built around the two
+loops of :mod:`flowtrace_gpu.kernels.deflate_huffman` (a histogram and the
+coding pass). :func:`huffman_size` gives the stream's exact size from the
+histogram alone, so a writer can choose between storing, this, and full
+deflate before coding anything (:func:`flowtrace_gpu.io.png.deflate`).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+#: Order in which the code-length code's lengths are sent (RFC 1951, 3.2.7).
+_CL_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
+_EOB = 256
+#: Extra bits of the code-length symbols 16 (repeat 3-6), 17 (3-10 zeros), 18 (11-138 zeros).
+_CL_EXTRA = {16: 2, 17: 3, 18: 7}
+
+
+def code_lengths(freqs, limit: int) -> np.ndarray:
+    """Huffman code lengths of at most ``limit`` bits, 0 for symbols never used.
+
+    See :func:`flowtrace_gpu.kernels.deflate_huffman.code_lengths`.
+    """
+    from ..kernels import deflate_huffman
+
+    return deflate_huffman.code_lengths(np.asarray(freqs, dtype=np.int64), limit)
+
+
+def canonical_codes(lengths: np.ndarray) -> np.ndarray:
+    """The canonical codes of ``lengths`` (RFC 1951, 3.2.2), bit-reversed for LSB-first packing.
+
+    Codes of one length are consecutive in symbol order, and each length's
+    first code follows the last of the length before, shifted left.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    bl_count = np.bincount(lengths, minlength=16)
+    bl_count[0] = 0
+    first = np.zeros(16, np.int64)
+    for bits in range(1, 16):
+        first[bits] = (first[bits - 1] + bl_count[bits - 1]) << 1
+    order = np.lexsort((np.arange(lengths.size), lengths))  # by length, then symbol
+    order = order[lengths[order] > 0]
+    rank = np.arange(order.size) - np.searchsorted(lengths[order], lengths[order])
+    code = first[lengths[order]] + rank
+    reversed_ = np.zeros(order.size, np.int64)
+    for bit in range(15):
+        reversed_ |= ((code >> bit) & 1) << (lengths[order] - 1 - bit).clip(0)
+    reversed_ &= (1 << lengths[order]) - 1
+    codes = np.zeros(lengths.size, np.uint32)
+    codes[order] = reversed_
+    return codes
+
+
+def _run_lengths(lengths) -> list:
+    """(symbol, extra value) pairs that send ``lengths`` with the code-length alphabet."""
+    out = []
+    i, n = 0, len(lengths)
+    while i < n:
+        value = int(lengths[i])
+        run = 1
+        while i + run < n and lengths[i + run] == value:
+            run += 1
+        i += run
+        if value == 0:
+            while run >= 11:
+                r = min(run, 138)
+                out.append((18, r - 11))
+                run -= r
+            if run >= 3:
+                out.append((17, run - 3))
+                run = 0
+        else:
+            out.append((value, 0))
+            run -= 1
+            while run >= 3:
+                r = min(run, 6)
+                out.append((16, r - 3))
+                run -= r
+        out.extend([(value, 0)] * run)
+    return out
+
+
+class HuffmanBlock:
+    """The code of one literal block for a byte histogram: its header, and its size."""
+
+    def __init__(self, hist):
+        freqs = np.zeros(257, np.int64)
+        freqs[:256] = hist
+        freqs[_EOB] = 1
+        self.lengths = code_lengths(freqs, 15)
+        self.codes = canonical_codes(self.lengths)
+        # Two distance codes of one bit, never used (as zlib writes them).
+        seq = _run_lengths(list(self.lengths) + [1, 1])
+        cl_freqs = np.bincount([s for s, _ in seq], minlength=19)
+        cl_lengths = code_lengths(cl_freqs, 7)
+        cl_codes = canonical_codes(cl_lengths)
+        hclen = max(4, max(k + 1 for k, s in enumerate(_CL_ORDER) if cl_lengths[s]))
+        # BFINAL = 1, BTYPE = 2 (dynamic), HLIT = 257 - 257, HDIST = 2 - 1, HCLEN.
+        fields = [(1, 1), (2, 2), (0, 5), (1, 5), (hclen - 4, 4)]
+        fields += [(int(cl_lengths[s]), 3) for s in _CL_ORDER[:hclen]]
+        for sym, extra in seq:
+            fields.append((int(cl_codes[sym]), int(cl_lengths[sym])))
+            if sym in _CL_EXTRA:
+                fields.append((extra, _CL_EXTRA[sym]))
+        self.head_values = np.array([v for v, _ in fields], np.uint32)
+        self.head_bits = np.array([b for _, b in fields], np.uint32)
+        self.data_bits = int(np.dot(np.asarray(hist, np.int64), self.lengths[:256]))
+        self.bits = int(self.head_bits.sum()) + self.data_bits + int(self.lengths[_EOB])
+
+    def stream_size(self) -> int:
+        """Bytes of its zlib stream: header, the block, Adler-32."""
+        return 2 + (self.bits + 7) // 8 + 4
+
+
+def estimate_ratio(hist) -> float:
+    """Bytes per input byte of a Huffman-only stream for ``hist``, estimated.
+
+    Each symbol costs its information content but at least one bit, which a
+    Huffman code cannot go below; an estimate within a few percent of
+    :class:`HuffmanBlock`'s exact size on a data sample, at a fraction of its cost.
+    """
+    hist = np.asarray(hist, dtype=np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 1.0
+    used = hist[hist > 0]
+    bits = (used * np.maximum(1.0, np.log2(total / used))).sum()
+    return float(bits / 8 / total)
+
+
+def huffman_zlib(data, hist=None, adler32=None, block=None) -> np.ndarray:
+    """zlib stream of ``data`` (bytes or a buffer) as one Huffman-coded literal block.
+
+    Parameters
+    ----------
+    data : bytes-like
+        The bytes to compress.
+    hist : ndarray of int64, shape (256,), optional
+        Their histogram, if already counted.
+    adler32 : callable, optional
+        ``adler32(buffer) -> int`` (zlib's by default).
+    block : HuffmanBlock, optional
+        The code, if already built from ``hist``.
+
+    Returns
+    -------
+    ndarray of uint8
+        The stream (what ``zlib.decompress`` inflates to ``data``).
+    """
+    from ..kernels import deflate_huffman
+
+    raw = np.frombuffer(memoryview(data).cast("B"), np.uint8)
+    even = raw.size - raw.size % 2
+    pairs = raw[:even].view(np.uint16) if raw.ctypes.data % 2 == 0 else raw[:even].copy().view(
+        np.uint16)  # little-endian: byte a then b is a | b << 8 (see png.deflate)
+    if block is None:
+        block = HuffmanBlock(deflate_huffman.histogram(raw) if hist is None else hist)
+    lengths = block.lengths[:256].astype(np.uint32)
+    table = deflate_huffman.pair_table(block.codes[:256], lengths)
+    # 4 bytes before the block's words: the 2-byte zlib header goes right before it.
+    words = np.empty(1 + block.bits // 32 + 2, np.uint32)
+    nbytes = deflate_huffman.encode(pairs, raw[even:], table, block.codes[:256], lengths,
+                                    block.head_values,
+                                    block.head_bits, int(block.codes[_EOB]),
+                                    int(block.lengths[_EOB]), words[1:])
+    out = words.view(np.uint8)[2:4 + nbytes + 4]
+    out[:2] = (0x78, 0x01)  # deflate, 32 KiB window, default level, check bits
+    if adler32 is None:
+        import zlib
+
+        adler32 = zlib.adler32
+    out[-4:] = np.frombuffer(struct.pack(">I", adler32(raw)), np.uint8)
+    return out

@@ -1,0 +1,158 @@
+"""The PNG writer's deflate choices, and the Huffman-only coder against zlib's inflater."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowtrace_gpu import config
+from flowtrace_gpu.io import huffman, png
+from flowtrace_gpu.kernels import deflate_huffman
+
+
+def _inflate(stream) -> bytes:
+    return zlib.decompress(np.asarray(stream, np.uint8).tobytes())
+
+
+def _kraft(lengths) -> float:
+    used = np.asarray(lengths)[np.asarray(lengths) > 0]
+    return float((2.0 ** -used.astype(np.float64)).sum())
+
+
+@st.composite
+def byte_strings(draw):
+    """Bytes of every shape the coder meets: noise, few values, one value, skewed, odd sizes."""
+    size = draw(st.integers(0, 5000))
+    kind = draw(st.sampled_from(["noise", "few", "one", "geometric"]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if kind == "noise":
+        data = rng.integers(0, 256, size)
+    elif kind == "few":
+        data = rng.choice(rng.integers(0, 256, draw(st.integers(2, 5))), size)
+    elif kind == "one":
+        data = np.full(size, draw(st.integers(0, 255)))
+    else:  # counts falling by half per value: a Huffman tree deeper than 15 bits
+        data = np.minimum(rng.geometric(0.5, size) - 1, 255)
+    return data.astype(np.uint8).tobytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(byte_strings())
+def test_huffman_stream_inflates_to_the_data(data):
+    hist = deflate_huffman.histogram(np.frombuffer(data, np.uint8))
+    np.testing.assert_array_equal(hist, np.bincount(np.frombuffer(data, np.uint8), minlength=256))
+    block = huffman.HuffmanBlock(hist)
+    stream = huffman.huffman_zlib(data)
+    assert _inflate(stream) == data
+    assert stream.size == block.stream_size()  # the size counted before coding is exact
+
+
+def test_huffman_stream_with_limited_code_lengths_inflates():
+    # Counts 1, 2, 4, ... make the optimal tree 20 deep; deflate allows 15.
+    data = np.repeat(np.arange(20, dtype=np.uint8), 2 ** np.arange(20))
+    np.random.default_rng(0).shuffle(data)
+    hist = np.bincount(data, minlength=256)
+    assert huffman.HuffmanBlock(hist).lengths.max() == 15
+    assert _inflate(huffman.huffman_zlib(data.tobytes())) == data.tobytes()
+
+
+def test_huffman_size_is_the_histograms_code():
+    # Skewed noise: the stream is the header plus sum(count x length), and
+    # close to the entropy (a Huffman code is within one bit a symbol of it).
+    rng = np.random.default_rng(1)
+    data = np.minimum(rng.exponential(20, 300_000), 255).astype(np.uint8)
+    hist = np.bincount(data, minlength=256)
+    stream = huffman.huffman_zlib(data.tobytes())
+    p = hist[hist > 0] / data.size
+    entropy_bytes = -(p * np.log2(p)).sum() * data.size / 8
+    assert entropy_bytes <= stream.size <= entropy_bytes * 1.02 + 200
+    assert abs(huffman.estimate_ratio(hist) - stream.size / data.size) < 0.02
+
+
+@pytest.mark.parametrize("limit", [7, 15])
+def test_code_lengths_are_limited_and_complete(limit):
+    counts = np.zeros(286, np.int64)
+    counts[:40] = [2 ** min(k, 40) for k in range(40)][::-1]  # a depth-39 optimal tree
+    lengths = huffman.code_lengths(counts, limit)
+    assert lengths.max() == limit
+    assert (lengths[:40] > 0).all() and (lengths[40:] == 0).all()
+    assert _kraft(lengths) == 1.0  # complete: no code is wasted, none is ambiguous
+    order = np.argsort(-counts[:40], kind="stable")
+    assert (np.diff(lengths[order]) >= 0).all()  # more frequent, never longer
+
+
+def test_code_lengths_give_two_codes_at_least():
+    assert (huffman.code_lengths(np.zeros(19), 7) > 0).sum() == 2
+    lengths = huffman.code_lengths(np.eye(1, 257, 7)[0] * 10, 15)
+    assert lengths[7] == 1 and (lengths > 0).sum() == 2 and _kraft(lengths) == 1.0
+
+
+def test_canonical_codes_match_rfc1951_example():
+    # RFC 1951, 3.2.2: lengths (3, 3, 3, 3, 3, 2, 4, 4) give codes 010 011 100
+    # 101 110 00 1110 1111 (here bit-reversed, as deflate packs them).
+    codes = huffman.canonical_codes(np.array([3, 3, 3, 3, 3, 2, 4, 4]))
+    expected = ["010", "011", "100", "101", "110", "00", "1110", "1111"]
+    assert [int(e[::-1], 2) for e in expected] == codes.tolist()
+
+
+def _tinted_noise():
+    # color_series of a noisy movie: a skewed byte histogram and little for
+    # LZ77 to match.
+    from flowtrace_gpu import flowtrace_array
+    from flowtrace_gpu.synthetic import synthetic_movie
+
+    return flowtrace_array(synthetic_movie(31, (384, 384), seed=1), 30, windows="sliding",
+                           color_series=True)[0]
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("uniform noise", "stored"), ("tinted noise", "huffman"), ("sparse", "lz77")])
+def test_deflate_picks_store_huffman_or_lz77(kind, expected, monkeypatch):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    if kind == "uniform noise":
+        image = rng.integers(0, 256, (700, 800), dtype=np.uint8)
+    elif kind == "tinted noise":
+        image = _tinted_noise()
+    else:
+        image = np.zeros((700, 800), np.uint8)
+        image[rng.integers(0, 700, 500), rng.integers(0, 800, 500)] = 255
+    chosen = []
+    monkeypatch.setattr(png, "stored_zlib", _recording(png.stored_zlib, chosen, "stored"))
+    monkeypatch.setattr(huffman, "huffman_zlib", _recording(huffman.huffman_zlib, chosen,
+                                                            "huffman"))
+    data = png.encode_png(image, 1)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(data))), image)
+    assert chosen == ([] if expected == "lz77" else [expected])
+    if expected == "huffman":  # within a few percent of ISA-L's size
+        isal = len(png.encode_png(image, compress=lambda rows: png._isal.compress(rows, 1)))
+        assert len(data) <= 1.04 * isal
+
+
+def _recording(fn, log, name):
+    def wrapper(*args, **kwargs):
+        log.append(name)
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+@pytest.mark.parametrize("within", [0.0, 10.0])
+def test_huffman_choice_follows_its_setting(within, monkeypatch):
+    image = _tinted_noise()
+    chosen = []
+    monkeypatch.setattr(huffman, "huffman_zlib", _recording(huffman.huffman_zlib, chosen, "h"))
+    settings_ = {**config.DEFAULTS, "png_literal_within": within, "png_store_above": 1.0}
+    monkeypatch.setattr(config, "get", settings_.__getitem__)
+    png.encode_png(image, 1)
+    rows = np.concatenate([np.zeros((384, 1), np.uint8), image.reshape(384, -1)], axis=1)
+    middle = rows.nbytes // 2
+    probe = rows.tobytes()[middle:middle + config.get("png_probe_bytes")]
+    literal = huffman.estimate_ratio(np.bincount(np.frombuffer(probe, np.uint8), minlength=256))
+    lz77 = len(png._isal.compress(probe, 1)) / len(probe)
+    assert (chosen == ["h"]) == (literal <= lz77 * (1 + within))
