@@ -10,7 +10,9 @@ original's algorithm (bench/baseline_original.py), serial, timed on its first
 ``--baseline-frames`` outputs. Also the original's 62-frame sample, if
 ../shared/reference is present. With ``--split``, numba also with its compute
 threads fixed at half the cores (``FLOWTRACE_COMPUTE_THREADS``, the split before
-the measured one) in the same interleaved runs.
+the measured one) in the same interleaved runs; with ``--nice``, numba also with
+its writer threads at nice 19 (``FLOWTRACE_WRITER_NICE``). ``--options`` picks
+the option sets (default, subtract_median, color_series).
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def main(argv=None):
                     help="outputs the (slow) original's algorithm is timed on")
     ap.add_argument("--options", default="default,subtract_median,color_series",
                     help="comma-separated option sets to time")
+    ap.add_argument("--nice", action="store_true",
+                    help="also numba with FLOWTRACE_WRITER_NICE=19 (writers yield to compute)")
     ap.add_argument("--split", action="store_true",
                     help="also numba with compute fixed at half the cores")
     args = ap.parse_args(argv)
@@ -122,6 +126,9 @@ def main(argv=None):
                 half = str(max(1, (os.cpu_count() or 1) // 2))
                 methods["numba, half fixed"] = methods["numba"]
                 envs["numba, half fixed"] = {"FLOWTRACE_COMPUTE_THREADS": half}
+            if args.nice and "numba" in methods:
+                methods["numba, writers nice 19"] = methods["numba"]
+                envs["numba, writers nice 19"] = {"FLOWTRACE_WRITER_NICE": "19"}
             methods["io-floor"] = IOFloorBackend(outputs)
             for name, backend in methods.items():
                 if name != "io-floor":  # compile kernels before timing

@@ -69,6 +69,12 @@ SETTINGS: dict[str, Setting] = {
     "write_queue_per_writer": Setting(
         2, "images waiting for each writer thread",
         env="FLOWTRACE_WRITE_QUEUE", minimum=1, maximum=1024),
+    # Off by default: nice writers also yield to every other process in the
+    # scheduling group, and on a busy shared machine they would starve.
+    "writer_nice": Setting(
+        0, "added to the writer threads' nice value (Linux): 19 lets compute, when it is "
+           "the bottleneck, run first on a machine of its own (README, Performance)",
+        env="FLOWTRACE_WRITER_NICE", minimum=0, maximum=19),
     # See flowtrace_gpu/core_split.py: 0 lets the run move one thread at a
     # time between compute and I/O, following what each costs.
     "compute_threads": Setting(

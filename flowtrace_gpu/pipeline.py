@@ -12,6 +12,7 @@ frames plus the writers' backlog, whatever the number of frames.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -187,7 +188,9 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     reader = Prefetcher(frames, depth, on_cpu=split.reader_cpu) if workers else None
     n_writers = (workers if writer.parallel else 1) if workers else 0
     write = timed_cpu(writer.write, split.writer_cpu) if split is not None else writer.write
-    pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer") if n_writers else None
+    pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer",
+                              initializer=_lower_priority,
+                              initargs=(config.get("writer_nice"),)) if n_writers else None
     backlog: deque = deque()
     max_backlog = max(1, n_writers * int(config.get("write_queue_per_writer")))
     bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
@@ -260,6 +263,13 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                 future.cancel()
             pool.shutdown(wait=True)
     return writer.close()
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (Linux: threads have their own)."""
+    if nice and sys.platform.startswith("linux"):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 def trace_frames(frames, plan, backend, writer=None):

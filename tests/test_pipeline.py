@@ -1,5 +1,7 @@
 """The streaming engine: threads, order, memory flat in the movie's length."""
 
+import os
+import sys
 import threading
 import tracemalloc
 
@@ -116,6 +118,27 @@ def test_writer_errors_reach_the_caller():
     with pytest.raises(OSError, match="no space left"):
         pipeline.run(_frames(50, (4, 4)), TracePlan(2, (4, 4), np.uint8), get_backend("numpy"),
                      Failing(), 49, workers=2)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="threads have a nice value of their own on Linux only")
+@pytest.mark.parametrize("nice", [0, 7])
+def test_writer_threads_take_the_writer_nice_setting(nice, monkeypatch):
+    class Niceness(CountingWriter):
+        def __init__(self):
+            super().__init__()
+            self.seen = set()
+
+        def write(self, index, image):
+            self.seen.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    monkeypatch.setenv("FLOWTRACE_WRITER_NICE", str(nice))
+    writer = Niceness()
+    pipeline.run(_frames(12, (4, 4)), TracePlan(4, (4, 4), np.uint8), get_backend("numpy"),
+                 writer, 9, workers=2)
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert writer.seen == {min(19, base + nice)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # caller's kept
 
 
 def test_ordered_writer_sees_images_in_order():
