@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from flowtrace_gpu import config
 from flowtrace_gpu.io import huffman, png
-from flowtrace_gpu.kernels import deflate_huffman
+from flowtrace_gpu.kernels import numba_huffman
 
 
 def _inflate(stream) -> bytes:
@@ -44,7 +44,7 @@ def byte_strings(draw):
 @settings(max_examples=150, deadline=None)
 @given(byte_strings())
 def test_huffman_stream_inflates_to_the_data(data):
-    hist = deflate_huffman.histogram(np.frombuffer(data, np.uint8))
+    hist = numba_huffman.histogram(np.frombuffer(data, np.uint8))
     np.testing.assert_array_equal(hist, np.bincount(np.frombuffer(data, np.uint8), minlength=256))
     block = huffman.HuffmanBlock(hist)
     stream = huffman.huffman_zlib(data)

@@ -1,17 +1,21 @@
 """zlib streams of one Huffman-coded literal block (deflate without LZ77).
 
-What zlib writes with the ``Z_HUFFMAN_ONLY`` strategy, built around the two
-loops of :mod:`flowtrace_gpu.kernels.deflate_huffman` (a histogram and the
-coding pass). :func:`huffman_size` gives the stream's exact size from the
-histogram alone, so a writer can choose between storing, this, and full
-deflate before coding anything (:func:`flowtrace_gpu.io.png.deflate`).
+What zlib writes with the ``Z_HUFFMAN_ONLY`` strategy; the loops (the
+histogram, the code lengths, the coding pass) are Numba kernels in
+:mod:`flowtrace_gpu.kernels.numba_huffman`, the block's header is built here.
+:class:`HuffmanBlock` knows the stream's exact size from the histogram
+alone, so a writer can choose between storing, this, and full deflate before
+coding anything (:func:`flowtrace_gpu.io.png.deflate`).
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 
 import numpy as np
+
+from ..kernels import numba_huffman
 
 #: Order in which the code-length code's lengths are sent (RFC 1951, 3.2.7).
 _CL_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
@@ -23,11 +27,9 @@ _CL_EXTRA = {16: 2, 17: 3, 18: 7}
 def code_lengths(freqs, limit: int) -> np.ndarray:
     """Huffman code lengths of at most ``limit`` bits, 0 for symbols never used.
 
-    See :func:`flowtrace_gpu.kernels.deflate_huffman.code_lengths`.
+    See :func:`flowtrace_gpu.kernels.numba_huffman.code_lengths`.
     """
-    from ..kernels import deflate_huffman
-
-    return deflate_huffman.code_lengths(np.asarray(freqs, dtype=np.int64), limit)
+    return numba_huffman.code_lengths(np.asarray(freqs, dtype=np.int64), limit)
 
 
 def canonical_codes(lengths: np.ndarray) -> np.ndarray:
@@ -151,27 +153,22 @@ def huffman_zlib(data, hist=None, adler32=None, block=None) -> np.ndarray:
     ndarray of uint8
         The stream (what ``zlib.decompress`` inflates to ``data``).
     """
-    from ..kernels import deflate_huffman
-
     raw = np.frombuffer(memoryview(data).cast("B"), np.uint8)
     even = raw.size - raw.size % 2
     pairs = raw[:even].view(np.uint16) if raw.ctypes.data % 2 == 0 else raw[:even].copy().view(
         np.uint16)  # little-endian: byte a then b is a | b << 8 (see png.deflate)
     if block is None:
-        block = HuffmanBlock(deflate_huffman.histogram(raw) if hist is None else hist)
+        block = HuffmanBlock(numba_huffman.histogram(raw) if hist is None else hist)
     lengths = block.lengths[:256].astype(np.uint32)
-    table = deflate_huffman.pair_table(block.codes[:256], lengths)
+    table = numba_huffman.pair_table(block.codes[:256], lengths)
     # 4 bytes before the block's words: the 2-byte zlib header goes right before it.
     words = np.empty(1 + block.bits // 32 + 2, np.uint32)
-    nbytes = deflate_huffman.encode(pairs, raw[even:], table, block.codes[:256], lengths,
-                                    block.head_values,
-                                    block.head_bits, int(block.codes[_EOB]),
-                                    int(block.lengths[_EOB]), words[1:])
+    nbytes = numba_huffman.encode(pairs, raw[even:], table, block.codes[:256], lengths,
+                                  block.head_values, block.head_bits, int(block.codes[_EOB]),
+                                  int(block.lengths[_EOB]), words[1:])
     out = words.view(np.uint8)[2:4 + nbytes + 4]
-    out[:2] = (0x78, 0x01)  # deflate, 32 KiB window, default level, check bits
+    out[:2] = (0x78, 0x01)  # deflate, 32 KiB window, no dictionary, check bits
     if adler32 is None:
-        import zlib
-
         adler32 = zlib.adler32
     out[-4:] = np.frombuffer(struct.pack(">I", adler32(raw)), np.uint8)
     return out

@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 from .. import config
-from ..kernels import deflate_huffman
+from ..kernels import numba_huffman
 from . import huffman
 
 try:  # ISA-L: deflate ~5x faster than zlib level 1 on these images
@@ -98,12 +98,12 @@ def deflate(data, level: int = 1):
             sample = view[middle:middle + probe_bytes]
             lz77 = len(_isal.compress(sample, level)) / probe_bytes
             literal = huffman.estimate_ratio(
-                deflate_huffman.histogram(np.frombuffer(sample, np.uint8)))
+                numba_huffman.histogram(np.frombuffer(sample, np.uint8)))
             store_above = config.get("png_store_above")
             if min(lz77, literal) > store_above:
                 return stored_zlib(data)
             if _LITTLE_ENDIAN and literal <= lz77 * (1 + config.get("png_literal_within")):
-                hist = deflate_huffman.histogram(np.frombuffer(view, np.uint8))
+                hist = numba_huffman.histogram(np.frombuffer(view, np.uint8))
                 block = huffman.HuffmanBlock(hist)
                 if block.stream_size() > store_above * len(view):
                     return stored_zlib(data)
