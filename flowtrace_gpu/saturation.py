@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import config
 from .kernels.saturate import FRAME_BINS, RUN_BINS, histogram, index_scale, level, rebin
 from .kernels.stretch import scale_to_uint8
 
@@ -44,6 +45,7 @@ class SaturatingProjector:
         self.percent = plan.options.saturate
         self.xp = backend.xp
         self._histogram = _histogram_function(backend.name)
+        self._scale = _scale_function(backend.name)
 
     def push(self, frame) -> None:
         self.inner.push(frame)
@@ -52,7 +54,7 @@ class SaturatingProjector:
         proj = self.inner.project()
         top = float(proj.max())
         counts = self._histogram(proj, top, FRAME_BINS, self.xp)
-        return scale_to_uint8(proj, level(counts, top, self.percent), self.xp)
+        return self._scale(proj, level(counts, top, self.percent), self.xp)
 
 
 class LevelRecorder:
@@ -158,3 +160,20 @@ def _histogram_function(backend_name: str):
         return numba_saturate.histogram(flat, index_scale(top, bins), bins, nchunks)
 
     return numba_histogram
+
+
+@functools.cache
+def _scale_function(backend_name: str):
+    """``scale(proj, peak, xp)``: :func:`scale_to_uint8`; on the numba backend its parallel twin."""
+    if backend_name != "numba":
+        return scale_to_uint8
+    from .kernels import numba_project
+
+    def numba_scale(proj, peak, xp):
+        flat = np.ascontiguousarray(proj, dtype=np.float64).reshape(-1)
+        out = np.empty(flat.size, np.uint8)
+        numba_project.scale_projection(flat, 255.0 / peak if peak != 0 else 1.0, out,
+                                       config.get("numba_chunk"))
+        return out.reshape(proj.shape)
+
+    return numba_scale

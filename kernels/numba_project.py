@@ -112,6 +112,15 @@ def _stretch_projection(proj, scale_mode, scale, chunk_max, out, chunk):
         _stretch_run(out[start:stop], proj[start:stop], scale)
 
 
+def scale_projection(proj, scale, out, chunk):
+    """``out`` = the 8-bit image of the flat float64 ``proj`` multiplied by ``scale``.
+
+    :func:`kernels.stretch.scale_to_uint8` with ``scale = 255 / peak``, in
+    parallel chunks of ``chunk`` values; the same bytes.
+    """
+    _stretch_projection(proj, 1, scale, np.zeros(1), out, chunk)
+
+
 # --- plain sliding extreme ---------------------------------------------------------
 
 

@@ -59,6 +59,16 @@ def test_saturated_images_within_one_level_of_the_exact_percentile(backend, norm
     assert percent / 100 * 0.9 <= at_top <= percent / 100 * 3 + 1 / got[0].size
 
 
+@pytest.mark.parametrize("options", [{}, {"subtract_median": True}, {"color_series": True}])
+def test_numba_saturated_images_are_numpys(options):
+    pytest.importorskip("numba")
+    movie = synthetic_movie(20, (48, 64), n_particles=30, seed=5)
+    movie[:, 10, 10] = 255
+    args = dict(saturate=0.7, normalize="frame", **options)
+    np.testing.assert_array_equal(flowtrace_array(movie, 6, backend="numba", **args),
+                                  flowtrace_array(movie, 6, backend="numpy", **args))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_saturate_zero_is_the_original_stretch(backend):
     movie = synthetic_movie(12, (16, 20), n_particles=8, seed=2)
