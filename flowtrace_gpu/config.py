@@ -150,7 +150,7 @@ SETTINGS: dict[str, Setting] = {
         0.9, "images whose probe deflates to more than this fraction are stored",
         minimum=0.0, maximum=1.0),
     # color_series of a noisy movie: a Huffman code of the bytes alone ends
-    # within 1-3 % of ISA-L's size at about half its time (bench/bench_png.py).
+    # within 1-3 % of ISA-L's size in 60-75 % of its time (bench/bench_png.py).
     "png_literal_within": Setting(
         0.02, "images whose probe a Huffman code alone shortens to within this fraction "
               "of its deflated size are coded so (no LZ77)",
