@@ -233,7 +233,13 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     """
     options, run, workers = _start(locals(), FLOWTRACE)
     if not isinstance(image_dir, (str, os.PathLike)):
-        raise FlowtraceError(f"image_dir must be a path to a folder or file, got {image_dir!r}")
+        shape = getattr(image_dir, "shape", None)
+        got = (f"an array of shape {tuple(shape)}" if shape is not None
+               else f"a {type(image_dir).__name__}")
+        raise FlowtraceError(
+            f"image_dir must be a path to a folder or file, got {got}; for frames in memory "
+            "use flowtrace_array(frames, frames_to_merge, ...), which returns the images "
+            "(flowtrace_dask for a dask array)")
     skip = run.frames_to_skip
     source = open_source(image_dir, skip, grayscale=options.grayscale,
                          probe_workers=default_probe_workers() if workers else 1)

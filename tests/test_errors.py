@@ -39,6 +39,17 @@ def test_error_is_a_value_error():
     assert issubclass(FlowtraceError, ValueError)
 
 
+@pytest.mark.parametrize("given, named", [
+    (np.zeros((40, 300, 300), np.uint8), "an array of shape (40, 300, 300)"),
+    ([1, 2, 3], "a list")])
+def test_image_dir_that_is_not_a_path_is_named_briefly(tmp_path, given, named):
+    with pytest.raises(FlowtraceError) as info:
+        flowtrace(given, 4, tmp_path / "out")
+    message = str(info.value)
+    assert named in message and "flowtrace_array" in message
+    assert len(message) < 300  # the array's contents are not printed
+
+
 def test_missing_image_dir(tmp_path, capsys):
     missing = tmp_path / "nope"
     check_both((missing, 3, tmp_path / "out"), {}, "does not exist", capsys,
