@@ -17,9 +17,10 @@ waiting (for the reader's next frame or a free writer), and the CPU time
 - the calling thread waited, and fewer threads would still keep up (at
   best, kernel time grows by ``T / (T - 1)``): give a thread to the I/O;
 - it did not wait and at least half a core sat idle: try one more thread,
-  and keep it only if the next interval's kernel time per frame fell by
-  :data:`MIN_GAIN` (threads descheduled at the barrier gain nothing);
-  a failed try is not repeated.
+  and keep it only if the next interval's wall time per frame fell by
+  :data:`MIN_GAIN` (threads descheduled at the barrier gain nothing, and
+  a thread that speeds the kernels up by taking the writers' CPU makes the
+  calling thread wait for them instead); a failed try is not repeated.
 
 One step per interval keeps the split from chasing the noise of a shared
 machine. With ``FLOWTRACE_COMPUTE_THREADS`` set the split is fixed and
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 WAIT_SHARE = 0.10
 #: Idle cores (of the interval's capacity) needed to try one more compute thread.
 IDLE_CORES = 0.5
-#: Share by which one more thread must cut the kernel time per frame to stay.
+#: Share by which one more thread must cut the wall time per frame to stay.
 MIN_GAIN = 0.10
 
 
@@ -121,7 +122,7 @@ class CoreSplit:
         self.interval = int(config.get("split_interval"))
         self.warmup = int(warmup)
         self.ceiling = self.workers
-        self._trial = None  # kernel seconds per frame before one more thread was tried
+        self._trial = None  # wall seconds per frame before one more thread was tried
         backend.set_threads(self.threads)
         self._lock = threading.Lock()
         self._frames = 0
@@ -164,16 +165,17 @@ class CoreSplit:
             return
         with self._lock:
             io = self._io
-        per_frame = self._kernel / self._count
+        elapsed = self._clock() - self._start
+        per_frame = elapsed / self._count
         if self._trial is not None:
-            # Keep the thread just added only if the kernels got faster.
+            # Keep the thread just added only if frames came faster.
             threads = self.threads
             if per_frame > (1 - MIN_GAIN) * self._trial:
                 threads = self.threads - 1
                 self.ceiling = threads
             self._trial = None
         else:
-            threads = decide(self.threads, self.workers, elapsed=self._clock() - self._start,
+            threads = decide(self.threads, self.workers, elapsed=elapsed,
                              kernel=self._kernel, waited=self._waited, io_cpu=io,
                              ceiling=self.ceiling)
             if threads > self.threads:

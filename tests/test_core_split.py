@@ -131,6 +131,21 @@ def test_a_thread_that_does_not_help_is_given_back(monkeypatch):
     assert calls == [4, 5, 4]
 
 
+def test_a_thread_that_moves_the_time_to_the_writers_is_given_back(monkeypatch):
+    """Two cores: a second compute thread halves the kernels' time but takes the
+    writers' CPU, so each frame then waits as long for a writer: frames come no
+    faster, and the thread goes back (the kernels alone would have kept it)."""
+    sim = Simulated(monkeypatch, workers=2)
+    for _ in range(200):
+        kernel = 0.01 / sim.split.threads
+        wait = 0.01 - kernel  # the writers hold the frame period at 10 ms
+        sim.now += kernel + wait
+        sim.split.reader_cpu(0.002)
+        sim.split.waited(wait)
+        sim.split.frame(read_wait=0.0, step=kernel + wait)
+    assert sim.backend.calls == [1, 2, 1]
+
+
 def test_busy_io_leaves_compute_alone(monkeypatch):
     """The reader and writers keep 3.6 of 4 cores busy: no thread is tried."""
     sim = Simulated(monkeypatch, workers=4)
