@@ -156,3 +156,18 @@ def test_huffman_choice_follows_its_setting(within, monkeypatch):
     literal = huffman.estimate_ratio(np.bincount(np.frombuffer(probe, np.uint8), minlength=256))
     lz77 = len(png._isal.compress(probe, 1)) / len(probe)
     assert (chosen == ["h"]) == (literal <= lz77 * (1 + within))
+
+
+def test_importing_the_package_loads_no_numba():
+    # Numba takes ~0.3 s to import: the PNG writer loads it with the first
+    # image large enough to probe, and the backends when they are picked.
+    import subprocess
+    import sys
+
+    code = ("import sys, flowtrace_gpu, numpy as np\n"
+            "from flowtrace_gpu.io.png import encode_png\n"
+            "encode_png(np.zeros((64, 64), np.uint8))\n"
+            "print(sorted(m for m in ('numba', 'cupy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -15,8 +15,6 @@ import zlib
 
 import numpy as np
 
-from ..kernels import numba_huffman
-
 #: Order in which the code-length code's lengths are sent (RFC 1951, 3.2.7).
 _CL_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
 _EOB = 256
@@ -29,6 +27,8 @@ def code_lengths(freqs, limit: int) -> np.ndarray:
 
     See :func:`flowtrace_gpu.kernels.numba_huffman.code_lengths`.
     """
+    from ..kernels import numba_huffman
+
     return numba_huffman.code_lengths(np.asarray(freqs, dtype=np.int64), limit)
 
 
@@ -153,6 +153,8 @@ def huffman_zlib(data, hist=None, adler32=None, block=None) -> np.ndarray:
     ndarray of uint8
         The stream (what ``zlib.decompress`` inflates to ``data``).
     """
+    from ..kernels import numba_huffman  # Numba: imported when first needed
+
     raw = np.frombuffer(memoryview(data).cast("B"), np.uint8)
     even = raw.size - raw.size % 2
     pairs = raw[:even].view(np.uint16) if raw.ctypes.data % 2 == 0 else raw[:even].copy().view(

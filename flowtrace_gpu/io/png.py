@@ -19,7 +19,6 @@ import zlib
 import numpy as np
 
 from .. import config
-from ..kernels import numba_huffman
 from . import huffman
 
 try:  # ISA-L: deflate ~5x faster than zlib level 1 on these images
@@ -94,6 +93,8 @@ def deflate(data, level: int = 1):
         view = memoryview(data).cast("B")
         probe_bytes = config.get("png_probe_bytes")
         if len(view) > 4 * probe_bytes:
+            from ..kernels import numba_huffman  # Numba loads with the first large image
+
             middle = len(view) // 2
             sample = view[middle:middle + probe_bytes]
             lz77 = len(_isal.compress(sample, level)) / probe_bytes
