@@ -62,9 +62,15 @@ class LevelRecorder:
 
     ``close()`` returns the level every image is then scaled by (the
     ``peak`` of ``scaling='fixed'``).
+
+    Images are taken in order (one writer thread): the histogram's range
+    grows with the brightest image so far, and images that came in another
+    order would be rebinned at other points, so the level -- and every
+    pixel -- could move by a bin from one run to the next. In order it is
+    the level :class:`LevelShare` reproduces block by block on Dask.
     """
 
-    parallel = True
+    parallel = False
 
     def __init__(self, percent: float, backend_name: str = "numpy"):
         self.percent = percent

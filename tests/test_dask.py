@@ -48,11 +48,11 @@ def cases(draw):
 @given(case=cases())
 def test_dask_equals_flowtrace_array(case):
     frames, f, skip, options, chunk, block, backend = case
-    # Serial: with normalize='global' and saturate, parallel writers may grow the run
-    # histogram in another order than the images' (see saturation.LevelRecorder).
+    # The threaded pipeline: with normalize='global' and saturate its measuring pass
+    # takes the images in order (saturation.LevelRecorder), as the blocks' shares add.
     frames_dask = da.from_array(frames, chunks=chunk)
     try:
-        expected = flowtrace_array(frames, f, skip, backend=backend, use_parallel=False, **options)
+        expected = flowtrace_array(frames, f, skip, backend=backend, **options)
     except FlowtraceError as exc:  # e.g. saturate with normalize='none': refused alike
         with pytest.raises(FlowtraceError, match=re.escape(str(exc)[:30])):
             flowtrace_dask(frames_dask, f, skip, block=block, backend=backend, **options)

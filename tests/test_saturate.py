@@ -69,6 +69,44 @@ def test_numba_saturated_images_are_numpys(options):
                                   flowtrace_array(movie, 6, backend="numpy", **args))
 
 
+def test_level_recorder_gets_the_images_in_order():
+    # The level depends on the order images arrive in (the range regrows with
+    # the brightest so far): the pipeline must hand them over in order even with
+    # several writer threads and writes of uneven length.
+    import time
+
+    from flowtrace_gpu import get_backend, pipeline
+    from flowtrace_gpu.plan import TracePlan
+
+    class Slow(LevelRecorder):
+        def __init__(self):
+            super().__init__(1.0)
+            self.order = []
+            self.rng = np.random.default_rng(0)
+
+        def write(self, index, image):
+            time.sleep(self.rng.uniform(0, 0.003))
+            self.order.append(index)
+            super().write(index, image)
+
+    frames = iter(synthetic_movie(40, (8, 8), seed=3))
+    recorder = Slow()
+    pipeline.run(frames, TracePlan(4, (8, 8), np.uint8), get_backend("numpy"), recorder, 37,
+                 workers=4)
+    assert recorder.order == list(range(37))
+
+
+def test_global_saturate_is_the_same_whatever_the_threads():
+    # A movie that brightens, so the run histogram regrows many times.
+    movie = synthetic_movie(60, (40, 48), n_particles=20, seed=7)
+    movie = (movie.astype(np.float64) * np.linspace(0.2, 1.0, 60)[:, None, None])
+    movie = movie.astype(np.uint8)
+    args = dict(saturate=2.0, normalize="global")
+    serial = flowtrace_array(movie, 5, use_parallel=False, **args)
+    for _ in range(3):
+        np.testing.assert_array_equal(flowtrace_array(movie, 5, max_cores=4, **args), serial)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_saturate_zero_is_the_original_stretch(backend):
     movie = synthetic_movie(12, (16, 20), n_particles=8, seed=2)
