@@ -110,8 +110,8 @@ class HuffmanBlock:
                 fields.append((extra, _CL_EXTRA[sym]))
         self.head_values = np.array([v for v, _ in fields], np.uint32)
         self.head_bits = np.array([b for _, b in fields], np.uint32)
-        self.data_bits = int(np.dot(np.asarray(hist, np.int64), self.lengths[:256]))
-        self.bits = int(self.head_bits.sum()) + self.data_bits + int(self.lengths[_EOB])
+        data_bits = int(np.dot(np.asarray(hist, np.int64), self.lengths[:256]))
+        self.bits = int(self.head_bits.sum()) + data_bits + int(self.lengths[_EOB])
 
     def stream_size(self) -> int:
         """Bytes of its zlib stream: header, the block, Adler-32."""
@@ -134,19 +134,17 @@ def estimate_ratio(hist) -> float:
     return float(bits / 8 / total)
 
 
-def huffman_zlib(data, hist=None, adler32=None, block=None) -> np.ndarray:
+def huffman_zlib(data, adler32=None, block=None) -> np.ndarray:
     """zlib stream of ``data`` (bytes or a buffer) as one Huffman-coded literal block.
 
     Parameters
     ----------
     data : bytes-like
         The bytes to compress.
-    hist : ndarray of int64, shape (256,), optional
-        Their histogram, if already counted.
     adler32 : callable, optional
         ``adler32(buffer) -> int`` (zlib's by default).
     block : HuffmanBlock, optional
-        The code, if already built from ``hist``.
+        The code, if already built from the data's histogram.
 
     Returns
     -------
@@ -160,7 +158,7 @@ def huffman_zlib(data, hist=None, adler32=None, block=None) -> np.ndarray:
     pairs = raw[:even].view(np.uint16) if raw.ctypes.data % 2 == 0 else raw[:even].copy().view(
         np.uint16)  # little-endian: byte a then b is a | b << 8 (see png.deflate)
     if block is None:
-        block = HuffmanBlock(numba_huffman.histogram(raw) if hist is None else hist)
+        block = HuffmanBlock(numba_huffman.histogram(raw))
     lengths = block.lengths[:256].astype(np.uint32)
     table = numba_huffman.pair_table(block.codes[:256], lengths)
     # 4 bytes before the block's words: the 2-byte zlib header goes right before it.
