@@ -43,3 +43,34 @@ def read_png(path):
 
     with Image.open(path) as im:
         return np.asarray(im)
+
+
+def assert_same_images(got: dict, expected: dict, keep: Path) -> None:
+    """The image files ``got`` (name -> bytes) hold ``expected``'s pixels, name for name.
+
+    For outputs of two runs, where the pixels are the contract. Equal bytes
+    pass at once; a pair that differs is decoded (PNG or TIFF, by the name):
+    other pixels fail, the same pixels in other bytes warn, and both files
+    are kept in ``keep`` for a look. Other bytes happen, rarely: in the
+    suite's long-lived process, ISA-L's deflate of one image in several
+    thousand has come out differently encoded (README, "Long runs").
+    """
+    import io
+    import warnings
+
+    import tifffile
+
+    assert sorted(got) == sorted(expected), sorted(set(got) ^ set(expected))[:5]
+    encoded = []
+    for name in sorted(n for n in expected if got[n] != expected[n]):
+        decode = tifffile.imread if name.endswith((".tif", ".tiff")) else read_png
+        a, b = (decode(io.BytesIO(side[name])) for side in (got, expected))
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), (
+            f"{name}: different pixels ({a.dtype}{a.shape} vs {b.dtype}{b.shape})")
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for side, files in (("got", got), ("expected", expected)):
+            (Path(keep) / f"{side}_{name}").write_bytes(files[name])
+        encoded.append(name)
+    if encoded:
+        warnings.warn(f"same pixels, different bytes: {encoded}; files kept in {keep}",
+                      stacklevel=2)

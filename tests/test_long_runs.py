@@ -18,7 +18,6 @@ import sys
 import textwrap
 import threading
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from flowtrace_gpu.manifest import Manifest, read_manifest, to_ranges
 from flowtrace_gpu.output_run import OutputRun
 from flowtrace_gpu.synthetic import synthetic_movie
 
-from conftest import read_png
+from conftest import assert_same_images, read_png
 
 ROOT = Path(__file__).resolve().parents[1]
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -58,38 +57,21 @@ def file_bytes(paths) -> dict:
 def same_images(got: dict, expected: dict, movie_dir: Path, f: int = 10) -> None:
     """The outputs ``got`` (name -> PNG bytes) hold ``expected``'s images, pixel for pixel.
 
-    A differing file is decoded and compared with the window recomputed from
-    the movie's frames, so a failure tells a wrong image from a different
-    encoding. Files whose bytes differ while their pixels are equal only
-    warn: two fresh-clone CI runs saw one such file (of 591) after an
-    interrupted run was resumed, with the same pixels as the reference; the
-    cause is not known yet (README, "Long runs"), and the warning keeps it
-    visible in the CI log. Both files are kept beside the movie.
+    :func:`conftest.assert_same_images`, and each differing file of either side
+    is first compared with the window recomputed from the movie's frames, so a
+    failure tells which side is wrong.
     """
-    assert sorted(got) == sorted(expected), (sorted(set(expected) ^ set(got)))[:5]
     names = sorted(expected)
-    wrong, encoded = [], []
-    for name in (k for k in names if got[k] != expected[k]):
+    for name in (k for k in names if k in got and got[k] != expected[k]):
         i = names.index(name)
         frames = np.stack([tifffile.imread(movie_dir / f"f{j:04d}.tif") for j in range(i, i + f)])
         truth = flowtrace_array(frames, f, backend="numpy")[0]
-        images = {side: read_png(io.BytesIO(data)) for side, data in
-                  (("got", got[name]), ("expected", expected[name]))}
-        keep = movie_dir.parent / "differing"
-        keep.mkdir(exist_ok=True)
-        for side, data in (("got", got[name]), ("expected", expected[name])):
-            (keep / f"{side}_{name}").write_bytes(data)
-        note = f"{name} (" + ", ".join(
-            f"{side}: {len(data)} bytes, {int(np.count_nonzero(images[side] != truth))} pixels "
-            f"off the recomputed window" for side, data in (("got", got[name]),
-                                                            ("expected", expected[name]))) + ")"
-        same = all(np.array_equal(img, truth) and img.dtype == truth.dtype
-                   for img in images.values())
-        (encoded if same else wrong).append(note)
-    assert not wrong, f"images differ: {wrong}; files kept in {movie_dir.parent / 'differing'}"
-    if encoded:
-        warnings.warn(f"same pixels, different PNG bytes: {encoded}; files kept in "
-                      f"{movie_dir.parent / 'differing'}", stacklevel=2)
+        for side, files in (("got", got), ("expected", expected)):
+            image = read_png(io.BytesIO(files[name]))
+            assert image.dtype == truth.dtype and np.array_equal(image, truth), (
+                f"{name} ({side}): {int(np.count_nonzero(image != truth))} pixels off the "
+                "recomputed window")
+    assert_same_images(got, expected, movie_dir.parent / "differing")
 
 
 def stamps(folder: Path, names) -> dict:
@@ -392,8 +374,10 @@ def test_injected_os_errors_are_one_line_leave_no_partial_file_and_resume(
         names = [p.name for p in reference]
         manifest = read_manifest(out)
         assert manifest.n_complete == info.value.completed < len(names)
-        for i in manifest.complete_indices():
-            assert (out / names[i]).read_bytes() == reference[i].read_bytes()
+        kept = [names[i] for i in manifest.complete_indices()]
+        assert_same_images(file_bytes(out / n for n in kept),
+                           file_bytes(reference[i] for i in manifest.complete_indices()),
+                           tmp_path / "differing")
     else:
         assert not out.exists()
     # The command line, into a new output: one line, exit 1.

@@ -171,3 +171,30 @@ def test_importing_the_package_loads_no_numba():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_outputs_of_two_runs_are_compared_by_pixels_and_other_encodings_warn(tmp_path):
+    # conftest.assert_same_images, which the tests of resumed and batch runs use.
+    from conftest import assert_same_images
+
+    image = np.random.default_rng(0).integers(0, 256, (40, 50), dtype=np.uint8)
+    ours, pillows = png.encode_png(image), _pillow_png(image)
+    assert ours != pillows
+    assert_same_images({"a.png": ours}, {"a.png": ours}, tmp_path / "kept")
+    assert not (tmp_path / "kept").exists()
+    with pytest.warns(UserWarning, match=r"same pixels, different bytes: \['a.png'\]"):
+        assert_same_images({"a.png": ours}, {"a.png": pillows}, tmp_path / "kept")
+    assert (tmp_path / "kept" / "got_a.png").read_bytes() == ours
+    other = png.encode_png(image ^ np.uint8(1))
+    with pytest.raises(AssertionError, match="a.png: different pixels"):
+        assert_same_images({"a.png": other}, {"a.png": ours}, tmp_path / "kept")
+    with pytest.raises(AssertionError):
+        assert_same_images({"b.png": ours}, {"a.png": ours}, tmp_path / "kept")
+
+
+def _pillow_png(image):
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
