@@ -23,8 +23,11 @@ waiting (for the reader's next frame or a free writer), and the CPU time
   calling thread wait for them instead); a failed try is not repeated.
 
 One step per interval keeps the split from chasing the noise of a shared
-machine. With ``FLOWTRACE_COMPUTE_THREADS`` set the split is fixed and
-nothing is measured.
+machine. A run given a ``key`` (the pipeline passes its backend, options,
+frame shape, window and writer) starts where the last run of the same key
+in this process settled, failed tries included: a batch of like recordings,
+or a script looping over files, measures once. With
+``FLOWTRACE_COMPUTE_THREADS`` set the split is fixed and nothing is measured.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ WAIT_SHARE = 0.10
 IDLE_CORES = 0.5
 #: Share by which one more thread must cut the wall time per frame to stay.
 MIN_GAIN = 0.10
+
+#: Where the split of each ``key`` settled in this process: (threads, ceiling).
+_SETTLED: dict = {}
 
 
 def decide(threads: int, workers: int, *, elapsed: float, kernel: float, waited: float,
@@ -104,6 +110,9 @@ class CoreSplit:
     clock : callable, optional
         Wall time in seconds (default ``time.perf_counter``; tests pass a
         simulated one).
+    key : hashable, optional
+        The workload: a run with the key of an earlier one starts with the
+        threads it settled on, and tries no thread that one gave back.
 
     Notes
     -----
@@ -112,7 +121,8 @@ class CoreSplit:
     each writer :meth:`writer_cpu` (wrap them with :func:`timed_cpu`).
     """
 
-    def __init__(self, backend, workers: int, warmup: int = 0, clock=time.perf_counter):
+    def __init__(self, backend, workers: int, warmup: int = 0, clock=time.perf_counter,
+                 key=None):
         self.backend = backend
         self._clock = clock
         self.workers = max(1, int(workers))
@@ -122,6 +132,9 @@ class CoreSplit:
         self.interval = int(config.get("split_interval"))
         self.warmup = int(warmup)
         self.ceiling = self.workers
+        self.key = (key, self.workers) if key is not None and self.adaptive else None
+        if self.key in _SETTLED:
+            self.threads, self.ceiling = _SETTLED[self.key]
         self._trial = None  # wall seconds per frame before one more thread was tried
         backend.set_threads(self.threads)
         self._lock = threading.Lock()
@@ -185,6 +198,8 @@ class CoreSplit:
                       self._frames)
             self.threads = threads
             self.backend.set_threads(threads)
+        if self.key is not None and self._trial is None:  # a try in progress is not settled
+            _SETTLED[self.key] = (self.threads, self.ceiling)
         self._reset()
 
 

@@ -178,8 +178,12 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     window = plan.frames_to_merge
     projector = saturation.projector(backend, plan)
     # Compute shares the cores with the reader and the writers; the split
-    # follows what each costs (core_split). Serial runs use one thread.
-    split = CoreSplit(backend, workers, warmup=window) if workers else None
+    # follows what each costs (core_split), and starts where the last run of
+    # this workload in this process settled. Serial runs use one thread.
+    workload = (getattr(backend, "name", type(backend).__name__), type(projector).__name__,
+                window, tuple(plan.frame_shape), str(plan.dtype), repr(plan.options),
+                type(writer).__name__, bool(getattr(writer, "parallel", False)))
+    split = CoreSplit(backend, workers, warmup=window, key=workload) if workers else None
     if split is None:
         backend.set_threads(1)
     clock = time.perf_counter

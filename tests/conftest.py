@@ -18,6 +18,14 @@ settings.register_profile("thorough", max_examples=500, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_core_split(monkeypatch):
+    """Each test's runs measure their thread split afresh (no earlier test's memory)."""
+    from flowtrace_gpu import core_split
+
+    monkeypatch.setattr(core_split, "_SETTLED", {})
 BACKENDS = available_backends()
 
 

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from flowtrace_gpu import get_backend, pipeline
+from flowtrace_gpu import core_split, get_backend, pipeline
 from flowtrace_gpu.core_split import CoreSplit, decide, timed_cpu
 from flowtrace_gpu.plan import TracePlan
 
@@ -104,11 +104,11 @@ class Simulated:
     """A run on a simulated clock: each frame waits ``read`` s for the reader, then
     its kernels take ``cost / threads`` s (``cost`` with ``scales=False``)."""
 
-    def __init__(self, monkeypatch, workers=8, interval=6):
+    def __init__(self, monkeypatch, workers=8, interval=6, key=None):
         monkeypatch.setenv("FLOWTRACE_SPLIT_INTERVAL", str(interval))
         self.now = 0.0
         self.backend = FakeBackend()
-        self.split = CoreSplit(self.backend, workers, warmup=3, clock=lambda: self.now)
+        self.split = CoreSplit(self.backend, workers, warmup=3, clock=lambda: self.now, key=key)
 
     def frames(self, n, cost, read=0.0, scales=True, io_cpu=0.0):
         for _ in range(n):
@@ -183,3 +183,37 @@ def test_io_cpu_is_measured_per_thread(monkeypatch):
     write = timed_cpu(Writer(cost=0.05, busy=0.02).write, split.writer_cpu)
     write(0, None)
     assert 0.015 < split._io < 0.045
+
+
+def test_a_run_of_the_same_workload_starts_where_the_last_settled(monkeypatch):
+    """Two cores, the case above: the second run of the key starts at one thread and
+    never tries the second again; another key, or no key, measures afresh."""
+    def writer_bound_run(key):
+        sim = Simulated(monkeypatch, workers=2, key=key)
+        for _ in range(200):
+            kernel = 0.01 / sim.split.threads
+            wait = 0.01 - kernel
+            sim.now += kernel + wait
+            sim.split.reader_cpu(0.002)
+            sim.split.waited(wait)
+            sim.split.frame(read_wait=0.0, step=kernel + wait)
+        return sim.backend.calls
+
+    assert writer_bound_run("color") == [1, 2, 1]
+    assert writer_bound_run("color") == [1]
+    assert writer_bound_run("median") == [1, 2, 1]
+    assert writer_bound_run(None) == [1, 2, 1]
+    # A different number of cores is another workload.
+    sim = Simulated(monkeypatch, workers=4, key="color")
+    assert sim.split.threads == 2 and sim.split.ceiling == 4
+    assert len(core_split._SETTLED) == 2  # (color, 2 cores) and (median, 2 cores)
+
+
+def test_pipeline_runs_remember_their_split(monkeypatch):
+    monkeypatch.setenv("FLOWTRACE_SPLIT_INTERVAL", "8")
+    backend = FakeBackend()
+    run(backend, Writer(parallel=False, cost=0.004), workers=8)
+    assert backend.calls[-1] == 1
+    again = FakeBackend()
+    run(again, Writer(parallel=False, cost=0.004), workers=8)
+    assert again.calls == [1]
