@@ -6,7 +6,8 @@ Two images of the noisy synthetic movie (F = 30): the subtract_median
 image (gray) and the color_series image (RGB, tinted noise). Candidates:
 Pillow at its default level 6 (the original), Pillow at level 1, and
 flowtrace_gpu's own writer (filter 0 rows) deflated by zlib at level 1, by
-zlib's Huffman-only strategy, by ISA-L at levels 0-1, by its own
+zlib's Huffman-only strategy, by ISA-L at levels 0-1 (level 1 also as the
+writer calls it, ``png.isal_stream``), by its own
 Huffman-only coder (``flowtrace_gpu.io.huffman``), and as it chooses by
 default. Every candidate is decoded back and checked pixel-equal.
 """
@@ -76,6 +77,8 @@ def time_encoders(label, image):
     if png._isal is not None:
         candidates["flowtrace ISA-L level 0"] = ours(lambda b: png._isal.compress(b, 0))
         candidates["flowtrace ISA-L level 1"] = ours(lambda b: png._isal.compress(b, 1))
+        # What the writer calls: the same level 1, its first byte stored as history.
+        candidates["flowtrace ISA-L level 1, png.isal_stream"] = ours(lambda b: png.isal_stream(b, 1))
         candidates["flowtrace default (stored, Huffman or ISA-L 1)"] = (
             lambda im: png.encode_png(im, 1))
     rows = []

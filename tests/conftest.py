@@ -54,31 +54,26 @@ def read_png(path):
 
 
 def assert_same_images(got: dict, expected: dict, keep: Path) -> None:
-    """The image files ``got`` (name -> bytes) hold ``expected``'s pixels, name for name.
+    """The image files ``got`` (name -> bytes) are ``expected``'s, byte for byte.
 
-    For outputs of two runs, where the pixels are the contract. Equal bytes
-    pass at once; a pair that differs is decoded (PNG or TIFF, by the name):
-    other pixels fail, the same pixels in other bytes warn, and both files
-    are kept in ``keep`` for a look. Other bytes happen, rarely: in the
-    suite's long-lived process, ISA-L's deflate of one image in several
-    thousand has come out differently encoded (README, "Long runs").
+    For outputs of two runs (resumed, interrupted, on a cluster): the same
+    options write the same bytes in every process and thread, which needs
+    care with ISA-L (:func:`flowtrace_gpu.io.png.isal_stream`). A pair that
+    differs is kept in ``keep``, and the failure says whether the pixels
+    (decoded as PNG or TIFF, by the name) differ too or only the encoding.
     """
     import io
-    import warnings
 
     import tifffile
 
     assert sorted(got) == sorted(expected), sorted(set(got) ^ set(expected))[:5]
-    encoded = []
+    differing = []
     for name in sorted(n for n in expected if got[n] != expected[n]):
         decode = tifffile.imread if name.endswith((".tif", ".tiff")) else read_png
         a, b = (decode(io.BytesIO(side[name])) for side in (got, expected))
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), (
-            f"{name}: different pixels ({a.dtype}{a.shape} vs {b.dtype}{b.shape})")
+        same = a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
         Path(keep).mkdir(parents=True, exist_ok=True)
         for side, files in (("got", got), ("expected", expected)):
             (Path(keep) / f"{side}_{name}").write_bytes(files[name])
-        encoded.append(name)
-    if encoded:
-        warnings.warn(f"same pixels, different bytes: {encoded}; files kept in {keep}",
-                      stacklevel=2)
+        differing.append(f"{name} ({'same pixels' if same else 'different pixels'})")
+    assert not differing, f"files differ: {differing}; both kept in {keep}"

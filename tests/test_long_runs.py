@@ -55,11 +55,11 @@ def file_bytes(paths) -> dict:
 
 
 def same_images(got: dict, expected: dict, movie_dir: Path, f: int = 10) -> None:
-    """The outputs ``got`` (name -> PNG bytes) hold ``expected``'s images, pixel for pixel.
+    """The outputs ``got`` (name -> PNG bytes) are ``expected``'s, byte for byte.
 
     :func:`conftest.assert_same_images`, and each differing file of either side
     is first compared with the window recomputed from the movie's frames, so a
-    failure tells which side is wrong.
+    failure tells which side's pixels are wrong.
     """
     names = sorted(expected)
     for name in (k for k in names if k in got and got[k] != expected[k]):

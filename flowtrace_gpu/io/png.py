@@ -77,6 +77,31 @@ def stored_zlib(data) -> np.ndarray:
     return out
 
 
+def isal_stream(data, level: int = 1) -> bytes:
+    """zlib stream of ``data`` by ISA-L at ``level`` (1-3): the same bytes in every run.
+
+    python-isal's ``isal_zlib.compress`` is not a function of its data
+    alone: ISA-L's level 1-2 matcher (``igzip_icf_body_h1_gr_bt.asm``,
+    ``.write_first_byte``; ISA-L 2.32.1 as python-isal 1.9 bundles it, and
+    its source of July 2026), starting a stream without history, hashes the third
+    byte's position from the address of its state instead of the data, so
+    where the caller's stack lies (the thread, the process's address layout)
+    decides whether a few matches near the start are found: a valid stream,
+    different bytes (tests/test_png.py shows both). A stream that starts with
+    history skips that path, so the first byte goes in a stored block of its
+    own and is ISA-L's dictionary for the rest: the window spans blocks,
+    every reader inflates it, and it costs 6 bytes.
+    """
+    view = memoryview(data).cast("B")
+    if len(view) < 2:
+        return zlib.compress(view, level)
+    compressor = _isal.compressobj(level, _isal.DEFLATED, -15, zdict=view[:1])
+    # zlib header (deflate, 32 KiB window, "fast"), then a stored block holding the first
+    # byte: BFINAL 0, BTYPE 00, padding, LEN 1, NLEN.
+    return b"".join((b"\x78\x5e\x00\x01\x00\xfe\xff", view[:1], compressor.compress(view[1:]),
+                     compressor.flush(), struct.pack(">I", _adler32(view))))
+
+
 def deflate(data, level: int = 1):
     """zlib-format stream of ``data`` (bytes or a buffer).
 
@@ -97,7 +122,7 @@ def deflate(data, level: int = 1):
 
             middle = len(view) // 2
             sample = view[middle:middle + probe_bytes]
-            lz77 = len(_isal.compress(sample, level)) / probe_bytes
+            lz77 = len(isal_stream(sample, level)) / probe_bytes
             literal = huffman.estimate_ratio(
                 numba_huffman.histogram(np.frombuffer(sample, np.uint8)))
             store_above = config.get("png_store_above")
@@ -109,7 +134,7 @@ def deflate(data, level: int = 1):
                 if block.stream_size() > store_above * len(view):
                     return stored_zlib(data)
                 return huffman.huffman_zlib(view, adler32=_adler32, block=block)
-        return _isal.compress(data, level)
+        return isal_stream(view, level)
     return zlib.compress(data, level)
 
 
