@@ -145,7 +145,7 @@ SETTINGS: dict[str, Setting] = {
     # Noisy images barely shrink, and deflating them costs several times
     # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(
-        64 * 1024, "bytes from an image's middle deflated first, to see whether deflate pays"),
+        64 * 1024, "bytes of an image (four pieces) coded first, to see whether deflate pays"),
     "png_store_above": Setting(
         0.9, "images whose probe deflates to more than this fraction are stored",
         minimum=0.0, maximum=1.0),

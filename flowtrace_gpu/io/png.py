@@ -102,11 +102,27 @@ def isal_stream(data, level: int = 1) -> bytes:
                      compressor.flush(), struct.pack(">I", _adler32(view))))
 
 
+#: Pieces a probe is made of, spread over the image.
+_PROBE_PIECES = 4
+
+
+def _probe(view: memoryview, nbytes: int) -> bytes:
+    """``nbytes`` of ``view`` in :data:`_PROBE_PIECES` pieces, each from the middle of its quarter.
+
+    One piece from the image's middle misjudged images whose texture varies
+    across the frame: the color_series images of the end-to-end movie are
+    more compressible in the middle (0.895 of their size there, 0.909 over
+    the whole image, against the 0.9 line of ``png_store_above``).
+    """
+    step, piece = len(view) // _PROBE_PIECES, nbytes // _PROBE_PIECES
+    return b"".join(view[k * step + (step - piece) // 2:][:piece] for k in range(_PROBE_PIECES))
+
+
 def deflate(data, level: int = 1):
     """zlib-format stream of ``data`` (bytes or a buffer).
 
     ISA-L for levels 1-3 where installed, zlib otherwise. At levels 1-3, a
-    64 KiB probe from the data's middle decides first: data that neither
+    64 KiB probe (:func:`_probe`) decides first: data that neither
     LZ77 nor a Huffman code would shorten is stored (deflate level 0), and
     data that a Huffman code of its bytes alone shortens about as much as
     LZ77 does (noisy images) is coded so, without LZ77
@@ -120,10 +136,9 @@ def deflate(data, level: int = 1):
         if len(view) > 4 * probe_bytes:
             from ..kernels import numba_huffman  # Numba loads with the first large image
 
-            middle = len(view) // 2
-            sample = view[middle:middle + probe_bytes]
+            sample = _probe(view, probe_bytes)
             lz77 = len(isal_stream(sample, level)) / probe_bytes
-            literal = huffman.estimate_ratio(
+            literal = huffman.literal_ratio(
                 numba_huffman.histogram(np.frombuffer(sample, np.uint8)))
             store_above = config.get("png_store_above")
             if min(lz77, literal) > store_above:
