@@ -122,9 +122,10 @@ def literal_ratio(hist) -> float:
     """Bytes per counted byte of the counted bytes Huffman-coded, header left out.
 
     Each byte's length in the 15-bit-limited Huffman code of ``hist`` itself:
-    exactly what :class:`HuffmanBlock` spends on the data, without its
-    codes and header (a few hundred bytes). On a sample of an image, what
-    coding the image would cost per byte, up to the sample's noise.
+    what :class:`HuffmanBlock` spends on the data (its code also holds the
+    end-of-block symbol, which may lengthen a code by a bit), without the
+    header (a few hundred bytes). On a sample of an image, what coding the
+    image would cost per byte, up to the sample's noise.
     """
     hist = np.asarray(hist, dtype=np.int64)
     total = int(hist.sum())

@@ -83,14 +83,14 @@ def isal_stream(data, level: int = 1) -> bytes:
     python-isal's ``isal_zlib.compress`` is not a function of its data
     alone: ISA-L's level 1-2 matcher (``igzip_icf_body_h1_gr_bt.asm``,
     ``.write_first_byte``; ISA-L 2.32.1 as python-isal 1.9 bundles it, and
-    its source of July 2026), starting a stream without history, hashes the third
-    byte's position from the address of its state instead of the data, so
-    where the caller's stack lies (the thread, the process's address layout)
-    decides whether a few matches near the start are found: a valid stream,
-    different bytes (tests/test_png.py shows both). A stream that starts with
-    history skips that path, so the first byte goes in a stored block of its
-    own and is ISA-L's dictionary for the rest: the window spans blocks,
-    every reader inflates it, and it costs 6 bytes.
+    its source of July 2026), starting a stream without history, hashes the
+    third byte's position from the address of its state instead of the
+    data, so where the caller's stack lies (the thread, the process's
+    address layout) decides whether a few matches near the start are found:
+    a valid stream, different bytes (tests/test_png.py shows both). A stream
+    that starts with history skips that path, so the first byte goes in a
+    stored block of its own and is ISA-L's dictionary for the rest: the
+    window spans blocks, every reader inflates it, and it costs 6 bytes.
     """
     view = memoryview(data).cast("B")
     if len(view) < 2:
