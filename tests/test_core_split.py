@@ -110,6 +110,18 @@ class Simulated:
         self.backend = FakeBackend()
         self.split = CoreSplit(self.backend, workers, warmup=3, clock=lambda: self.now, key=key)
 
+    def writer_bound_frames(self, n):
+        """Two cores' case: kernels of 10 ms / threads, and each frame waits for a writer
+        until 10 ms have passed (the writers hold the frame period)."""
+        for _ in range(n):
+            kernel = 0.01 / self.split.threads
+            wait = 0.01 - kernel
+            self.now += kernel + wait
+            self.split.reader_cpu(0.002)
+            self.split.waited(wait)
+            self.split.frame(read_wait=0.0, step=kernel + wait)
+        return self.backend.calls
+
     def frames(self, n, cost, read=0.0, scales=True, io_cpu=0.0):
         for _ in range(n):
             step = cost / self.split.threads if scales else cost
@@ -135,15 +147,7 @@ def test_a_thread_that_moves_the_time_to_the_writers_is_given_back(monkeypatch):
     """Two cores: a second compute thread halves the kernels' time but takes the
     writers' CPU, so each frame then waits as long for a writer: frames come no
     faster, and the thread goes back (the kernels alone would have kept it)."""
-    sim = Simulated(monkeypatch, workers=2)
-    for _ in range(200):
-        kernel = 0.01 / sim.split.threads
-        wait = 0.01 - kernel  # the writers hold the frame period at 10 ms
-        sim.now += kernel + wait
-        sim.split.reader_cpu(0.002)
-        sim.split.waited(wait)
-        sim.split.frame(read_wait=0.0, step=kernel + wait)
-    assert sim.backend.calls == [1, 2, 1]
+    assert Simulated(monkeypatch, workers=2).writer_bound_frames(200) == [1, 2, 1]
 
 
 def test_busy_io_leaves_compute_alone(monkeypatch):
@@ -189,15 +193,7 @@ def test_a_run_of_the_same_workload_starts_where_the_last_settled(monkeypatch):
     """Two cores, the case above: the second run of the key starts at one thread and
     never tries the second again; another key, or no key, measures afresh."""
     def writer_bound_run(key):
-        sim = Simulated(monkeypatch, workers=2, key=key)
-        for _ in range(200):
-            kernel = 0.01 / sim.split.threads
-            wait = 0.01 - kernel
-            sim.now += kernel + wait
-            sim.split.reader_cpu(0.002)
-            sim.split.waited(wait)
-            sim.split.frame(read_wait=0.0, step=kernel + wait)
-        return sim.backend.calls
+        return Simulated(monkeypatch, workers=2, key=key).writer_bound_frames(200)
 
     assert writer_bound_run("color") == [1, 2, 1]
     assert writer_bound_run("color") == [1]
