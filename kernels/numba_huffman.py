@@ -146,17 +146,6 @@ def _put(out, o, acc, nb, value, bits):
     return o, acc, nb
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _step(out, o, acc, nb, e):
-    """Append a pair's entry ``e``; keep the word at ``o`` if it filled (no branch)."""
-    acc |= (e & _CODE_MASK) << nb  # nb < 32 and a pair < 31 bits: no overflow
-    nb += e >> _LEN_SHIFT
-    out[o] = np.uint32(acc & _LOW32)  # written every time; kept when full
-    full = nb >> np.uint64(5)  # 1 when nb >= 32 (nb < 64)
-    shift = full << np.uint64(5)
-    return o + np.int64(full), acc >> shift, nb - shift
-
-
 @njit(cache=True, nogil=True)
 def encode(pairs, last, table, codes, lengths, head_values, head_bits, tail_value, tail_bits,
            out):
