@@ -212,6 +212,15 @@ def _stretch_value(b, s32, mg, high):
 
 
 @njit(cache=True, nogil=True)
+def _any_flag(flags, m):
+    """The largest of ``flags[:m]``: non-zero when any value is flagged."""
+    n = flags[0]
+    for j in range(m):
+        n = max(n, flags[j])
+    return n
+
+
+@njit(cache=True, nogil=True)
 def _stretch_row(best, s32, mg, out, flags, m):
     """:func:`_stretch_value` of a row into ``out``; flag the values it cannot decide.
 
@@ -222,10 +231,7 @@ def _stretch_row(best, s32, mg, out, flags, m):
         v, bad = _stretch_value(best[j], s32, mg, high)
         out[j] = v
         flags[j] = flags[j] | bad
-    n = flags[0]
-    for j in range(m):
-        n = max(n, flags[j])
-    return n
+    return _any_flag(flags, m)
 
 
 @njit(cache=True, nogil=True)
@@ -245,10 +251,7 @@ def _stretch3(b0, b1, b2, s32, m0, m1, m2, out, flags, m):
         out[3 * j + 1] = v1
         out[3 * j + 2] = v2
         flags[j] = flags[j] | u0 | u1 | u2
-    n = flags[0]
-    for j in range(m):
-        n = max(n, flags[j])
-    return n
+    return _any_flag(flags, m)
 
 
 @njit(cache=True, nogil=True)
