@@ -6,8 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import dask
-import dask.array as da
 import numpy as np
 import pytest
 from hypothesis import given
@@ -20,6 +18,9 @@ from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import BACKENDS
 from naive import naive_trace_ext
+
+dask = pytest.importorskip("dask", reason="flowtrace_dask needs the [dask] extra")
+da = pytest.importorskip("dask.array", reason="flowtrace_dask needs the [dask] extra")
 
 
 def threaded(array):

@@ -1,6 +1,5 @@
 """Zarr arrays in and out: through flowtrace() and through flowtrace_dask."""
 
-import dask.array as da
 import numpy as np
 import pytest
 from test_long_runs import ENOSPC, fail_at
@@ -8,6 +7,7 @@ from test_long_runs import ENOSPC, fail_at
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.synthetic import synthetic_movie
 
+da = pytest.importorskip("dask.array", reason="flowtrace_dask needs the [dask] extra")
 zarr = pytest.importorskip("zarr", minversion="3.1.3",
                            reason="zarr 3 (the [dask] extra) needs Python 3.11 or later")
 

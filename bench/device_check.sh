@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The checks for a session that is lent a CUDA machine, in one call:
+#   1. which card, driver, CuPy, Numba, NumPy;
+#   2. pytest -m gpu (the CuPy backend on the device against the NumPy backend
+#      and the original's outputs) and the parity cases on every backend;
+#   3. python bench/bench_gpu.py (kernels, transfers, end to end).
+#
+#   bash bench/device_check.sh [pytest seconds] [bench seconds]
+#
+# Run it from the repository root with flowtrace-gpu installed (not from the
+# source tree: python -P keeps the checkout's flowtrace_gpu/ off sys.path,
+# since flowtrace_gpu.kernels is installed from kernels/). The original's
+# outputs are looked for at ../shared/reference, as by the tests. Logs and
+# JSON go to $OUT (default /tmp/flowtrace_device_check).
+set -uo pipefail
+OUT=${OUT:-/tmp/flowtrace_device_check}
+mkdir -p "$OUT"
+PYTEST_S=${1:-240}
+BENCH_S=${2:-180}
+export PYTHONUNBUFFERED=1
+
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -P -c "import cupy, numba, numpy, sys; print('python', sys.version.split()[0], '| cupy', \
+cupy.__version__, '| numba', numba.__version__, '| numpy', numpy.__version__); \
+import flowtrace_gpu; print('flowtrace_gpu from', flowtrace_gpu.__file__)"
+} 2>&1 | tee "$OUT/device.txt"
+
+status=0
+timeout "$PYTEST_S" python3 -P -m pytest -m gpu tests -q -p no:cacheprovider --no-header \
+  -n 8 --durations=10 --junitxml="$OUT/pytest_gpu.xml" 2>&1 | tee "$OUT/pytest_gpu.log" \
+  | tail -40 || status=1
+timeout 120 python3 -P -m pytest tests/test_parity.py -q -p no:cacheprovider --no-header -k cupy \
+  2>&1 | tee "$OUT/pytest_parity.log" | tail -8 || status=1
+timeout "$BENCH_S" python3 bench/bench_gpu.py 2>&1 | tee "$OUT/bench_gpu.log" || status=1
+cp bench/results/gpu.json "$OUT/" 2>/dev/null
+exit $status
