@@ -5,9 +5,11 @@
 * kernel ms per output frame (``project()`` until the device is idle) for
   max / median / color at F = 10, 30, 100 on ``size``x``size`` uint8 frames,
   and the whole step (push + project + download) for comparison;
+* the median of F integer frames: the selection kernel against ``cupy.median``;
 * host <-> device throughput from pinned and from pageable memory;
 * end-to-end output frames per second through ``flowtrace_array`` and
-  through ``flowtrace`` (TIFF folder -> PNG folder).
+  through ``flowtrace`` (TIFF folder -> PNG folder), on the GPU and, as the
+  yardstick, on the numba backend of the same machine.
 
 Where no device is found it prints why and writes JSON saying so.
 ``--standin`` runs the same measurements on the NumPy stand-in
@@ -77,6 +79,44 @@ def kernel_times(backend, size: int, windows, repeats: int) -> list[dict]:
     return rows
 
 
+def median_peers(backend, size: int, windows, repeats: int) -> list[dict]:
+    """ms of the median of F frames: the selection kernel against cupy.median.
+
+    The kernel reads the integer ring; ``cupy.median`` (the path float
+    frames take) sorts the window cast to float64, as ``prepare_stack`` did
+    before the kernel. Both results are compared, so a wrong kernel fails here.
+    """
+    xp, k = backend.xp, backend.runtime.kernels
+    rows = []
+    rng = np.random.default_rng(3)
+    with backend.runtime.activate():
+        for dtype in (np.uint8, np.uint16):
+            for f in windows:
+                ring = xp.asarray(rng.integers(0, 2 ** (8 * np.dtype(dtype).itemsize),
+                                               (f, size, size), dtype=dtype))
+                out = xp.empty((size, size), np.float64)
+                times = {}
+                for name, fn in (("select", lambda: k.median(ring, f, out)),
+                                 ("cupy.median", lambda: xp.median(ring.astype(np.float64),
+                                                                   axis=0))):
+                    fn()
+                    backend.runtime.current_stream().synchronize()
+                    samples = []
+                    for _ in range(repeats):
+                        t0 = time.perf_counter()
+                        result = fn()
+                        backend.runtime.current_stream().synchronize()
+                        samples.append(time.perf_counter() - t0)
+                    times[name] = (statistics.median(samples), result)
+                if not bool((times["select"][1] == times["cupy.median"][1]).all()):
+                    raise AssertionError(f"median kernel differs from cupy.median ({dtype}, F={f})")
+                rows.append({"dtype": np.dtype(dtype).name, "F": f, "size": size,
+                             "select_ms": 1e3 * times["select"][0],
+                             "cupy_median_ms": 1e3 * times["cupy.median"][0],
+                             "speedup": times["cupy.median"][0] / times["select"][0]})
+    return rows
+
+
 def transfer_rates(backend, mib: int, repeats: int) -> list[dict]:
     """GB/s host -> device and back, pinned and pageable."""
     rt, xp = backend.runtime, backend.xp
@@ -103,25 +143,38 @@ def transfer_rates(backend, mib: int, repeats: int) -> list[dict]:
     return rows
 
 
-def end_to_end(backend, size: int, n_frames: int, f: int) -> list[dict]:
-    """Output frames per second through the public calls."""
+def end_to_end(backends, size: int, n_frames: int, f: int) -> list[dict]:
+    """Output frames per second through the public calls, each backend warmed up first.
+
+    The warm-up runs each call once on a short movie, so Numba's first
+    compilations (the CPU backend, the PNG coder) and CuPy's kernel builds
+    are not timed. The numba backend on the same machine is the yardstick.
+    """
     import tifffile
 
     movie = synthetic_movie(n_frames, (size, size), seed=0)
     rows = []
-    flowtrace_array(movie[: f + 2], f, backend=backend)  # warm up
-    t0 = time.perf_counter()
-    out = flowtrace_array(movie, f, backend=backend)
-    rows.append({"call": "flowtrace_array", "F": f, "size": size, "outputs": len(out),
-                 "fps": len(out) / (time.perf_counter() - t0)})
     work = Path(tempfile.mkdtemp(prefix="flowtrace_bench_gpu_"))
     try:
         for i, frame in enumerate(movie):
             tifffile.imwrite(work / f"frame{i:05d}.tif", frame)
-        t0 = time.perf_counter()
-        written = flowtrace(work, f, work / "out", backend=backend, progress=False)
-        rows.append({"call": "flowtrace (tif -> png)", "F": f, "size": size,
-                     "outputs": len(written), "fps": len(written) / (time.perf_counter() - t0)})
+        short = work / "short"
+        short.mkdir()
+        for name in sorted(p.name for p in work.glob("*.tif"))[: f + 2]:
+            shutil.copy(work / name, short / name)
+        for backend in backends:
+            label = getattr(backend, "name", backend)
+            flowtrace_array(movie[: f + 2], f, backend=backend)  # warm up
+            t0 = time.perf_counter()
+            out = flowtrace_array(movie, f, backend=backend)
+            rows.append({"backend": label, "call": "flowtrace_array", "F": f, "size": size,
+                         "outputs": len(out), "fps": len(out) / (time.perf_counter() - t0)})
+            flowtrace(short, f, work / f"warm_{label}", backend=backend, progress=False)
+            t0 = time.perf_counter()
+            written = flowtrace(work, f, work / f"out_{label}", backend=backend, progress=False)
+            rows.append({"backend": label, "call": "flowtrace (tif -> png)", "F": f, "size": size,
+                         "outputs": len(written),
+                         "fps": len(written) / (time.perf_counter() - t0)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
@@ -159,13 +212,15 @@ def main(argv=None) -> int:
     print(f"device: {backend.device_name}")
     kernels = kernel_times(backend, size, windows, repeats)
     print(table(kernels, ["mode", "F", "size", "kernel_ms", "step_ms"]))
+    medians = median_peers(backend, size, windows, repeats)
+    print(table(medians, ["dtype", "F", "size", "select_ms", "cupy_median_ms", "speedup"]))
     transfers = transfer_rates(backend, 16 if quick else 256, 3 if quick else 10)
     print(table(transfers, ["memory", "direction", "MiB", "GB_per_s"]))
-    e2e = end_to_end(backend, size, n_frames, 30 if n_frames > 30 else 10)
-    print(table(e2e, ["call", "F", "size", "outputs", "fps"]))
+    e2e = end_to_end([backend, "numba"], size, n_frames, 30 if n_frames > 30 else 10)
+    print(table(e2e, ["backend", "call", "F", "size", "outputs", "fps"]))
 
     path = save(name, {"skipped": False, "device": backend.device_name, "standin": args.standin,
-                       "size": size, "kernels": kernels, "transfers": transfers,
+                       "size": size, "kernels": kernels, "medians": medians, "transfers": transfers,
                        "end_to_end": e2e})
     print(f"wrote {path}")
     return 0

@@ -37,7 +37,7 @@ def stack_shape(plan) -> tuple:
     return (rows,) + tuple(plan.frame_shape)
 
 
-def prepare_stack(frames, plan, xp, start=0, out=None):
+def prepare_stack(frames, plan, xp, start=0, out=None, median=None):
     """The window as float64, oldest first, after the order-dependent steps.
 
     Applies, in the original's order, ``subtract_first``, ``subtract_median``,
@@ -58,6 +58,11 @@ def prepare_stack(frames, plan, xp, start=0, out=None):
         Index in ``frames`` of the window's oldest frame.
     out : array of float64, shape ``stack_shape(plan)``, optional
         Work buffer, not overlapping ``frames``; default: a new one.
+    median : array of float64, shape ``plan.frame_shape``, optional
+        For ``subtract_median``: the median of the window's raw frames,
+        computed by the caller (the CuPy backend's selection kernel), in a
+        buffer this function may overwrite. It must equal
+        ``xp.median(frames.astype(float64), axis=0)``; default: computed here.
 
     Returns
     -------
@@ -80,7 +85,13 @@ def prepare_stack(frames, plan, xp, start=0, out=None):
         a[1:n] -= a[0]
         a[0] -= a[0]
     if opts.subtract_median:
-        a[:n] -= xp.median(a[:n], axis=0)
+        if median is None:
+            median = xp.median(a[:n], axis=0)
+        elif opts.subtract_first:
+            # The rows are x_j - x_0, so their median is the frames' minus x_0
+            # (exact: integers and half-integers in float64).
+            median -= frames[start]
+        a[:n] -= median
     if opts.take_diff:
         b = spare
         for _ in range(opts.diff_order):

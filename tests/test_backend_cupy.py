@@ -292,6 +292,10 @@ _CTYPES = {np.uint8: "unsigned char", np.uint16: "unsigned short", np.float32: "
            np.float64: "double"}
 
 
+_MEDIAN_CTYPES = {np.uint8: "unsigned char", np.uint16: "unsigned short", np.uint32: "unsigned int",
+                  np.int8: "signed char", np.int16: "short", np.int32: "int"}
+
+
 def _harness() -> str:
     # Each kernel body becomes the inside of a loop over i, as CuPy's
     # ElementwiseKernel makes it; raw arrays are plain pointers (flat views).
@@ -313,6 +317,11 @@ def _harness() -> str:
                       "double* ys, long long n) {",
                       "  for (ptrdiff_t i = 0; i < n; ++i) { double& y = ys[i];",
                       ck._weighted_src(mode, invert), "} }"]
+    for dtype, ctype in _MEDIAN_CTYPES.items():
+        lines += [f"void median_{np.dtype(dtype).name}(const {ctype}* src, long long plane, int count,"
+                  " double* ys) {",
+                  "  for (ptrdiff_t i = 0; i < plane; ++i) { double& y = ys[i];",
+                  ck._median_src(dtype), "} }"]
     lines.append("}")
     return "\n".join(lines)
 
@@ -377,11 +386,41 @@ def test_cuda_source_matches_its_twins(cuda_source_on_cpu, dtype, f, mode, gray,
     np.testing.assert_array_equal(cpu, ck.stretch_twin(proj, peak, np.empty(proj.shape, np.uint8)))
 
 
+@st.composite
+def integer_windows(draw, max_count=12):
+    """(frames, count): integer frames, extremes and ties likely, count <= len(frames)."""
+    dtype = np.dtype(draw(st.sampled_from(list(_MEDIAN_CTYPES))))
+    info = np.iinfo(dtype)
+    values = st.one_of(st.integers(int(info.min), int(info.max)),
+                       st.sampled_from([int(info.min), int(info.max), 0, 1, int(info.max) - 1]))
+    n = draw(st.integers(1, max_count))
+    frames = draw(hnp.arrays(dtype, (n, 2, 3), elements=values))
+    return frames, draw(st.integers(1, n))
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(integer_windows())
+def test_cuda_median_source_matches_numpy(cuda_source_on_cpu, window):
+    frames, count = window
+    twin = ck.median_twin(frames, count, np.empty(frames.shape[1:]))
+    np.testing.assert_array_equal(twin, np.median(frames[:count].astype(np.float64), axis=0))
+    cpu = np.full(frames.shape[1:], np.nan)  # every element must be written
+    getattr(cuda_source_on_cpu, f"median_{frames.dtype.name}")(
+        _ptr(frames), ctypes.c_longlong(frames[0].size), ctypes.c_int(count), _ptr(cpu))
+    np.testing.assert_array_equal(cpu, twin)
+
+
+def test_median_kernel_takes_integers_of_up_to_32_bits():
+    assert [ck.has_median_kernel(d) for d in (np.uint8, ">u2", np.int32, np.uint32)] == [True] * 4
+    assert not any(ck.has_median_kernel(d) for d in (np.uint64, np.int64, np.float32, np.float64))
+
+
 # --------------------------------------------------------------------------
 # Kernel builders: compiled once per specialization (a fake cupy records it)
 # --------------------------------------------------------------------------
 
-BUILDERS = (ck._get_stretch_kernel, ck._get_extreme_kernel, ck._get_weighted_kernel)
+BUILDERS = (ck._get_stretch_kernel, ck._get_extreme_kernel, ck._get_weighted_kernel,
+            ck._get_median_kernel)
 
 
 @pytest.fixture
@@ -409,7 +448,11 @@ def test_kernel_builders_compile_once_per_specialization(kernel_builds):
                 for mode in WEIGHTED for invert in (False, True)}
     extreme = {invert: ck._get_extreme_kernel(invert) for invert in (False, True)}
     stretch = ck._get_stretch_kernel()
-    assert len(kernel_builds) == len(weighted) + len(extreme) + 1
+    median = {dtype: ck._get_median_kernel(np.dtype(dtype)) for dtype in _MEDIAN_CTYPES}
+    assert len(kernel_builds) == len(weighted) + len(extreme) + 1 + len(median)
+    assert len({k.name for k in kernel_builds}) == len(kernel_builds)
+    with pytest.raises(ValueError, match="integers of up to 32 bits, not float32"):
+        ck._get_median_kernel(np.dtype(np.float32))
     # The same specialization again: the same kernel, nothing compiled.
     for (mode, invert), kernel in weighted.items():
         assert ck._get_weighted_kernel(mode, invert) is kernel
@@ -417,7 +460,9 @@ def test_kernel_builders_compile_once_per_specialization(kernel_builds):
     for invert, kernel in extreme.items():
         assert ck._get_extreme_kernel(invert) is kernel
     assert ck._get_stretch_kernel() is stretch
-    assert len(kernel_builds) == len(weighted) + len(extreme) + 1
+    for dtype, kernel in median.items():
+        assert ck._get_median_kernel(np.dtype(dtype)) is kernel
+    assert len(kernel_builds) == len(weighted) + len(extreme) + 1 + len(median)
     # Different specializations: different kernels, sources and names.
     kernels = [*weighted.values(), *extreme.values(), stretch]
     assert len({id(k) for k in kernels}) == len(kernels)
@@ -605,7 +650,10 @@ def test_memory_estimate_grows_with_the_options():
         assert estimate(**{step: True}).work >= f * plane64, step
     # ... the difference a second buffer for its ping-pong, the median scratch for its sort.
     assert estimate(take_diff=True).work >= 2 * estimate(subtract_first=True).work - plane64
-    assert estimate(subtract_median=True).scratch >= f * plane64
+    # Integer frames: the selection kernel's plane; float frames: cupy.median's sort.
+    assert estimate(subtract_median=True).scratch == 0
+    assert estimate(subtract_median=True).work == estimate(subtract_first=True).work + plane64
+    assert estimate(subtract_median=True, dtype=np.float32).scratch >= f * plane64
     assert estimate(take_diff=True, subtract_median=True).total > estimate(take_diff=True).total
     # Colors: weights on the device, and three channels out of gray frames.
     color = estimate(color_series=True)
@@ -729,6 +777,22 @@ def test_gpu_matches_the_original(gpu_backend, case, reference_frames):
     np.testing.assert_array_equal(
         images, flowtrace_array(reference_frames, spec["frames_to_merge"], spec["frames_to_skip"],
                                 backend="numpy", windows="original", **spec["options"]))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", list(_MEDIAN_CTYPES))
+@pytest.mark.parametrize("count", [1, 2, 7, 64, 101])
+def test_gpu_median_kernel_equals_numpy(gpu_backend, dtype, count):
+    import cupy
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(count)
+    frames = rng.integers(info.min, info.max, (count + 3, 61, 37), dtype=dtype, endpoint=True)
+    frames[:, 0] = info.max  # ties at the extremes
+    frames[:, 1, ::2] = info.min
+    out = cupy.full(frames.shape[1:], cupy.nan)
+    gpu_backend.runtime.kernels.median(cupy.asarray(frames), count, out)
+    np.testing.assert_array_equal(out.get(), np.median(frames[:count].astype(np.float64), axis=0))
 
 
 @pytest.mark.gpu

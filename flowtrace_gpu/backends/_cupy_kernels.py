@@ -163,7 +163,74 @@ def weighted_twin(src, w, start, count, mode, invert, offset, out):
 
 
 # --------------------------------------------------------------------------
-# Launchers: the same three calls on a device and on the host
+# Median: per-pixel median of integer frames, by radix select
+# --------------------------------------------------------------------------
+
+def has_median_kernel(dtype) -> bool:
+    """Whether the median kernel takes frames of ``dtype``: integers of up to 32 bits.
+
+    Their values, and the mean of two of them, are exact in float64, so the
+    kernel's median equals ``numpy.median`` of the frames cast to float64.
+    Other dtypes take ``xp.median`` (a sort on the device).
+    """
+    dtype = np.dtype(dtype)
+    return dtype.kind in "ui" and dtype.itemsize <= 4
+
+
+def _median_src(dtype) -> str:
+    # Keys are the values shifted to unsigned (signed types by 2**(bits-1)),
+    # so unsigned order is value order. Radix select, most significant bit
+    # first: r ends as the largest key with fewer than k + 1 keys below it,
+    # the k-th smallest. One pass over the window per bit, none sorted, no
+    # scratch; the slot order does not matter.
+    dtype = np.dtype(dtype)
+    bits = 8 * dtype.itemsize
+    bias = 1 << (bits - 1) if dtype.kind == "i" else 0
+    key = f"(unsigned int)((long long)src[(ptrdiff_t)j * plane + i] + {bias}LL)"
+    return f"""
+const int k = (count - 1) / 2;
+unsigned int r = 0;
+for (int b = {bits - 1}; b >= 0; --b) {{
+    const unsigned int c = r | (1u << b);
+    int below = 0;
+    for (int j = 0; j < count; ++j) below += {key} < c;
+    if (below <= k) r = c;
+}}
+unsigned int hi = r;
+if ((count & 1) == 0) {{  // the upper middle: r again, or the next larger key
+    int at_most = 0;
+    unsigned int next = 0xFFFFFFFFu;
+    for (int j = 0; j < count; ++j) {{
+        const unsigned int v = {key};
+        at_most += v <= r;
+        if (v > r && v < next) next = v;
+    }}
+    if (at_most <= count / 2) hi = next;
+}}
+y = ((double)((long long)r - {bias}LL) + (double)((long long)hi - {bias}LL)) * 0.5;
+"""
+
+
+@functools.cache
+def _get_median_kernel(dtype):
+    """Per-pixel median of ``count`` integer planes, as float64 (one build per dtype)."""
+    import cupy
+
+    dtype = np.dtype(dtype)
+    if not has_median_kernel(dtype):
+        raise ValueError(f"the median kernel takes integers of up to 32 bits, not {dtype}")
+    return cupy.ElementwiseKernel("raw T src, int64 plane, int32 count", "float64 y",
+                                  _median_src(dtype), f"flowtrace_median_{dtype.name}")
+
+
+def median_twin(src, count, out):
+    """Twin of the median kernel over ``src[:count]``: ``numpy.median`` in float64."""
+    out[...] = np.median(src[:count].astype(np.float64), axis=0)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Launchers: the same four calls on a device and on the host
 # --------------------------------------------------------------------------
 
 class CudaKernels:
@@ -189,6 +256,11 @@ class CudaKernels:
             out.reshape(-1))
         return out
 
+    @staticmethod
+    def median(src, count, out):
+        _get_median_kernel(src.dtype)(src.reshape(-1), out.size, count, out.reshape(-1))
+        return out
+
 
 class HostKernels:
     """The same kernels as NumPy twins, for the stand-in."""
@@ -196,3 +268,4 @@ class HostKernels:
     stretch = staticmethod(stretch_twin)
     extreme = staticmethod(extreme_twin)
     weighted = staticmethod(weighted_twin)
+    median = staticmethod(median_twin)

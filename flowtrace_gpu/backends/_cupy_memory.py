@@ -15,6 +15,7 @@ from typing import NamedTuple
 from .. import config
 from ..errors import FlowtraceError
 from ..kernels.window import needs_stack, stack_shape
+from ._cupy_kernels import has_median_kernel
 
 #: Upload buffers per projector (pinned host + device staging): one may be
 #: in flight while the next frame is copied in.
@@ -48,6 +49,11 @@ class MemoryEstimate(NamedTuple):
         return ", ".join(f"{name} {_mib(n)}" for name, n in parts if n)
 
 
+def uses_median_kernel(plan) -> bool:
+    """Whether ``subtract_median`` runs as the selection kernel (integer frames)."""
+    return plan.options.subtract_median and has_median_kernel(plan.dtype)
+
+
 def estimate_device_bytes(plan) -> MemoryEstimate:
     """Device memory a run of ``plan`` needs, before allocating any of it.
 
@@ -60,9 +66,10 @@ def estimate_device_bytes(plan) -> MemoryEstimate:
     MemoryEstimate
         ``ring``: the F resident frames; ``staging``: the upload buffers;
         ``work``: the float64 stack buffer of ``prepare_stack`` (only for
-        the order-dependent options); ``weights``: the color / fade weights;
-        ``scratch``: what ``median`` and ``normalize='none'`` allocate from
-        CuPy's pool during a projection; ``output``: the float64 projection,
+        the order-dependent options) and the median kernel's output plane;
+        ``weights``: the color / fade weights; ``scratch``: what
+        ``cupy.median`` (float frames) and ``normalize='none'`` allocate
+        from CuPy's pool during a projection; ``output``: the float64 projection,
         its peak and two images (the one being made and the one being
         downloaded).
     """
@@ -74,7 +81,9 @@ def estimate_device_bytes(plan) -> MemoryEstimate:
     work = scratch = weights = 0
     if needs_stack(opts):
         work = math.prod(stack_shape(plan)) * _FLOAT64
-        if opts.subtract_median:
+        if uses_median_kernel(plan):
+            work += plane * _FLOAT64  # the selection kernel's output
+        elif opts.subtract_median:
             # cupy.median: a partitioned copy of the window, transposed, and its result.
             scratch += (2 * f + 1) * plane * _FLOAT64
     if plan.colors is not None:

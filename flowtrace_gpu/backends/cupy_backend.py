@@ -9,7 +9,8 @@ Layout of one run (one :class:`CupyProjector`)::
 * The ring is one preallocated ``(F, *frame_shape)`` device array written in
   place; per frame nothing is allocated but the image, and what CuPy's
   memory pool serves for reduction scratch (the peak, and ``median``'s
-  sort), which the pool reuses without calling ``cudaMalloc`` again.
+  sort where the frames are floats; integer frames have a selection
+  kernel), which the pool reuses without calling ``cudaMalloc`` again.
 * Uploads run on their own stream into a staging buffer, so the upload of
   frame t+1 may run while frame t is being projected; events order every
   upload before the compute that reads it, and every reuse of a buffer
@@ -45,7 +46,7 @@ from ..plan import WeightMode
 from . import BackendUnavailable
 from ._cupy_device import device_ordinal, probe
 from ._cupy_kernels import CudaKernels, HostKernels
-from ._cupy_memory import N_STAGING, check_device_memory
+from ._cupy_memory import N_STAGING, check_device_memory, uses_median_kernel
 from .base import Backend
 
 
@@ -242,6 +243,11 @@ class CupyProjector:
                 self.weights = empty(plan.colors.shape, np.float64)
                 self.weights[...] = xp.asarray(plan.colors)
             self.stack = empty(stack_shape(plan), np.float64) if self.stacked else None
+            # subtract_median of integer frames: a selection kernel over the ring
+            # writes the median here (else prepare_stack sorts the stack).
+            self.median = None
+            if self.stacked and uses_median_kernel(plan):
+                self.median = empty(plan.frame_shape, np.float64)
 
     # -- frames in ----------------------------------------------------------
     def push(self, frame) -> None:
@@ -291,7 +297,11 @@ class CupyProjector:
         # The oldest frame sits in the slot that the next push overwrites.
         start = self.count % plan.frames_to_merge
         if self.stacked:
-            src = prepare_stack(self.ring, plan, self.xp, start=start, out=self.stack)
+            median = None
+            if self.median is not None:
+                median = self.rt.kernels.median(self.ring, plan.frames_to_merge, self.median)
+            src = prepare_stack(self.ring, plan, self.xp, start=start, out=self.stack,
+                                median=median)
             start = 0
         else:
             src = self.ring
