@@ -645,14 +645,19 @@ def test_memory_estimate_grows_with_the_options():
     f = 10
     assert plain.work == plain.scratch == plain.weights == 0
     assert plain.ring == 2 * estimate(dtype=np.uint8).ring  # 16-bit frames, twice the bytes
-    # Each ordered step needs the window as float64 ...
+    # Each ordered step needs the window as float64 (with floats, the median too) ...
     for step in STEP_NAMES:
-        assert estimate(**{step: True}).work >= f * plane64, step
+        assert estimate(**{step: True}, dtype=np.float32).work >= f * plane64, step
+        if step != "subtract_median":
+            assert estimate(**{step: True}).work >= f * plane64, step
     # ... the difference a second buffer for its ping-pong, the median scratch for its sort.
     assert estimate(take_diff=True).work >= 2 * estimate(subtract_first=True).work - plane64
-    # Integer frames: the selection kernel's plane; float frames: cupy.median's sort.
+    # Integer frames: the selection kernel's plane (alone, max(frames) - median needs
+    # no stack); float frames: cupy.median's sort.
     assert estimate(subtract_median=True).scratch == 0
-    assert estimate(subtract_median=True).work == estimate(subtract_first=True).work + plane64
+    assert estimate(subtract_median=True).work == plane64
+    assert (estimate(subtract_median=True, subtract_first=True).work
+            == estimate(subtract_first=True).work + plane64)
     assert estimate(subtract_median=True, dtype=np.float32).scratch >= f * plane64
     assert estimate(take_diff=True, subtract_median=True).total > estimate(take_diff=True).total
     # Colors: weights on the device, and three channels out of gray frames.
@@ -702,7 +707,27 @@ PLANS = [
                                         fade_tails=True)),
     (np.uint8, (7, 9), TraceOptions(subtract_median=True, invert_color=True, normalize="global")),
     (np.uint16, (7, 9), TraceOptions(take_diff=True, normalize="none")),
+    (np.int16, (7, 9), TraceOptions(subtract_median=True, subtract_first=True)),
+    (np.float32, (7, 9), TraceOptions(subtract_median=True)),
 ]
+
+
+@pytest.mark.parametrize("dtype, options, stacked", [
+    (np.uint8, {"subtract_median": True}, False),
+    (np.uint16, {"subtract_median": True, "invert_color": True}, False),
+    (np.uint8, {"subtract_median": True, "subtract_first": True}, True),
+    (np.uint8, {"subtract_median": True, "color_series": True}, True),
+    (np.float32, {"subtract_median": True}, True),
+])
+def test_median_alone_of_integer_frames_builds_no_stack(dtype, options, stacked):
+    # max_j (x_j - m) = max_j x_j - m: the same pixels as the stack (the
+    # property and option-combination tests compare them with the NumPy backend).
+    proj = STANDIN.projector(TracePlan(5, (4, 6), dtype, TraceOptions(**options)))
+    assert (proj.stack is not None) == stacked
+    assert (proj.median is not None) == (dtype is not np.float32)
+    frames = (np.random.default_rng(5).random((9, 4, 6)) * 250).astype(dtype)
+    np.testing.assert_array_equal(trace(frames, 5, STANDIN, **options),
+                                  trace(frames, 5, "numpy", **options))
 
 
 @pytest.mark.parametrize("dtype, shape, options", PLANS)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from .. import config
 from ..errors import FlowtraceError
-from ..kernels.window import needs_stack, stack_shape
+from ..kernels.window import ORDERED_STEPS, needs_stack, stack_shape
 from ._cupy_kernels import has_median_kernel
 
 #: Upload buffers per projector (pinned host + device staging): one may be
@@ -54,6 +54,17 @@ def uses_median_kernel(plan) -> bool:
     return plan.options.subtract_median and has_median_kernel(plan.dtype)
 
 
+def median_without_stack(plan) -> bool:
+    """Whether the projection is ``max(frames) - median`` (or ``offset - min + median``).
+
+    ``subtract_median`` as the only ordered step, on integer frames, with
+    no color / fade weights: the stack of differences is never built.
+    """
+    opts = plan.options
+    steps = [name for name in ORDERED_STEPS if getattr(opts, name)]
+    return steps == ["subtract_median"] and uses_median_kernel(plan) and plan.colors is None
+
+
 def estimate_device_bytes(plan) -> MemoryEstimate:
     """Device memory a run of ``plan`` needs, before allocating any of it.
 
@@ -79,11 +90,11 @@ def estimate_device_bytes(plan) -> MemoryEstimate:
     frame = plane * plan.dtype.itemsize
     out = math.prod(plan.out_shape)
     work = scratch = weights = 0
-    if needs_stack(opts):
-        work = math.prod(stack_shape(plan)) * _FLOAT64
-        if uses_median_kernel(plan):
-            work += plane * _FLOAT64  # the selection kernel's output
-        elif opts.subtract_median:
+    if uses_median_kernel(plan):
+        work += plane * _FLOAT64  # the selection kernel's output
+    if needs_stack(opts) and not median_without_stack(plan):
+        work += math.prod(stack_shape(plan)) * _FLOAT64
+        if opts.subtract_median and not uses_median_kernel(plan):
             # cupy.median: a partitioned copy of the window, transposed, and its result.
             scratch += (2 * f + 1) * plane * _FLOAT64
     if plan.colors is not None:

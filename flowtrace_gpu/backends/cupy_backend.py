@@ -20,6 +20,9 @@ Layout of one run (one :class:`CupyProjector`)::
   preallocated float64 buffer; the projection is then two fused kernels
   (max/min, or the color / fade composite, then the 8-bit scaling): no
   (F, H, W, 3) float temporaries.
+* ``subtract_median`` of integer frames: a radix-select kernel reads the
+  ring and writes the median plane; alone of the ordered steps it needs no
+  stack at all (``max(frames) - median``).
 
 The backend is split by job, as ``cupyx.scipy.ndimage`` is: ``_cupy_device``
 finds CuPy and a device, ``_cupy_memory`` plans and checks device memory,
@@ -46,7 +49,7 @@ from ..plan import WeightMode
 from . import BackendUnavailable
 from ._cupy_device import device_ordinal, probe
 from ._cupy_kernels import CudaKernels, HostKernels
-from ._cupy_memory import N_STAGING, check_device_memory, uses_median_kernel
+from ._cupy_memory import N_STAGING, check_device_memory, median_without_stack, uses_median_kernel
 from .base import Backend
 
 
@@ -222,7 +225,7 @@ class CupyProjector:
         self.count = 0
         # Devices hold native byte order; np.copyto swaps big-endian frames.
         self.dtype = plan.dtype.newbyteorder("=")
-        self.stacked = needs_stack(plan.options)
+        self.stacked = needs_stack(plan.options) and not median_without_stack(plan)
         self.mode = plan.weight_mode
         empty = runtime.empty
         # On the compute stream: the fills and uploads below are ordered
@@ -246,7 +249,7 @@ class CupyProjector:
             # subtract_median of integer frames: a selection kernel over the ring
             # writes the median here (else prepare_stack sorts the stack).
             self.median = None
-            if self.stacked and uses_median_kernel(plan):
+            if uses_median_kernel(plan):
                 self.median = empty(plan.frame_shape, np.float64)
 
     # -- frames in ----------------------------------------------------------
@@ -296,10 +299,17 @@ class CupyProjector:
         invert = plan.options.invert_color
         # The oldest frame sits in the slot that the next push overwrites.
         start = self.count % plan.frames_to_merge
+        median = None
+        if self.median is not None:
+            median = k.median(self.ring, plan.frames_to_merge, self.median)
+        if median is not None and not self.stacked:
+            # subtract_median alone: max_j (x_j - m) is max_j x_j - m, and
+            # offset - min_j (x_j - m) is (offset - min_j x_j) + m, exactly as
+            # the stack computes them (integers and half-integers in float64).
+            k.extreme(self.ring, plan.frames_to_merge, invert, plan.invert_offset, out)
+            return self.xp.add(out, median, out=out) if invert else \
+                self.xp.subtract(out, median, out=out)
         if self.stacked:
-            median = None
-            if self.median is not None:
-                median = self.rt.kernels.median(self.ring, plan.frames_to_merge, self.median)
             src = prepare_stack(self.ring, plan, self.xp, start=start, out=self.stack,
                                 median=median)
             start = 0
