@@ -165,10 +165,12 @@ def end_to_end(backends, size: int, n_frames: int, f: int) -> list[dict]:
         for backend in backends:
             label = getattr(backend, "name", backend)
             flowtrace_array(movie[: f + 2], f, backend=backend)  # warm up
-            t0 = time.perf_counter()
-            out = flowtrace_array(movie, f, backend=backend)
-            rows.append({"backend": label, "call": "flowtrace_array", "F": f, "size": size,
-                         "outputs": len(out), "fps": len(out) / (time.perf_counter() - t0)})
+            for parallel in (True, False):  # reader + writer threads, or all in this thread
+                t0 = time.perf_counter()
+                out = flowtrace_array(movie, f, backend=backend, use_parallel=parallel)
+                rows.append({"backend": label, "size": size, "F": f, "outputs": len(out),
+                             "call": "flowtrace_array" + ("" if parallel else " (serial)"),
+                             "fps": len(out) / (time.perf_counter() - t0)})
             flowtrace(short, f, work / f"warm_{label}", backend=backend, progress=False)
             t0 = time.perf_counter()
             written = flowtrace(work, f, work / f"out_{label}", backend=backend, progress=False)
