@@ -19,6 +19,7 @@ Where no device is found it prints why and writes JSON saying so.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import statistics
 import sys
@@ -143,12 +144,15 @@ def transfer_rates(backend, mib: int, repeats: int) -> list[dict]:
     return rows
 
 
-def end_to_end(backends, size: int, n_frames: int, f: int) -> list[dict]:
-    """Output frames per second through the public calls, each backend warmed up first.
+def end_to_end(backends, size: int, n_frames: int, f: int, repeats: int = 3) -> list[dict]:
+    """Output frames per second through the public calls: medians of ``repeats`` runs.
 
-    The warm-up runs each call once on a short movie, so Numba's first
+    Each backend is warmed up first on a short movie, so Numba's first
     compilations (the CPU backend, the PNG coder) and CuPy's kernel builds
-    are not timed. The numba backend on the same machine is the yardstick.
+    are not timed; the runs of the calls are interleaved, and the median
+    also drops the first touch of a fresh output array (page faults: 4 ms
+    per MiB on a virtual machine, seen here). The numba backend on the same
+    machine is the yardstick.
     """
     import tifffile
 
@@ -165,18 +169,25 @@ def end_to_end(backends, size: int, n_frames: int, f: int) -> list[dict]:
         for backend in backends:
             label = getattr(backend, "name", backend)
             flowtrace_array(movie[: f + 2], f, backend=backend)  # warm up
-            for parallel in (True, False):  # reader + writer threads, or all in this thread
-                t0 = time.perf_counter()
-                out = flowtrace_array(movie, f, backend=backend, use_parallel=parallel)
-                rows.append({"backend": label, "size": size, "F": f, "outputs": len(out),
-                             "call": "flowtrace_array" + ("" if parallel else " (serial)"),
-                             "fps": len(out) / (time.perf_counter() - t0)})
             flowtrace(short, f, work / f"warm_{label}", backend=backend, progress=False)
-            t0 = time.perf_counter()
-            written = flowtrace(work, f, work / f"out_{label}", backend=backend, progress=False)
-            rows.append({"backend": label, "call": "flowtrace (tif -> png)", "F": f, "size": size,
-                         "outputs": len(written),
-                         "fps": len(written) / (time.perf_counter() - t0)})
+            calls = {  # reader + writer threads, or all in the calling thread
+                "flowtrace_array": lambda: len(flowtrace_array(movie, f, backend=backend)),
+                "flowtrace_array (serial)": lambda: len(flowtrace_array(
+                    movie, f, backend=backend, use_parallel=False)),
+                "flowtrace (tif -> png)": lambda: len(flowtrace(
+                    work, f, work / f"out_{label}_{next(runs)}", backend=backend,
+                    progress=False)),
+            }
+            runs = itertools.count()
+            seconds = {name: [] for name in calls}
+            for _ in range(repeats):
+                for name, call in calls.items():
+                    t0 = time.perf_counter()
+                    outputs = call()
+                    seconds[name].append(time.perf_counter() - t0)
+            for name, times in seconds.items():
+                rows.append({"backend": label, "call": name, "F": f, "size": size,
+                             "outputs": outputs, "fps": outputs / statistics.median(times)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
