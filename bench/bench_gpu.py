@@ -7,9 +7,10 @@
   and the whole step (push + project + download) for comparison;
 * the median of F integer frames: the selection kernel against ``cupy.median``;
 * host <-> device throughput from pinned and from pageable memory;
-* end-to-end output frames per second through ``flowtrace_array`` and
-  through ``flowtrace`` (TIFF folder -> PNG folder), on the GPU and, as the
-  yardstick, on the numba backend of the same machine.
+* end-to-end output frames per second through ``flowtrace_array`` (with
+  and without reader and writer threads) and through ``flowtrace`` (TIFF
+  folder -> PNG folder), medians of three interleaved runs, on the GPU and,
+  as the yardstick, on the numba backend of the same machine.
 
 Where no device is found it prints why and writes JSON saying so.
 ``--standin`` runs the same measurements on the NumPy stand-in
