@@ -3,7 +3,9 @@
 #   1. which card, driver, CuPy, Numba, NumPy;
 #   2. pytest -m gpu (the CuPy backend on the device against the NumPy backend
 #      and the original's outputs) and the parity cases on every backend;
-#   3. python bench/bench_gpu.py (kernels, transfers, end to end).
+#   3. python bench/bench_gpu.py (kernels, transfers, end to end);
+#   4. with E2E=1, bench/bench_e2e.py for cupy and numba (TIFF -> PNG, the
+#      I/O floor and the original's algorithm in the same run; ~60 s more).
 #
 #   bash bench/device_check.sh [pytest seconds] [bench seconds]
 #
@@ -37,4 +39,9 @@ timeout 120 python3 -P -m pytest tests/test_parity.py -q -p no:cacheprovider --n
   2>&1 | tee "$OUT/pytest_parity.log" | tail -8 || status=1
 timeout "$BENCH_S" python3 bench/bench_gpu.py 2>&1 | tee "$OUT/bench_gpu.log" || status=1
 cp bench/results/gpu.json "$OUT/" 2>/dev/null
+if [ "${E2E:-0}" = 1 ]; then
+  timeout "$BENCH_S" python3 bench/bench_e2e.py --backends cupy,numba --repeats 3 2>&1 \
+    | tee "$OUT/bench_e2e.log" | tail -18 || status=1
+  cp bench/results/e2e.json "$OUT/" 2>/dev/null
+fi
 exit $status
