@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_e2e import write_movie  # noqa: E402
+
 from flowtrace_gpu import flowtrace, flowtrace_array  # noqa: E402
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import cupy_backend as cb  # noqa: E402
@@ -155,18 +157,14 @@ def end_to_end(backends, size: int, n_frames: int, f: int, repeats: int = 3) -> 
     per MiB on a virtual machine, seen here). The numba backend on the same
     machine is the yardstick.
     """
-    import tifffile
-
-    movie = synthetic_movie(n_frames, (size, size), seed=0)
     rows = []
     work = Path(tempfile.mkdtemp(prefix="flowtrace_bench_gpu_"))
     try:
-        for i, frame in enumerate(movie):
-            tifffile.imwrite(work / f"frame{i:05d}.tif", frame)
+        paths, movie = write_movie(work, n_frames, size)
         short = work / "short"
         short.mkdir()
-        for name in sorted(p.name for p in work.glob("*.tif"))[: f + 2]:
-            shutil.copy(work / name, short / name)
+        for path in paths[: f + 2]:
+            shutil.copy(path, short / path.name)
         for backend in backends:
             label = getattr(backend, "name", backend)
             flowtrace_array(movie[: f + 2], f, backend=backend)  # warm up

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,9 +26,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_e2e import write_movie  # noqa: E402
+
 from flowtrace_gpu import available_backends, flowtrace, flowtrace_array  # noqa: E402
 from flowtrace_gpu.options import RunOptions  # noqa: E402
-from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import save, table  # noqa: E402
 
@@ -54,22 +56,17 @@ def main(argv=None) -> int:
     more_cores = min(2 * default_cores, os.cpu_count() or 1)
     normal_switch = sys.getswitchinterval()
 
-    movie = synthetic_movie(args.frames, (args.size, args.size), seed=0)
     work = Path(tempfile.mkdtemp(prefix="flowtrace-bench-threads-"))
-    import tifffile
-
-    for i, frame in enumerate(movie):
-        tifffile.imwrite(work / f"frame{i:05d}.tif", frame)
-    runs = itertools.count()
-    for backend in backends:  # warm up: first compilations, kernel builds
-        flowtrace_array(movie[: f + 2], f, backend=backend)
-        flowtrace(work, f, work / f"warm_{backend}", backend=backend, progress=False)
-
     variants = [("defaults", normal_switch, default_cores),
                 (f"switch {FAST_SWITCH * 1e3:g} ms", FAST_SWITCH, default_cores),
                 (f"max_cores {more_cores}", normal_switch, more_cores)]
     seconds: dict = {}
     try:
+        _, movie = write_movie(work, args.frames, args.size)
+        runs = itertools.count()
+        for backend in backends:  # warm up: first compilations, kernel builds
+            flowtrace_array(movie[: f + 2], f, backend=backend)
+            flowtrace(work, f, work / f"warm_{backend}", backend=backend, progress=False)
         for _ in range(args.repeats):
             for backend in backends:
                 for label, switch, cores in variants:
@@ -89,8 +86,6 @@ def main(argv=None) -> int:
                         (time.perf_counter() - t0) / n)
     finally:
         sys.setswitchinterval(normal_switch)
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
     rows = [{"backend": b, "call": call, "setting": label,
