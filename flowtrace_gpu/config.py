@@ -66,6 +66,13 @@ SETTINGS: dict[str, Setting] = {
     "png_level": Setting(
         1, "deflate level of written PNGs; size and speed only, never pixels",
         env="FLOWTRACE_PNG_LEVEL", minimum=0, maximum=9),
+    # PNG encoding and file writes stop scaling at 2-4 threads on the 16-core
+    # H200 host measured (bench/bench_io_threads.py), and a run's I/O floor was
+    # 18 % faster with 4 writers than with 8 (bench/bench_host_threads.py).
+    "writers": Setting(
+        4, "most writer threads of a run (encoding and writing images; never more than "
+           "``max_cores``); more may pay where each file's latency dominates (a network share)",
+        env="FLOWTRACE_WRITERS", minimum=1, maximum=1024),
     "write_queue_per_writer": Setting(
         2, "images waiting for each writer thread",
         env="FLOWTRACE_WRITE_QUEUE", minimum=1, maximum=1024),

@@ -148,8 +148,9 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     n_outputs : int or None
         Images expected (for the progress bar), None if unknown.
     workers : int
-        Threads for reading, compute and writing; 0 runs everything serially
-        in the calling thread (``use_parallel=False``).
+        Threads for reading, compute and writing (writers: at most
+        ``FLOWTRACE_WRITERS``); 0 runs everything serially in the calling
+        thread (``use_parallel=False``).
     prefetch : int, optional
         Frames decoded ahead; default ``FLOWTRACE_PREFETCH`` (8).
     progress : bool
@@ -190,7 +191,8 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
 
     frames = numbered(frames)
     reader = Prefetcher(frames, depth, on_cpu=split.reader_cpu) if workers else None
-    n_writers = (workers if writer.parallel else 1) if workers else 0
+    n_writers = min(workers, int(config.get("writers"))) if writer.parallel else 1
+    n_writers = n_writers if workers else 0
     write = timed_cpu(writer.write, split.writer_cpu) if split is not None else writer.write
     pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer",
                               initializer=_lower_priority,

@@ -3,6 +3,7 @@
 import os
 import sys
 import threading
+import time
 import tracemalloc
 
 import numpy as np
@@ -80,6 +81,25 @@ def test_writes_run_on_writer_threads_and_reading_on_the_reader():
     assert writer.count == 26
     assert set(seen) == {"flowtrace-reader"}
     assert all(name.startswith("flowtrace-writer") for name in writer.threads)
+
+
+class SlowWriter(CountingWriter):
+    """Each write takes a while, so the pool starts every thread it is allowed."""
+
+    def write(self, index, image):
+        time.sleep(0.005)
+        super().write(index, image)
+
+
+@pytest.mark.parametrize("limit, workers, expected", [("2", 8, 2), ("8", 3, 3), ("8", 8, 8)])
+def test_writer_threads_are_at_most_the_writers_setting_and_the_workers(
+        monkeypatch, limit, workers, expected):
+    monkeypatch.setenv("FLOWTRACE_WRITERS", limit)
+    writer = SlowWriter()
+    pipeline.run(_frames(40, (4, 4)), TracePlan(3, (4, 4), np.uint8), get_backend("numpy"),
+                 writer, 38, workers=workers)
+    assert writer.count == 38
+    assert len(writer.threads) == expected, writer.threads
 
 
 def test_serial_run_uses_the_calling_thread_only():
