@@ -2,11 +2,13 @@
 
     python bench/bench_png.py [--quick]
 
-Two images of the noisy synthetic movie (F = 30): the subtract_median
-image (gray) and the color_series image (RGB, tinted noise). Candidates:
+Three images of the noisy synthetic movie (F = 30): the default image and
+the subtract_median image (gray) and the color_series image (RGB, tinted
+noise). Candidates:
 Pillow at its default level 6 (the original), Pillow at level 1, and
 flowtrace_gpu's own writer (filter 0 rows) deflated by zlib at level 1, by
-zlib's Huffman-only strategy, by ISA-L at levels 0-1 (level 1 also as the
+zlib's Huffman-only strategy, stored (from the rows, and straight from the
+pixels as the writer stores), by ISA-L at levels 0-1 (level 1 also as the
 writer calls it, ``png.isal_stream``), by its own
 Huffman-only coder (``flowtrace_gpu.io.huffman``), and as it chooses by
 default. Every candidate is decoded back and checked pixel-equal.
@@ -50,7 +52,8 @@ def main(argv=None):
     size = 256 if args.quick else 1024
     movie = synthetic_movie(31, (size, size), seed=1)
     rows = []
-    for label, options in (("subtract_median (gray)", {"subtract_median": True}),
+    for label, options in (("default (gray)", {}),
+                           ("subtract_median (gray)", {"subtract_median": True}),
                            ("color_series (RGB)", {"color_series": True})):
         image = flowtrace_array(movie, 30, windows="sliding", **options)[0]
         rows += time_encoders(label, image)
@@ -74,6 +77,10 @@ def time_encoders(label, image):
         "flowtrace zlib Huffman only": ours(huffman_only),
         "flowtrace own Huffman only": ours(lambda b: huffman.huffman_zlib(b, adler32=png._adler32)),
     }
+    # Stored blocks: built from the rows (the writer until 2026-11-26), and
+    # straight from the pixels, whole rows per block (png.stored_rows_zlib).
+    candidates["flowtrace stored, rows then blocks"] = ours(png.stored_zlib)
+    candidates["flowtrace stored from the pixels (level 0)"] = lambda im: png.encode_png(im, 0)
     if png._isal is not None:
         candidates["flowtrace ISA-L level 0"] = ours(lambda b: png._isal.compress(b, 0))
         candidates["flowtrace ISA-L level 1"] = ours(lambda b: png._isal.compress(b, 1))

@@ -118,39 +118,125 @@ def _probe(view: memoryview, nbytes: int) -> bytes:
     return b"".join(view[k * step + (step - piece) // 2:][:piece] for k in range(_PROBE_PIECES))
 
 
+def _probe_rows(pixels: np.ndarray, nbytes: int) -> bytes:
+    """:func:`_probe` of the PNG rows of ``pixels``, gathered without building the rows."""
+    height, width = pixels.shape
+    row = width + 1
+    step, piece = height * row // _PROBE_PIECES, nbytes // _PROBE_PIECES
+    parts = []
+    for k in range(_PROBE_PIECES):
+        start = k * step + (step - piece) // 2
+        first, last = start // row, (start + piece - 1) // row + 1
+        rows = np.zeros((last - first, row), np.uint8)
+        rows[:, 1:] = pixels[first:last]
+        parts.append(rows.reshape(-1)[start - first * row:][:piece].tobytes())
+    return b"".join(parts)
+
+
+def _wants_probe(nbytes: int, level: int) -> bool:
+    """Whether data of ``nbytes`` at ``level`` is probed before it is coded."""
+    return _isal is not None and 1 <= level <= 3 and nbytes > 4 * config.get("png_probe_bytes")
+
+
+def _verdict(sample, level: int) -> str:
+    """How to code data whose probe is ``sample`` (None: not probed).
+
+    ``'stored'``, ``'huffman'`` (literals only) or ``'deflate'`` (LZ77).
+    """
+    if level == 0:
+        return "stored"
+    if sample is None:
+        return "deflate"
+    from ..kernels import numba_huffman  # Numba loads with the first large image
+
+    lz77 = len(isal_stream(sample, level)) / len(sample)
+    literal = huffman.literal_ratio(numba_huffman.histogram(np.frombuffer(sample, np.uint8)))
+    if min(lz77, literal) > config.get("png_store_above"):
+        return "stored"
+    if _LITTLE_ENDIAN and literal <= lz77 * (1 + config.get("png_literal_within")):
+        return "huffman"
+    return "deflate"
+
+
+def _code(view: memoryview, verdict: str, level: int, stored):
+    """zlib stream of ``view`` as ``verdict`` says; ``stored()`` makes its stored form."""
+    if verdict == "stored":
+        return stored()
+    if verdict == "huffman":
+        from ..kernels import numba_huffman
+
+        block = huffman.HuffmanBlock(numba_huffman.histogram(np.frombuffer(view, np.uint8)))
+        if block.stream_size() > config.get("png_store_above") * len(view):
+            return stored()
+        return huffman.huffman_zlib(view, adler32=_adler32, block=block)
+    if _isal is not None and level <= 3:
+        return isal_stream(view, level)
+    return zlib.compress(view, level)
+
+
 def deflate(data, level: int = 1):
     """zlib-format stream of ``data`` (bytes or a buffer).
 
     ISA-L for levels 1-3 where installed, zlib otherwise. At levels 1-3, a
-    64 KiB probe (:func:`_probe`) decides first: data that neither
-    LZ77 nor a Huffman code would shorten is stored (deflate level 0), and
-    data that a Huffman code of its bytes alone shortens about as much as
-    LZ77 does (noisy images) is coded so, without LZ77
+    64 KiB probe (:func:`_probe`) decides first (:func:`_verdict`): data that
+    neither LZ77 nor a Huffman code would shorten is stored (deflate level
+    0), and data that a Huffman code of its bytes alone shortens about as
+    much as LZ77 does (noisy images) is coded so, without LZ77
     (:mod:`flowtrace_gpu.io.huffman`). Every zlib reader inflates all three.
     """
-    if level == 0:
-        return stored_zlib(data)
-    if _isal is not None and level <= 3:
-        view = memoryview(data).cast("B")
-        probe_bytes = config.get("png_probe_bytes")
-        if len(view) > 4 * probe_bytes:
-            from ..kernels import numba_huffman  # Numba loads with the first large image
+    view = memoryview(data).cast("B")
+    probe_bytes = config.get("png_probe_bytes")
+    sample = _probe(view, probe_bytes) if _wants_probe(len(view), level) else None
+    return _code(view, _verdict(sample, level), level, lambda: stored_zlib(view))
 
-            sample = _probe(view, probe_bytes)
-            lz77 = len(isal_stream(sample, level)) / probe_bytes
-            literal = huffman.literal_ratio(
-                numba_huffman.histogram(np.frombuffer(sample, np.uint8)))
-            store_above = config.get("png_store_above")
-            if min(lz77, literal) > store_above:
-                return stored_zlib(data)
-            if _LITTLE_ENDIAN and literal <= lz77 * (1 + config.get("png_literal_within")):
-                hist = numba_huffman.histogram(np.frombuffer(view, np.uint8))
-                block = huffman.HuffmanBlock(hist)
-                if block.stream_size() > store_above * len(view):
-                    return stored_zlib(data)
-                return huffman.huffman_zlib(view, adler32=_adler32, block=block)
-        return isal_stream(view, level)
-    return zlib.compress(data, level)
+
+def stored_rows_zlib(pixels: np.ndarray) -> np.ndarray:
+    """zlib stream of the PNG rows of ``pixels`` (filter byte 0, then each row), stored.
+
+    The same data as ``stored_zlib(rows)``, built without the rows: each
+    stored block holds whole rows (as many as fit in 65535 bytes), so the
+    blocks' data is a strided view that one NumPy copy fills straight from
+    the pixels, and the Adler-32 runs block by block over what was just
+    written. A row longer than a block goes through :func:`stored_zlib`.
+
+    Parameters
+    ----------
+    pixels : numpy.ndarray of uint8, shape (height, row bytes)
+        Each row's bytes as the PNG holds them (16-bit samples big-endian).
+    """
+    height, width = pixels.shape
+    row = width + 1
+    per_block = _STORED_BLOCK // row
+    if per_block == 0 or height == 0:
+        rows = np.zeros((height, row), np.uint8)
+        rows[:, 1:] = pixels
+        return stored_zlib(rows.reshape(-1))
+    nfull, rest = divmod(height, per_block)
+    sizes = [per_block] * nfull + ([rest] if rest else [])
+    out = np.empty(2 + 5 * len(sizes) + height * row + 4, np.uint8)
+    out[:2] = (0x78, 0x01)  # deflate, 32 KiB window, no dictionary, check bits
+    span = 5 + per_block * row
+    if nfull:  # the full blocks: (header, per_block rows) each
+        blocks = out[2:2 + nfull * span].reshape(nfull, span)
+        length = per_block * row
+        blocks[:, :5] = (0, length & 0xFF, length >> 8, ~length & 0xFF, (~length >> 8) & 0xFF)
+        body = blocks[:, 5:].reshape(nfull, per_block, row)
+        body[:, :, 0] = 0
+        body[:, :, 1:] = pixels[:nfull * per_block].reshape(nfull, per_block, width)
+    if rest:
+        length = rest * row
+        tail = out[2 + nfull * span:2 + nfull * span + 5 + length]
+        tail[:5] = (0, length & 0xFF, length >> 8, ~length & 0xFF, (~length >> 8) & 0xFF)
+        body = tail[5:].reshape(rest, row)
+        body[:, 0] = 0
+        body[:, 1:] = pixels[nfull * per_block:]
+    out[2 + (len(sizes) - 1) * span] = 1  # BFINAL on the last block's header
+    check, pos = 1, 2
+    for size in sizes:
+        check = _adler32(out[pos + 5:pos + 5 + size * row], check)
+        pos += 5 + size * row
+    out[-4:] = np.frombuffer(struct.pack(">I", check), np.uint8)
+    return out
 
 
 def png_parts(image: np.ndarray, level: int = 1, compress=None) -> list:
@@ -174,12 +260,23 @@ def png_parts(image: np.ndarray, level: int = 1, compress=None) -> list:
     height, width = image.shape[:2]
     bit_depth = image.dtype.itemsize * 8
     # Each row: a filter-type byte (0, none) then the pixels, big-endian.
-    rows = np.empty((height, 1 + width * channels * image.dtype.itemsize), dtype=np.uint8)
-    rows[:, 0] = 0
     pixels = np.ascontiguousarray(image, dtype=image.dtype.newbyteorder(">"))
-    rows[:, 1:] = pixels.reshape(height, -1).view(np.uint8)
+    pixels = pixels.reshape(height, -1).view(np.uint8)
+    verdict = None
+    if compress is None:  # decided on a probe of the rows, before the rows are built
+        probe_bytes = config.get("png_probe_bytes")
+        probed = _wants_probe(height * (pixels.shape[1] + 1), level)
+        verdict = _verdict(_probe_rows(pixels, probe_bytes) if probed else None, level)
+    if verdict == "stored":  # noisy images: the stream is built straight from the pixels
+        stream = stored_rows_zlib(pixels)
+    else:
+        rows = np.empty((height, 1 + pixels.shape[1]), dtype=np.uint8)
+        rows[:, 0] = 0
+        rows[:, 1:] = pixels
+        stream = compress(rows) if compress else _code(
+            memoryview(rows).cast("B"), verdict, level, lambda: stored_rows_zlib(pixels))
+    stream = memoryview(stream).cast("B")
     header = struct.pack(">IIBBBBB", width, height, bit_depth, _COLOR_TYPE[channels], 0, 0, 0)
-    stream = memoryview(compress(rows) if compress else deflate(rows, level)).cast("B")
     return [
         _SIGNATURE + _chunk(b"IHDR", header) + struct.pack(">I", len(stream)) + b"IDAT",
         stream,
