@@ -1,6 +1,6 @@
 """The CuPy backend on a CUDA device: kernels, transfers, end to end.
 
-    python bench/bench_gpu.py [--quick] [--size 1024] [--frames 300] [--standin]
+    python bench/bench_gpu.py [--quick] [--size 1024] [--frames 300] [--batch 8 16] [--standin]
 
 * kernel ms per output frame (``project()`` until the device is idle) for
   max / median / color at F = 10, 30, 100 on ``size``x``size`` uint8 frames,
@@ -9,7 +9,8 @@
 * host <-> device throughput from pinned and from pageable memory;
 * end-to-end output frames per second through ``flowtrace_array`` (with
   and without reader and writer threads) and through ``flowtrace`` (TIFF
-  folder -> PNG folder), medians of three interleaved runs, on the GPU and,
+  folder -> PNG folder), medians of three interleaved runs, on the GPU one
+  frame at a time and in batches (``--batch``, ``FLOWTRACE_GPU_BATCH``) and,
   as the yardstick, on the numba backend of the same machine.
 
 Where no device is found it prints why and writes JSON saying so.
@@ -167,6 +168,8 @@ def end_to_end(backends, size: int, n_frames: int, f: int, repeats: int = 3) -> 
             shutil.copy(path, short / path.name)
         for backend in backends:
             label = getattr(backend, "name", backend)
+            if getattr(backend, "batch", None):
+                label = f"{label}, batch {backend.batch}"
             flowtrace_array(movie[: f + 2], f, backend=backend)  # warm up
             flowtrace(short, f, work / f"warm_{label}", backend=backend, progress=False)
             calls = {  # reader + writer threads, or all in the calling thread
@@ -197,6 +200,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats and frames")
     parser.add_argument("--size", type=int, default=None, help="frame side (default 1024)")
     parser.add_argument("--frames", type=int, default=None, help="frames end to end (default 300)")
+    parser.add_argument("--batch", type=int, nargs="*", default=[8],
+                        help="gpu_batch values timed end to end besides 1 (default 8)")
     parser.add_argument("--standin", action="store_true",
                         help="run on the NumPy stand-in (checks this script; no GPU figures)")
     args = parser.parse_args(argv)
@@ -228,7 +233,9 @@ def main(argv=None) -> int:
     print(table(medians, ["dtype", "F", "size", "select_ms", "cupy_median_ms", "speedup"]))
     transfers = transfer_rates(backend, 16 if quick else 256, 3 if quick else 10)
     print(table(transfers, ["memory", "direction", "MiB", "GB_per_s"]))
-    e2e = end_to_end([backend, "numba"], size, n_frames, 30 if n_frames > 30 else 10)
+    batched = [cb.CupyBackend(xp=np, batch=b) if args.standin else cb.CupyBackend(batch=b)
+               for b in args.batch if b > 1]
+    e2e = end_to_end([backend, *batched, "numba"], size, n_frames, 30 if n_frames > 30 else 10)
     print(table(e2e, ["backend", "call", "F", "size", "outputs", "fps"]))
 
     path = save(name, {"skipped": False, "device": backend.device_name, "standin": args.standin,

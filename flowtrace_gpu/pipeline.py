@@ -8,6 +8,11 @@
 
 Memory is the ring (F frames on the backend) plus ``prefetch`` decoded
 frames plus the writers' backlog, whatever the number of frames.
+
+A projector with a ``batch`` above 1 (the cupy backend's
+``BatchedCupyProjector``) is handed the first window's frames, then
+``batch`` frames at a time (:func:`blocks`), through ``push_many``, and
+gives their images back in one array (``project_many``), downloaded at once.
 """
 
 from __future__ import annotations
@@ -202,11 +207,22 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=True)
 
-    def emit(index, image) -> None:
+    batch = int(getattr(projector, "batch", 1))
+
+    def emit(index, image, many=False) -> None:
+        """Hand image ``index`` (``many``: images ``index, index + 1, ...``) to the writer."""
+        indices = range(index, index + len(image)) if many else (index,)
+        if keep is not None and not any(i in keep for i in indices):
+            bar.update(len(indices))
+            return
+        host = backend.to_host(image)  # one download for a whole batch
+        for i in indices:
+            hand_over(i, host[i - index] if many else host)
+
+    def hand_over(index, image) -> None:
         if keep is not None and index not in keep:
             bar.update()
             return
-        image = backend.to_host(image)
         if pool is None:
             writer.write(index, image)
             bar.update()
@@ -218,7 +234,7 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
             split.waited(clock() - start)
             bar.update()
 
-    pending = None  # (index, backend image) not yet brought to the host
+    pending = None  # (index, backend image or images, many) not yet brought to the host
 
     def finish() -> None:
         if pending is not None:
@@ -230,19 +246,32 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     try:
         try:
             start = clock()  # of the wait for each frame
-            for t, frame in enumerate(reader if reader is not None else frames):
+            pushed = 0
+            # One frame at a time; a batched projector (batch > 1) takes the
+            # first window's frames, then batch frames at a time.
+            first = window - 1 if batch > 1 else 1
+            for block in blocks(reader if reader is not None else frames, first, batch):
                 computing = clock()
-                projector.push(frame)
-                # Bring the previous image down only now: on a GPU its download
-                # then waits while this frame's upload is already queued.
+                if batch > 1:
+                    projector.push_many(block)
+                else:
+                    projector.push(block[0])
+                pushed += len(block)
+                # Bring the previous images down only now: on a GPU their download
+                # then waits while these frames' upload is already queued.
                 if pending is not None:
                     emit(*pending)
                     pending = None
-                if t + 1 >= window:
-                    pending = (first_index + t + 1 - window, projector.project())
+                ready = min(len(block), pushed - window + 1)  # windows ending in the block
+                if ready > 0:
+                    index = first_index + pushed - window + 1 - ready
+                    pending = (index, projector.project_many(ready), True) if batch > 1 else \
+                        (index, projector.project(), False)
                 done = clock()
                 if split is not None:
-                    split.frame(read_wait=computing - start, step=done - computing)
+                    for _ in block:
+                        split.frame(read_wait=(computing - start) / len(block),
+                                    step=(done - computing) / len(block))
                 start = done
         except FrameReadError:
             # Every image before the unreadable frame is sound: write them
@@ -269,6 +298,31 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                 future.cancel()
             pool.shutdown(wait=True)
     return writer.close()
+
+
+def blocks(frames, first: int, size: int):
+    """Lists of consecutive ``frames``: ``first`` of them, then ``size`` at a time.
+
+    The last list may be shorter. When reading a frame raises
+    :class:`FrameReadError`, the frames read before it come first (their
+    windows are sound), then the error.
+
+    >>> [len(b) for b in blocks(range(10), 4, 3)]
+    [4, 3, 3]
+    """
+    block, want = [], max(1, first)
+    try:
+        for frame in frames:
+            block.append(frame)
+            if len(block) == want:
+                yield block
+                block, want = [], size
+    except FrameReadError:
+        if block:
+            yield block
+        raise
+    if block:
+        yield block
 
 
 def _lower_priority(nice: int) -> None:

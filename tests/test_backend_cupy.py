@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend
+from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend, pipeline
 from flowtrace_gpu.backends import BackendUnavailable, clear_cache
 from flowtrace_gpu.backends import _cupy_device as dev
 from flowtrace_gpu.backends import _cupy_kernels as ck
@@ -34,6 +34,7 @@ from flowtrace_gpu.backends import cupy_backend as cb
 from flowtrace_gpu.kernels.stretch import scale_to_uint8, stretch_to_uint8
 from flowtrace_gpu.kernels.window import prepare_stack, stack_shape, trace_window
 from flowtrace_gpu.plan import TraceOptions, TracePlan, WeightMode
+from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import REFERENCE, read_png, reference_cases
 from naive import naive_stretch, naive_trace
@@ -754,6 +755,158 @@ def test_projector_allocates_what_the_estimate_plans(dtype, shape, options):
 
 
 # --------------------------------------------------------------------------
+# Batches (gpu_batch > 1): frames up and images down several at a time
+# --------------------------------------------------------------------------
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(movies(), st.integers(2, 6))
+def test_batched_standin_equals_numpy_backend(movie, batch):
+    frames, f, options = movie
+    batched = cb.CupyBackend(xp=np, batch=batch)
+    np.testing.assert_array_equal(trace(frames, f, batched, **options),
+                                  trace(frames, f, "numpy", **options))
+
+
+@pytest.mark.parametrize("options", ALL_OPTIONS[::5] + [ALL_OPTIONS[-1]],
+                         ids=lambda o: "+".join(k for k, v in o.items() if v) or "plain")
+@pytest.mark.parametrize("batch", [2, 3, 16])
+def test_batches_of_every_kind_of_option(options, batch):
+    # A movie of particles, windows that end at every place of a batch, and
+    # both a pipeline with threads and one without.
+    frames = synthetic_movie(23, (9, 11), seed=3)
+    batched = cb.CupyBackend(xp=np, batch=batch)
+    for windows, normalize, parallel in (("sliding", "frame", True), ("original", "global", False),
+                                         ("sliding", "none", False)):
+        kw = dict(options, windows=windows, normalize=normalize)
+        got = flowtrace_array(frames, 5, backend=batched, use_parallel=parallel, **kw)
+        np.testing.assert_array_equal(got, trace(frames, 5, "numpy", **kw), err_msg=str(kw))
+
+
+@pytest.mark.parametrize("normalize", ["frame", "global"])
+def test_batched_projector_under_saturate(normalize):
+    # saturate wraps the projector and pushes one frame at a time: push/project of a batch.
+    frames = synthetic_movie(25, (16, 16), seed=1)
+    kw = dict(saturate=1.0, normalize=normalize)
+    np.testing.assert_array_equal(trace(frames, 5, cb.CupyBackend(xp=np, batch=4), **kw),
+                                  trace(frames, 5, "numpy", **kw))
+
+
+@pytest.mark.parametrize("chunks", [[1] * 13, [4, 3, 3, 3], [4, 1, 2, 3, 3], [6, 3, 3, 1]])
+def test_batched_ring_holds_every_window_across_wraps(chunks):
+    # push_many / project_many directly: ring of R = F + batch - 1 = 6 frames, mirrored.
+    f, batch = 4, 3
+    plan = TracePlan(f, (3, 5), np.uint8, TraceOptions(subtract_median=True, color_series=True))
+    frames = np.random.default_rng(1).integers(0, 256, (13, 3, 5), dtype=np.uint8)
+    expected = naive_trace(frames, f, subtract_median=True, color_series=True)
+    proj = cb.CupyBackend(xp=np, batch=batch).projector(plan)
+    assert isinstance(proj, cb.BatchedCupyProjector) and proj.ring.shape[0] == 12
+    got, pushed = [], 0
+    for n in chunks:
+        block = frames[pushed:pushed + n]
+        proj.push_many(list(block))
+        pushed += n
+        ready = min(n, pushed - f + 1, batch)
+        if ready > 0:
+            images = proj.project_many(ready)
+            assert images.shape == (ready,) + plan.out_shape
+            got.extend(images)
+    assert pushed == 13
+    np.testing.assert_array_equal(np.stack(got), expected[-len(got):])
+    with pytest.raises(RuntimeError, match="needs"):
+        proj.project_many(batch + 1)
+
+
+def test_batch_comes_from_the_setting_and_falls_back_when_it_does_not_fit(monkeypatch):
+    plan = TracePlan(10, (256, 256), np.uint8)
+    monkeypatch.setenv("FLOWTRACE_GPU_BATCH", "8")
+    assert cb.CupyBackend(xp=np).projector(plan).batch == 8
+    assert not hasattr(cb.CupyBackend(xp=np, batch=1).projector(plan), "batch")
+    # Room for one frame at a time, not for a batch: one frame at a time.
+    one = mem.estimate_device_bytes(plan).total + mem.headroom_bytes()
+    assert mem.estimate_device_bytes(plan, 8).total + mem.headroom_bytes() > one
+    tight = cb.CupyBackend(runtime=cb.HostRuntime(free_bytes=one))
+    assert type(tight.projector(plan)) is cb.CupyProjector
+    with pytest.raises(FlowtraceError, match="frames_to_merge=10"):
+        cb.CupyBackend(runtime=cb.HostRuntime(free_bytes=one - 1)).projector(plan)
+
+
+@pytest.mark.parametrize("batch", [2, 5])
+def test_memory_estimate_of_a_batch(batch):
+    f, frame = 10, np.prod(SHAPE) * 2
+    one, more = estimate(f), mem.estimate_device_bytes(
+        TracePlan(f, SHAPE, np.uint16, TraceOptions()), batch)
+    assert more.ring == 2 * (f + batch - 1) * frame  # every window of a batch, mirrored
+    assert more.staging == 0 and one.staging == mem.N_STAGING * frame
+    image = np.prod(SHAPE)  # uint8
+    assert more.output - one.output == 2 * (batch - 1) * image
+
+
+@pytest.mark.parametrize("dtype, shape, options", PLANS)
+@pytest.mark.parametrize("batch", [2, 4])
+def test_batched_projector_allocates_what_the_estimate_plans(dtype, shape, options, batch):
+    plan = TracePlan(6, shape, dtype, options)
+    runtime = cb.HostRuntime()
+    proj = cb.CupyBackend(runtime=runtime, batch=batch).projector(plan)
+    held = sum(runtime.allocations)
+    proj.push_many(list(np.ones((6 + batch - 1,) + shape, dtype)))
+    assert sum(runtime.allocations) == held  # frames in allocate nothing
+    proj.project_many(batch)
+    per_batch = sum(runtime.allocations) - held
+    measured = held + 2 * per_batch  # the batch being made and the one being downloaded
+    est = mem.estimate_device_bytes(plan, batch)
+    # A batch's images, normalize='none' too, come from the runtime (to_dtype's
+    # own image is a temporary copied into them, as its scratch is).
+    assert measured == est.total - est.scratch
+
+
+def test_batched_pipeline_writes_every_image_before_an_unreadable_frame():
+    # The frames of a half-gathered batch before the bad one still make their images.
+    movie = synthetic_movie(20, (6, 7), seed=4)
+
+    def frames():
+        yield from movie[:13]
+        raise OSError("disk went away")
+
+    plan = TracePlan(4, (6, 7), np.uint8)
+    for batch in (1, 3, 8):
+        writer = ListIndexWriter()
+        with pytest.raises(pipeline.FrameReadError) as info:
+            pipeline.run(frames(), plan, cb.CupyBackend(xp=np, batch=batch), writer, 17,
+                         workers=2)
+        assert info.value.position == 13
+        got = writer.images
+        assert sorted(got) == list(range(10)), batch  # windows ending at frames 3..12
+        np.testing.assert_array_equal(np.stack([got[i] for i in range(10)]),
+                                      trace(movie[:13], 4, "numpy", windows="sliding"))
+
+
+def test_batched_pipeline_skips_images_not_kept_and_numbers_from_first_index():
+    movie = synthetic_movie(30, (6, 7), seed=5)
+    plan = TracePlan(5, (6, 7), np.uint8)
+    expected = trace(movie, 5, "numpy", windows="sliding")
+    keep = {12, 13, 14, 20, 33}
+    writer = ListIndexWriter()
+    pipeline.run(iter(movie), plan, cb.CupyBackend(xp=np, batch=4), writer, 26, workers=2,
+                 first_index=10, keep=keep)
+    assert sorted(writer.images) == sorted(keep)
+    for index, image in writer.images.items():
+        np.testing.assert_array_equal(image, expected[index - 10])
+
+
+class ListIndexWriter:
+    parallel = True
+
+    def __init__(self):
+        self.images = {}
+
+    def write(self, index, image):
+        self.images[index] = np.array(image)
+
+    def close(self):
+        return None
+
+
+# --------------------------------------------------------------------------
 # On a real device (skips where there is none)
 # --------------------------------------------------------------------------
 
@@ -778,6 +931,23 @@ def test_gpu_equals_numpy_backend(gpu_backend, dtype, rgb, normalize):
         kw = dict(options, windows=windows, diff_order=diff_order, normalize=normalize)
         np.testing.assert_array_equal(trace(frames, 6, gpu_backend, **kw),
                                       trace(frames, 6, "numpy", **kw), err_msg=str(kw))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [2, 8])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_batches_equal_numpy_backend(gpu_backend, batch, dtype):
+    batched = cb.CupyBackend(batch=batch)
+    rng = np.random.default_rng(14)
+    for shape in ((40, 9, 13), (33, 9, 13, 3)):
+        frames = (rng.random(shape) * (200 if dtype is np.uint8 else 3000)).astype(dtype)
+        for options, windows, normalize in itertools.product(
+                ALL_OPTIONS[::9] + [ALL_OPTIONS[-1]], ("original", "sliding"), NORMALIZE):
+            kw = dict(options, windows=windows, normalize=normalize)
+            for parallel in (False, True):
+                got = flowtrace_array(frames, 6, backend=batched, use_parallel=parallel, **kw)
+                np.testing.assert_array_equal(got, trace(frames, 6, "numpy", **kw),
+                                              err_msg=str(kw))
 
 
 @pytest.mark.gpu

@@ -65,24 +65,39 @@ def median_without_stack(plan) -> bool:
     return steps == ["subtract_median"] and uses_median_kernel(plan) and plan.colors is None
 
 
-def estimate_device_bytes(plan) -> MemoryEstimate:
+def ring_slots(plan, batch: int) -> int:
+    """Frames a projector of ``batch`` frames per upload keeps resident.
+
+    One frame at a time: the window, F. In batches: every window a batch
+    projects, F + batch - 1 frames, each held twice (slot ``s`` and ``s + R``)
+    so that every window is one contiguous run of the ring, oldest first.
+    """
+    f = plan.frames_to_merge
+    return f if batch == 1 else 2 * (f + batch - 1)
+
+
+def estimate_device_bytes(plan, batch: int = 1) -> MemoryEstimate:
     """Device memory a run of ``plan`` needs, before allocating any of it.
 
     Parameters
     ----------
     plan : TracePlan
+    batch : int, default 1
+        Frames per upload and images per download (``gpu_batch``).
 
     Returns
     -------
     MemoryEstimate
-        ``ring``: the F resident frames; ``staging``: the upload buffers;
+        ``ring``: the resident frames (:func:`ring_slots`); ``staging``: the
+        device upload buffers (one frame at a time only: batches upload
+        straight into the ring);
         ``work``: the float64 stack buffer of ``prepare_stack`` (only for
         the order-dependent options) and the median kernel's output plane;
         ``weights``: the color / fade weights; ``scratch``: what
         ``cupy.median`` (float frames) and ``normalize='none'`` allocate
         from CuPy's pool during a projection; ``output``: the float64 projection,
-        its peak and two images (the one being made and the one being
-        downloaded).
+        its peak and two images, or two batches of them (the one being made
+        and the one being downloaded).
     """
     opts = plan.options
     f = plan.frames_to_merge
@@ -102,12 +117,14 @@ def estimate_device_bytes(plan) -> MemoryEstimate:
     if plan.scaling == "none":
         scratch += 2 * out * _FLOAT64  # to_dtype's clip and floor
     image = out * plan.out_dtype.itemsize
-    return MemoryEstimate(ring=f * frame, staging=N_STAGING * frame, work=work, weights=weights,
-                          scratch=scratch, output=out * _FLOAT64 + _FLOAT64 + 2 * image)
+    staging = N_STAGING * frame if batch == 1 else 0
+    return MemoryEstimate(ring=ring_slots(plan, batch) * frame, staging=staging, work=work,
+                          weights=weights, scratch=scratch,
+                          output=out * _FLOAT64 + _FLOAT64 + 2 * batch * image)
 
 
 def check_device_memory(plan, free_bytes: int, device_label: str = "the GPU",
-                        headroom: int | None = None) -> MemoryEstimate:
+                        headroom: int | None = None, batch: int = 1) -> MemoryEstimate:
     """Refuse a run of ``plan`` that would not fit in ``free_bytes``.
 
     Parameters
@@ -119,6 +136,8 @@ def check_device_memory(plan, free_bytes: int, device_label: str = "the GPU",
         How the message names the device.
     headroom : int, optional
         Bytes kept free beyond the estimate; default :func:`headroom_bytes`.
+    batch : int, default 1
+        Frames per upload (see :func:`estimate_device_bytes`).
 
     Returns
     -------
@@ -131,7 +150,7 @@ def check_device_memory(plan, free_bytes: int, device_label: str = "the GPU",
         When the estimate plus the headroom exceeds ``free_bytes``; the
         message names F, the frames' shape and dtype, and what to change.
     """
-    est = estimate_device_bytes(plan)
+    est = estimate_device_bytes(plan, batch)
     if headroom is None:
         headroom = headroom_bytes()
     if est.total + headroom > free_bytes:
