@@ -2,14 +2,15 @@
 
     python bench/bench_host_threads.py [--quick] [--frames 300] [--size 1024]
                                        [--backends cupy,numba] [--repeats 3]
-                                       [--cores 2 4 16] [--writers 2 8]
+                                       [--cores 2 4 16] [--writers 2 8] [--batch 8]
 
 For each backend that loads (or those named), and for the I/O floor (bench_e2e's
 ``io-floor``: the same reader, writers and encoder, no compute), a TIFF
 sequence -> PNG folder through ``flowtrace`` with (a) the defaults, (b)
 ``sys.setswitchinterval`` at 0.5 ms instead of Python's 5 ms, (c) each
 ``max_cores`` of ``--cores`` (default: twice the default, capped at the
-machine's cores), (d) each ``FLOWTRACE_WRITERS`` of ``--writers``; then
+machine's cores), (d) each ``FLOWTRACE_WRITERS`` of ``--writers``, (e) for
+cupy, each ``FLOWTRACE_GPU_BATCH`` of ``--batch``; then
 ``flowtrace_array`` in memory with (a) and (b).
 Medians of ``--repeats`` interleaved runs, ms per output frame, after a
 warm-up per backend (Numba's and CuPy's first compilations). Tells whether a
@@ -58,6 +59,8 @@ def main(argv=None) -> int:
                     help="max_cores values besides the default (default: twice it)")
     ap.add_argument("--writers", type=int, nargs="+", default=[],
                     help="FLOWTRACE_WRITERS values besides the default")
+    ap.add_argument("--batch", type=int, nargs="+", default=[],
+                    help="FLOWTRACE_GPU_BATCH values besides the default (cupy only)")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.size = 60, 256
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     variants += [(f"max_cores {n}", normal_switch, n, {}) for n in cores if n != default_cores]
     variants += [(f"writers {n}", normal_switch, default_cores, {"FLOWTRACE_WRITERS": str(n)})
                  for n in args.writers if n != config.DEFAULTS["writers"]]
+    variants += [(f"gpu batch {n}", normal_switch, default_cores, {"FLOWTRACE_GPU_BATCH": str(n)})
+                 for n in args.batch if n != config.DEFAULTS["gpu_batch"]]
     seconds: dict = {}
     try:
         _, movie = write_movie(work, args.frames, args.size)
@@ -87,6 +92,8 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):
             for backend in [*backends, floor]:
                 for label, switch, cores, env in variants:
+                    if "FLOWTRACE_GPU_BATCH" in env and name(backend) != "cupy":
+                        continue  # batches are the cupy backend's
                     sys.setswitchinterval(switch)
                     if hasattr(os, "sync"):
                         os.sync()  # no earlier run's dirty pages flushed during this one

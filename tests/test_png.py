@@ -302,10 +302,11 @@ def test_isa_l_alone_depends_on_the_address_of_its_state():
 
 def test_deflate_starts_isa_l_streams_with_history():
     # A sparse image, large enough to be probed: ISA-L codes it (png.isal_stream).
-    rows = np.zeros((600, 600), np.uint8)
-    rows[::7, ::5] = 200
-    stream = png.deflate(rows)
-    assert bytes(stream[:7]) == b"\x78\x5e\x00\x01\x00\xfe\xff" and stream[7] == rows.flat[0]
+    image = np.zeros((600, 599), np.uint8)
+    image[::7, ::5] = 200
+    stream = bytes(png.png_parts(image)[1])
+    rows = _rows(image)
+    assert stream[:7] == b"\x78\x5e\x00\x01\x00\xfe\xff" and stream[7] == rows.flat[0]
     assert zlib.decompress(stream) == rows.tobytes()
 
 

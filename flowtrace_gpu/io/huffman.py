@@ -5,7 +5,7 @@ histogram, the code lengths, the coding pass) are Numba kernels in
 :mod:`flowtrace_gpu.kernels.numba_huffman`, the block's header is built here.
 :class:`HuffmanBlock` knows the stream's exact size from the histogram
 alone, so a writer can choose between storing, this, and full deflate before
-coding anything (:func:`flowtrace_gpu.io.png.deflate`).
+coding anything (:func:`flowtrace_gpu.io.png._code`).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def huffman_zlib(data, adler32=None, block=None) -> np.ndarray:
     raw = np.frombuffer(memoryview(data).cast("B"), np.uint8)
     even = raw.size - raw.size % 2
     pairs = raw[:even].view(np.uint16) if raw.ctypes.data % 2 == 0 else raw[:even].copy().view(
-        np.uint16)  # little-endian: byte a then b is a | b << 8 (see png.deflate)
+        np.uint16)  # little-endian: byte a then b is a | b << 8 (see png._verdict)
     if block is None:
         block = HuffmanBlock(numba_huffman.histogram(raw))
     lengths = block.lengths[:256].astype(np.uint32)

@@ -2,7 +2,8 @@
 
 PNG's cost is deflate, and Pillow's default (zlib level 6, as the original)
 is the slowest choice. This encoder writes filter type 0 rows and, per image
-(:func:`deflate`): stores them when nothing would shorten them much, codes
+(:func:`_verdict` on a probe): stores them when nothing would shorten them
+much (straight from the pixels, :func:`stored_rows_zlib`), codes
 noisy images, which LZ77 barely shortens, with a Huffman code of their bytes
 alone (:mod:`flowtrace_gpu.io.huffman`), and deflates the rest with ISA-L
 (``isal``) at level 1, or zlib at ``level``. The result is a standard PNG
@@ -141,7 +142,12 @@ def _wants_probe(nbytes: int, level: int) -> bool:
 def _verdict(sample, level: int) -> str:
     """How to code data whose probe is ``sample`` (None: not probed).
 
-    ``'stored'``, ``'huffman'`` (literals only) or ``'deflate'`` (LZ77).
+    ``'stored'``, ``'huffman'`` (literals only) or ``'deflate'`` (LZ77). At
+    levels 1-3 with ISA-L, a 64 KiB probe (:func:`_probe`) decides: data
+    that neither LZ77 nor a Huffman code would shorten is stored (deflate
+    level 0), and data that a Huffman code of its bytes alone shortens about
+    as much as LZ77 does (noisy images) is coded so, without LZ77
+    (:mod:`flowtrace_gpu.io.huffman`). Every zlib reader inflates all three.
     """
     if level == 0:
         return "stored"
@@ -172,22 +178,6 @@ def _code(view: memoryview, verdict: str, level: int, stored):
     if _isal is not None and level <= 3:
         return isal_stream(view, level)
     return zlib.compress(view, level)
-
-
-def deflate(data, level: int = 1):
-    """zlib-format stream of ``data`` (bytes or a buffer).
-
-    ISA-L for levels 1-3 where installed, zlib otherwise. At levels 1-3, a
-    64 KiB probe (:func:`_probe`) decides first (:func:`_verdict`): data that
-    neither LZ77 nor a Huffman code would shorten is stored (deflate level
-    0), and data that a Huffman code of its bytes alone shortens about as
-    much as LZ77 does (noisy images) is coded so, without LZ77
-    (:mod:`flowtrace_gpu.io.huffman`). Every zlib reader inflates all three.
-    """
-    view = memoryview(data).cast("B")
-    probe_bytes = config.get("png_probe_bytes")
-    sample = _probe(view, probe_bytes) if _wants_probe(len(view), level) else None
-    return _code(view, _verdict(sample, level), level, lambda: stored_zlib(view))
 
 
 def stored_rows_zlib(pixels: np.ndarray) -> np.ndarray:
