@@ -306,11 +306,16 @@ def _harness() -> str:
              "void stretch(const double* xs, const double* peak, unsigned char* ys, long long n) {",
              "  for (ptrdiff_t i = 0; i < n; ++i) { const double x = xs[i]; unsigned char& y = ys[i];",
              ck._STRETCH_SRC, "} }"]
+    # A batch: n output elements (several planes), one peak per image of ``size``.
+    lines += ["void stretch_images(const double* xs, const double* peak, unsigned char* ys, "
+              "long long n, long long size) {",
+              "  for (ptrdiff_t i = 0; i < n; ++i) { const double x = xs[i]; unsigned char& y = ys[i];",
+              ck._stretch_src(True), "} }"]
     for (dtype, ctype), invert in itertools.product(_CTYPES.items(), (False, True)):
         tag = f"{np.dtype(dtype).name}_{int(invert)}"
         lines += [f"void extreme_{tag}(const {ctype}* src, long long plane, int count, double offset,"
-                  " double* ys) {", f"  typedef {ctype} T;",
-                  "  for (ptrdiff_t i = 0; i < plane; ++i) { double& y = ys[i];",
+                  " double* ys, long long n) {", f"  typedef {ctype} T;",
+                  "  for (ptrdiff_t i = 0; i < n; ++i) { double& y = ys[i];",
                   ck._extreme_src(invert), "} }"]
         for mode in WEIGHTED:
             lines += [f"void weighted_{tag}_{mode.name.lower()}(const {ctype}* src, const double* w, "
@@ -320,8 +325,8 @@ def _harness() -> str:
                       ck._weighted_src(mode, invert), "} }"]
     for dtype, ctype in _MEDIAN_CTYPES.items():
         lines += [f"void median_{np.dtype(dtype).name}(const {ctype}* src, long long plane, int count,"
-                  " double* ys) {",
-                  "  for (ptrdiff_t i = 0; i < plane; ++i) { double& y = ys[i];",
+                  " double* ys, long long n) {",
+                  "  for (ptrdiff_t i = 0; i < n; ++i) { double& y = ys[i];",
                   ck._median_src(dtype), "} }"]
     lines.append("}")
     return "\n".join(lines)
@@ -366,7 +371,7 @@ def test_cuda_source_matches_its_twins(cuda_source_on_cpu, dtype, f, mode, gray,
     twin = ck.extreme_twin(src, f, invert, offset, np.empty(shape[1:]))
     cpu = np.empty(shape[1:])
     getattr(lib, f"extreme_{tag}")(_ptr(src), ctypes.c_longlong(plane), ctypes.c_int(f),
-                                   ctypes.c_double(offset), _ptr(cpu))
+                                   ctypes.c_double(offset), _ptr(cpu), ctypes.c_longlong(plane))
     np.testing.assert_array_equal(cpu, twin)
 
     plan = TracePlan(f, (1, 1), np.uint8, TraceOptions(color_series=mode != WeightMode.SCALAR,
@@ -407,8 +412,64 @@ def test_cuda_median_source_matches_numpy(cuda_source_on_cpu, window):
     np.testing.assert_array_equal(twin, np.median(frames[:count].astype(np.float64), axis=0))
     cpu = np.full(frames.shape[1:], np.nan)  # every element must be written
     getattr(cuda_source_on_cpu, f"median_{frames.dtype.name}")(
-        _ptr(frames), ctypes.c_longlong(frames[0].size), ctypes.c_int(count), _ptr(cpu))
+        _ptr(frames), ctypes.c_longlong(frames[0].size), ctypes.c_int(count), _ptr(cpu),
+        ctypes.c_longlong(frames[0].size))
     np.testing.assert_array_equal(cpu, twin)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(list(_CTYPES)), st.integers(1, 5), st.integers(1, 4),
+       st.sampled_from(WEIGHTED), st.booleans(), st.data())
+def test_cuda_sources_project_a_batch_of_windows_in_one_launch(cuda_source_on_cpu, dtype, f, n,
+                                                              mode, invert, data):
+    # The *_windows launches: output plane b of one launch is window src[b:b + f].
+    lib = cuda_source_on_cpu
+    gray = mode == WeightMode.TINT or (mode == WeightMode.SCALAR and data.draw(st.booleans()))
+    frame = (3, 4) if gray else (3, 4, 3)
+    extra = data.draw(st.integers(0, 2))  # the ring holds more frames than the batch reads
+    if np.dtype(dtype).kind == "f":
+        elements = st.floats(-1e5, 1e5, width=np.dtype(dtype).itemsize * 8, allow_nan=False)
+    else:
+        elements = st.integers(0, int(np.iinfo(dtype).max))
+    src = np.ascontiguousarray(data.draw(hnp.arrays(dtype, (f + n - 1 + extra,) + frame,
+                                                    elements=elements)))
+    tag, plane, offset = f"{np.dtype(dtype).name}_{int(invert)}", int(np.prod(frame)), 255.0
+    host = ck.HostKernels
+
+    twin = host.extreme_windows(src, f, invert, offset, np.empty((n,) + frame))
+    cpu = np.full((n,) + frame, np.nan)
+    getattr(lib, f"extreme_{tag}")(_ptr(src), ctypes.c_longlong(plane), ctypes.c_int(f),
+                                   ctypes.c_double(offset), _ptr(cpu), ctypes.c_longlong(cpu.size))
+    np.testing.assert_array_equal(cpu, twin)
+    for b in range(n):  # the twin is the one-window twin, window by window
+        np.testing.assert_array_equal(
+            twin[b], ck.extreme_twin(src[b:b + f], f, invert, offset, np.empty(frame)))
+
+    plan = TracePlan(f, (1, 1), np.uint8, TraceOptions(color_series=mode != WeightMode.SCALAR,
+                                                       fade_tails=mode == WeightMode.SCALAR))
+    w = np.ascontiguousarray(plan.colors)
+    out = (n,) + frame + ((3,) if mode == WeightMode.TINT else ())
+    twin = host.weighted_windows(src, w, f, mode, invert, offset, np.empty(out))
+    cpu = np.full(out, np.nan)
+    getattr(lib, f"weighted_{tag}_{mode.name.lower()}")(
+        _ptr(src), _ptr(w), ctypes.c_longlong(plane), ctypes.c_int(f), ctypes.c_int(0),
+        ctypes.c_int(len(src)), ctypes.c_double(offset), _ptr(cpu), ctypes.c_longlong(cpu.size))
+    np.testing.assert_array_equal(cpu, twin)
+
+    proj = np.ascontiguousarray(twin - twin.mean())
+    peaks = np.ascontiguousarray(proj.reshape(n, -1).max(axis=1))
+    cpu = np.zeros(out, np.uint8)
+    lib.stretch_images(_ptr(proj), _ptr(peaks), _ptr(cpu), ctypes.c_longlong(proj.size),
+                       ctypes.c_longlong(proj[0].size))
+    np.testing.assert_array_equal(cpu, host.stretch_windows(proj, peaks, np.empty(out, np.uint8)))
+
+    if np.dtype(dtype).kind == "u":
+        twin = host.median_windows(src, f, np.empty((n,) + frame))
+        cpu = np.full((n,) + frame, np.nan)
+        getattr(lib, f"median_{np.dtype(dtype).name}")(
+            _ptr(src), ctypes.c_longlong(plane), ctypes.c_int(f), _ptr(cpu),
+            ctypes.c_longlong(cpu.size))
+        np.testing.assert_array_equal(cpu, twin)
 
 
 def test_median_kernel_takes_integers_of_up_to_32_bits():
@@ -449,8 +510,10 @@ def test_kernel_builders_compile_once_per_specialization(kernel_builds):
                 for mode in WEIGHTED for invert in (False, True)}
     extreme = {invert: ck._get_extreme_kernel(invert) for invert in (False, True)}
     stretch = ck._get_stretch_kernel()
+    per_image = ck._get_stretch_kernel(True)
     median = {dtype: ck._get_median_kernel(np.dtype(dtype)) for dtype in _MEDIAN_CTYPES}
-    assert len(kernel_builds) == len(weighted) + len(extreme) + 1 + len(median)
+    assert len(kernel_builds) == len(weighted) + len(extreme) + 2 + len(median)
+    assert "peak[i / size]" in per_image.operation and "size" in per_image.in_params
     assert len({k.name for k in kernel_builds}) == len(kernel_builds)
     with pytest.raises(ValueError, match="integers of up to 32 bits, not float32"):
         ck._get_median_kernel(np.dtype(np.float32))
@@ -461,11 +524,12 @@ def test_kernel_builders_compile_once_per_specialization(kernel_builds):
     for invert, kernel in extreme.items():
         assert ck._get_extreme_kernel(invert) is kernel
     assert ck._get_stretch_kernel() is stretch
+    assert ck._get_stretch_kernel(True) is per_image
     for dtype, kernel in median.items():
         assert ck._get_median_kernel(np.dtype(dtype)) is kernel
-    assert len(kernel_builds) == len(weighted) + len(extreme) + 1 + len(median)
+    assert len(kernel_builds) == len(weighted) + len(extreme) + 2 + len(median)
     # Different specializations: different kernels, sources and names.
-    kernels = [*weighted.values(), *extreme.values(), stretch]
+    kernels = [*weighted.values(), *extreme.values(), stretch, per_image]
     assert len({id(k) for k in kernels}) == len(kernels)
     assert len({k.operation for k in kernels}) == len(kernels)
     assert len({k.name for k in kernels}) == len(kernels)
@@ -838,7 +902,8 @@ def test_memory_estimate_of_a_batch(batch):
     assert more.ring == 2 * (f + batch - 1) * frame  # every window of a batch, mirrored
     assert more.staging == 0 and one.staging == mem.N_STAGING * frame
     image = np.prod(SHAPE)  # uint8
-    assert more.output - one.output == 2 * (batch - 1) * image
+    # Two batches of images, and the batch's projections and peaks in float64.
+    assert more.output - one.output == 2 * (batch - 1) * image + batch * (image + 1) * 8
 
 
 @pytest.mark.parametrize("dtype, shape, options", PLANS)
@@ -948,6 +1013,9 @@ def test_gpu_batches_equal_numpy_backend(gpu_backend, batch, dtype):
                 got = flowtrace_array(frames, 6, backend=batched, use_parallel=parallel, **kw)
                 np.testing.assert_array_equal(got, trace(frames, 6, "numpy", **kw),
                                               err_msg=str(kw))
+        for kw in ({"saturate": 1.0}, {"saturate": 1.0, "normalize": "global"}):  # 'float'
+            np.testing.assert_array_equal(trace(frames, 6, batched, **kw),
+                                          trace(frames, 6, "numpy", **kw), err_msg=str(kw))
 
 
 @pytest.mark.gpu

@@ -32,8 +32,11 @@ from ..plan import WeightMode
 #   scale = 255.0 / peak if peak != 0 else 1.0   -- 255 / 255 is exactly 1.0
 #   v = clip(x * scale, 0, 255)
 #   y = uint8(v + 0.5)                          -- non-negative: truncation is floor
-_STRETCH_SRC = """
-const double p = peak[0];
+def _stretch_src(per_image: bool) -> str:
+    # per_image: images of ``size`` elements each, one peak per image (a batch).
+    peak = "peak[i / size]" if per_image else "peak[0]"
+    return f"""
+const double p = {peak};
 const double scale = 255.0 / (p == 0.0 ? 255.0 : p);
 double v = __dmul_rn(x, scale);
 v = v < 0.0 ? 0.0 : (v > 255.0 ? 255.0 : v);
@@ -41,11 +44,17 @@ y = (unsigned char)(v + 0.5);
 """
 
 
+_STRETCH_SRC = _stretch_src(False)
+
+
 @functools.cache
-def _get_stretch_kernel():
-    """The stretch kernel (one specialization: float64 in, uint8 out)."""
+def _get_stretch_kernel(per_image: bool = False):
+    """The stretch kernel (float64 in, uint8 out): one peak, or one per image of a batch."""
     import cupy
 
+    if per_image:
+        return cupy.ElementwiseKernel("float64 x, raw float64 peak, int64 size", "uint8 y",
+                                      _stretch_src(True), "flowtrace_stretch_images")
     return cupy.ElementwiseKernel("float64 x, raw float64 peak", "uint8 y", _STRETCH_SRC,
                                   "flowtrace_stretch")
 
@@ -230,11 +239,43 @@ def median_twin(src, count, out):
 
 
 # --------------------------------------------------------------------------
-# Launchers: the same four calls on a device and on the host
+# Launchers: the same calls on a device and on the host
 # --------------------------------------------------------------------------
+#
+# The ``*_windows`` calls project the n consecutive windows of a batch at
+# once: ``src`` holds consecutive frames (at least count + n - 1) and ``out``
+# n planes. Each kernel reads frame j of output element i at ``src[j * plane
+# + i]``; with i running over n planes, element i of plane b reads frame
+# b + j: window b. The same kernels, launched once per batch.
 
 class CudaKernels:
     """The fused kernels on a CUDA device (flat views: linear indexing only)."""
+
+    @staticmethod
+    def stretch_windows(proj, peaks, out):
+        """``out[b] = stretch(proj[b], peaks[b])`` for each image b of a batch."""
+        _get_stretch_kernel(True)(proj.reshape(-1), peaks.reshape(-1), out[0].size,
+                                  out.reshape(-1))
+        return out
+
+    @staticmethod
+    def extreme_windows(src, count, invert, offset, out):
+        _get_extreme_kernel(bool(invert))(src.reshape(-1), out[0].size, count, float(offset),
+                                          out.reshape(-1))
+        return out
+
+    @staticmethod
+    def weighted_windows(src, w, count, mode, invert, offset, out):
+        plane = math.prod(src.shape[1:])
+        _get_weighted_kernel(WeightMode(mode), bool(invert))(
+            src.reshape(-1), w.reshape(-1), plane, count, 0, src.shape[0], float(offset),
+            out.reshape(-1))
+        return out
+
+    @staticmethod
+    def median_windows(src, count, out):
+        _get_median_kernel(src.dtype)(src.reshape(-1), out[0].size, count, out.reshape(-1))
+        return out
 
     @staticmethod
     def stretch(proj, peak, out):
@@ -263,9 +304,33 @@ class CudaKernels:
 
 
 class HostKernels:
-    """The same kernels as NumPy twins, for the stand-in."""
+    """The same kernels as NumPy twins, for the stand-in (a batch: window by window)."""
 
     stretch = staticmethod(stretch_twin)
     extreme = staticmethod(extreme_twin)
     weighted = staticmethod(weighted_twin)
     median = staticmethod(median_twin)
+
+    @staticmethod
+    def stretch_windows(proj, peaks, out):
+        for b in range(len(out)):
+            stretch_twin(proj[b], peaks[b:b + 1], out[b])
+        return out
+
+    @staticmethod
+    def extreme_windows(src, count, invert, offset, out):
+        for b in range(len(out)):
+            extreme_twin(src[b:b + count], count, invert, offset, out[b])
+        return out
+
+    @staticmethod
+    def weighted_windows(src, w, count, mode, invert, offset, out):
+        for b in range(len(out)):
+            weighted_twin(src[b:b + count], w, 0, count, mode, invert, offset, out[b])
+        return out
+
+    @staticmethod
+    def median_windows(src, count, out):
+        for b in range(len(out)):
+            median_twin(src[b:b + count], count, out[b])
+        return out

@@ -107,20 +107,27 @@ def estimate_device_bytes(plan, batch: int = 1) -> MemoryEstimate:
     work = scratch = weights = 0
     if uses_median_kernel(plan):
         work += plane * _FLOAT64  # the selection kernel's output
-    if needs_stack(opts) and not median_without_stack(plan):
+    stacked = needs_stack(opts) and not median_without_stack(plan)
+    if stacked:
         work += math.prod(stack_shape(plan)) * _FLOAT64
         if opts.subtract_median and not uses_median_kernel(plan):
             # cupy.median: a partitioned copy of the window, transposed, and its result.
             scratch += (2 * f + 1) * plane * _FLOAT64
     if plan.colors is not None:
         weights = plan.colors.nbytes
+    # A batch without a stack is projected, and converted, n images at once.
+    at_once = batch if batch > 1 and not stacked else 1
     if plan.scaling == "none":
-        scratch += 2 * out * _FLOAT64  # to_dtype's clip and floor
+        scratch += 2 * at_once * out * _FLOAT64  # to_dtype's clip and floor
     image = out * plan.out_dtype.itemsize
     staging = N_STAGING * frame if batch == 1 else 0
+    output = out * _FLOAT64 + _FLOAT64 + 2 * batch * image
+    if at_once > 1:  # a batch's projections, peaks (and medians)
+        output += batch * (out + 1) * _FLOAT64
+        if uses_median_kernel(plan):
+            work += batch * plane * _FLOAT64
     return MemoryEstimate(ring=ring_slots(plan, batch) * frame, staging=staging, work=work,
-                          weights=weights, scratch=scratch,
-                          output=out * _FLOAT64 + _FLOAT64 + 2 * batch * image)
+                          weights=weights, scratch=scratch, output=output)
 
 
 def check_device_memory(plan, free_bytes: int, device_label: str = "the GPU",

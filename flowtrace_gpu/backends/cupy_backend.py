@@ -24,8 +24,8 @@ Layout of one run (one :class:`CupyProjector`)::
   ring and writes the median plane; alone of the ordered steps it needs no
   stack at all (``max(frames) - median``).
 * With ``gpu_batch > 1`` (:class:`BatchedCupyProjector`) frames go up and
-  images come down ``batch`` at a time: fewer CuPy calls per frame, the
-  same kernels per window.
+  images come down ``batch`` at a time, and the kernels project a batch's
+  windows in one launch: fewer CuPy calls per frame, the same kernels.
 
 The backend is split by job, as ``cupyx.scipy.ndimage`` is: ``_cupy_device``
 finds CuPy and a device, ``_cupy_memory`` plans and checks device memory,
@@ -345,7 +345,10 @@ class BatchedCupyProjector(CupyProjector):
     fifteen CuPy calls against ~0.1 ms of kernel (README, "On a GPU").
     In batches, frames go up in one copy per batch and images come down in
     one: :meth:`push_many` and :meth:`project_many`, which the pipeline calls
-    when ``batch > 1``; the kernels still run once per window.
+    when ``batch > 1``. Without a stack (no ordered step but
+    ``subtract_median`` of integer frames) each kernel is launched once per
+    batch for all its windows (the kernels' ``*_windows`` calls) and the
+    images' peaks are one reduction; with one, the kernels run per window.
 
     The ring holds every window a batch projects, ``R = F + batch - 1``
     frames, each in slot ``s`` and again in slot ``s + R``: the window that
@@ -358,6 +361,15 @@ class BatchedCupyProjector(CupyProjector):
     def __init__(self, plan, runtime, compute_stream, copy_stream, batch: int):
         self.batch = int(batch)
         super().__init__(plan, runtime, compute_stream, copy_stream)
+        # Without a stack, a batch's windows are projected by one launch of
+        # each kernel (the ``*_windows`` calls of the kernels) into these.
+        self.projs = self.medians = self.peaks = None
+        if not self.stacked:
+            with runtime.activate(), compute_stream:
+                self.projs = runtime.empty((self.batch,) + plan.out_shape, np.float64)
+                self.peaks = runtime.empty((self.batch,), np.float64)
+                if self.median is not None:
+                    self.medians = runtime.empty((self.batch,) + plan.frame_shape, np.float64)
 
     def _allocate_frames(self, empty) -> None:
         plan = self.plan
@@ -411,12 +423,44 @@ class BatchedCupyProjector(CupyProjector):
             raise RuntimeError(f"project_many({n}) needs {f + n - 1} frames pushed and "
                                f"n <= batch ({self.batch})")
         dtype = np.float64 if plan.scaling == "float" else plan.out_dtype
+        # Window i starts at slot first + i: no wrap, the ring being mirrored.
+        first = (self.count - n - f + 1) % self.slots
         with self.rt.activate(), self.compute:
+            if self.projs is not None:
+                return self._images(self.ring[first:], n)
             images = self.rt.empty((n,) + plan.out_shape, dtype)
             for i in range(n):
-                start = (self.count - n + i - f + 1) % self.slots
-                self._image(self.ring[start:start + f], 0, out=images[i])
+                self._image(self.ring[first + i:first + i + f], 0, out=images[i])
         return images
+
+    def _images(self, frames, n):
+        """The images of the n windows ``frames[i:i + F]``, each kernel launched once."""
+        plan, xp, rt = self.plan, self.xp, self.rt
+        if plan.scaling == "float":
+            return self._project_windows(rt.empty((n,) + plan.out_shape, np.float64), frames)
+        projs = self._project_windows(self.projs[:n], frames)
+        if plan.scaling == "none":
+            return to_dtype(projs, plan.out_dtype, xp)
+        images = rt.empty((n,) + plan.out_shape, np.uint8)
+        if plan.scaling == "fixed":
+            return rt.kernels.stretch(projs, self.peak, images)
+        peaks = self.peaks[:n]
+        xp.max(projs.reshape(n, -1), axis=1, out=peaks)
+        return rt.kernels.stretch_windows(projs, peaks, images)
+
+    def _project_windows(self, out, frames):
+        """:meth:`_project` of n windows at once, for a plan without a stack."""
+        plan, k = self.plan, self.rt.kernels
+        f, n = plan.frames_to_merge, len(out)
+        invert, offset = plan.options.invert_color, plan.invert_offset
+        if self.medians is not None:  # subtract_median alone (median_without_stack)
+            medians = k.median_windows(frames, f, self.medians[:n])
+            k.extreme_windows(frames, f, invert, offset, out)
+            return self.xp.add(out, medians, out=out) if invert else \
+                self.xp.subtract(out, medians, out=out)
+        if self.mode != WeightMode.NONE:
+            return k.weighted_windows(frames, self.weights, f, self.mode, invert, offset, out)
+        return k.extreme_windows(frames, f, invert, offset, out)
 
 
 class CupyBackend(Backend):
