@@ -5,8 +5,9 @@
 
 A run's I/O floor (bench_e2e's ``io-floor``) is a reader thread decoding the
 TIFF sequence and writer threads encoding and writing PNGs. Each stage is
-timed here alone (and the encoder's parts: building the rows, the probe that
-picks how to deflate, the stored blocks, the CRC), over the same images, in a
+timed here alone (and the encoder's parts: the probe that picks how to code
+an image, its stored stream, the CRC, and the rows a deflated image is built
+into first), over the same images, in a
 thread pool of each size: the
 throughput (images per second), its speedup over one thread, and how many
 cores the process kept busy (process CPU time / wall time). A stage whose
@@ -46,7 +47,6 @@ from flowtrace_gpu.io import png  # noqa: E402
 from flowtrace_gpu.io.png import png_parts  # noqa: E402
 from flowtrace_gpu.io.sources import ImageFolderSource  # noqa: E402
 from flowtrace_gpu.io.writers import write_atomically  # noqa: E402
-from flowtrace_gpu.kernels import numba_huffman  # noqa: E402
 
 from common import save, table  # noqa: E402
 
@@ -81,24 +81,24 @@ def stages(work: Path, images, frames_dir: Path):
     out = work / "png"
     out.mkdir()
     n = len(images)
-    rows = [np.ascontiguousarray(np.pad(image.reshape(image.shape[0], -1), ((0, 0), (1, 0))))
-            for image in images]  # PNG rows: a filter byte, then the pixels
-    views = [memoryview(r).cast("B") for r in rows]
+    # The images as the encoder sees them: each row's bytes (8-bit: the image itself).
+    pixels = [image.reshape(image.shape[0], -1) for image in images]
+    streams = [png.stored_rows_zlib(p) for p in pixels]
     probe_bytes = config.get("png_probe_bytes")
 
-    def probe(i):  # what png.deflate decides from: LZ77 and a Huffman code of a sample
-        sample = png._probe(views[i % n], probe_bytes)
-        png.isal_stream(sample)
-        numba_huffman.histogram(np.frombuffer(sample, np.uint8))
+    def rows(i):  # what an image that is deflated is built into first
+        p = pixels[i % n]
+        out = np.empty((p.shape[0], p.shape[1] + 1), np.uint8)
+        out[:, 0] = 0
+        out[:, 1:] = p
 
     return [
         ("read tiff", lambda i: source._read(i % n)),
         ("encode png", lambda i: png_parts(images[i % n])),
-        ("  png rows", lambda i: np.pad(images[i % n].reshape(images[i % n].shape[0], -1),
-                                        ((0, 0), (1, 0)))),
-        ("  png probe", probe),
-        ("  png stored", lambda i: png.stored_zlib(views[i % n])),
-        ("  png crc32", lambda i: png._crc32(views[i % n])),
+        ("  png probe", lambda i: png._verdict(png._probe_rows(pixels[i % n], probe_bytes), 1)),
+        ("  png stored", lambda i: png.stored_rows_zlib(pixels[i % n])),
+        ("  png crc32", lambda i: png._crc32(streams[i % n])),
+        ("  png rows (deflated images)", rows),
         ("write file", lambda i: write_atomically(out / f"w{i:06d}.png", encoded[i % n])),
         ("encode + write", lambda i: write_atomically(out / f"e{i:06d}.png",
                                                       png_parts(images[i % n]))),
