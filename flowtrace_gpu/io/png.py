@@ -119,6 +119,14 @@ def _probe(view: memoryview, nbytes: int) -> bytes:
     return b"".join(view[k * step + (step - piece) // 2:][:piece] for k in range(_PROBE_PIECES))
 
 
+def png_rows(pixels: np.ndarray) -> np.ndarray:
+    """The PNG rows of ``pixels`` (height, row bytes): filter byte 0, then each row."""
+    rows = np.empty((pixels.shape[0], pixels.shape[1] + 1), np.uint8)
+    rows[:, 0] = 0
+    rows[:, 1:] = pixels
+    return rows
+
+
 def _probe_rows(pixels: np.ndarray, nbytes: int) -> bytes:
     """:func:`_probe` of the PNG rows of ``pixels``, gathered without building the rows."""
     height, width = pixels.shape
@@ -128,8 +136,7 @@ def _probe_rows(pixels: np.ndarray, nbytes: int) -> bytes:
     for k in range(_PROBE_PIECES):
         start = k * step + (step - piece) // 2
         first, last = start // row, (start + piece - 1) // row + 1
-        rows = np.zeros((last - first, row), np.uint8)
-        rows[:, 1:] = pixels[first:last]
+        rows = png_rows(pixels[first:last])
         parts.append(rows.reshape(-1)[start - first * row:][:piece].tobytes())
     return b"".join(parts)
 
@@ -198,9 +205,7 @@ def stored_rows_zlib(pixels: np.ndarray) -> np.ndarray:
     row = width + 1
     per_block = _STORED_BLOCK // row
     if per_block == 0 or height == 0:
-        rows = np.zeros((height, row), np.uint8)
-        rows[:, 1:] = pixels
-        return stored_zlib(rows.reshape(-1))
+        return stored_zlib(png_rows(pixels).reshape(-1))
     nfull, rest = divmod(height, per_block)
     sizes = [per_block] * nfull + ([rest] if rest else [])
     out = np.empty(2 + 5 * len(sizes) + height * row + 4, np.uint8)
@@ -260,9 +265,7 @@ def png_parts(image: np.ndarray, level: int = 1, compress=None) -> list:
     if verdict == "stored":  # noisy images: the stream is built straight from the pixels
         stream = stored_rows_zlib(pixels)
     else:
-        rows = np.empty((height, 1 + pixels.shape[1]), dtype=np.uint8)
-        rows[:, 0] = 0
-        rows[:, 1:] = pixels
+        rows = png_rows(pixels)
         stream = compress(rows) if compress else _code(
             memoryview(rows).cast("B"), verdict, level, lambda: stored_rows_zlib(pixels))
     stream = memoryview(stream).cast("B")
