@@ -34,6 +34,7 @@ from baseline_original import run_original  # noqa: E402
 
 from flowtrace_gpu import available_backends, flowtrace, flowtrace_array, get_backend  # noqa: E402
 from flowtrace_gpu.backends.base import Backend  # noqa: E402
+from flowtrace_gpu.backends.cupy_backend import CupyBackend  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import save, table  # noqa: E402
@@ -111,6 +112,8 @@ def main(argv=None):
                     help="also numba with FLOWTRACE_WRITER_NICE=19 (writers yield to compute)")
     ap.add_argument("--split", action="store_true",
                     help="also numba with compute fixed at half the cores")
+    ap.add_argument("--gpu-batch", type=int, nargs="+", default=[],
+                    help="also cupy with these FLOWTRACE_GPU_BATCH values (frames per upload)")
     args = ap.parse_args(argv)
     if args.quick:
         args.frames, args.size = 120, 256
@@ -137,6 +140,9 @@ def main(argv=None):
             if args.nice and "numba" in methods:
                 methods["numba, writers nice 19"] = methods["numba"]
                 envs["numba, writers nice 19"] = {"FLOWTRACE_WRITER_NICE": "19"}
+            if "cupy" in methods:
+                for n in args.gpu_batch:
+                    methods[f"cupy, batch {n}"] = CupyBackend(batch=n)
             methods["io-floor"] = IOFloorBackend(outputs)
             for name, backend in methods.items():
                 if name != "io-floor":  # compile kernels before timing

@@ -10,7 +10,8 @@
 * end-to-end output frames per second through ``flowtrace_array`` (with
   and without reader and writer threads) and through ``flowtrace`` (TIFF
   folder -> PNG folder), medians of three interleaved runs, on the GPU one
-  frame at a time and in batches (``--batch``, ``FLOWTRACE_GPU_BATCH``) and,
+  frame at a time (batch 1, as the kernel rows) and in batches (``--batch``,
+  default 8 as ``FLOWTRACE_GPU_BATCH``) and,
   as the yardstick, on the numba backend of the same machine.
 
 Where no device is found it prints why and writes JSON saying so.
@@ -201,14 +202,15 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=None, help="frame side (default 1024)")
     parser.add_argument("--frames", type=int, default=None, help="frames end to end (default 300)")
     parser.add_argument("--batch", type=int, nargs="*", default=[8],
-                        help="gpu_batch values timed end to end besides 1 (default 8)")
+                        help="gpu_batch values timed end to end besides 1 (default 8, "
+                             "the setting's default)")
     parser.add_argument("--standin", action="store_true",
                         help="run on the NumPy stand-in (checks this script; no GPU figures)")
     args = parser.parse_args(argv)
 
     name = "gpu_standin" if args.standin else "gpu"
     if args.standin:
-        backend = cb.CupyBackend(xp=np)
+        backend = cb.CupyBackend(xp=np, batch=1)
     else:
         try:
             probe()
@@ -218,7 +220,7 @@ def main(argv=None) -> int:
             path = save(name, {"skipped": True, "reason": reason})
             print(f"wrote {path}")
             return 0
-        backend = cb.CupyBackend()
+        backend = cb.CupyBackend(batch=1)  # the kernel rows: one frame at a time
 
     quick = args.quick or args.standin
     size = args.size or (256 if args.standin else 1024)

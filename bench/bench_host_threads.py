@@ -2,7 +2,7 @@
 
     python bench/bench_host_threads.py [--quick] [--frames 300] [--size 1024]
                                        [--backends cupy,numba] [--repeats 3]
-                                       [--cores 2 4 16] [--writers 2 8] [--batch 8]
+                                       [--cores 2 4 16] [--writers 2 8] [--batch 1]
 
 For each backend that loads (or those named), and for the I/O floor (bench_e2e's
 ``io-floor``: the same reader, writers and encoder, no compute), a TIFF

@@ -4,11 +4,13 @@
 #   2. pytest -m gpu (the CuPy backend on the device against the NumPy backend
 #      and the original's outputs) and the parity cases on every backend;
 #   3. python bench/bench_gpu.py (kernels, transfers, end to end);
-#   4. with E2E=1, bench/bench_e2e.py for cupy and numba (TIFF -> PNG, the
-#      I/O floor and the original's algorithm in the same run; ~60 s more);
+#   4. with E2E=1, bench/bench_e2e.py for cupy (batches of 8, the default,
+#      and one frame at a time) and numba (TIFF -> PNG, the I/O floor and the
+#      original's algorithm in the same run; ~60 s more);
 #   5. with HOST=1, bench/bench_host_threads.py (writers 2 / 4 / 8, max_cores
-#      4 / 8 / 16, cupy batches of 8) and bench/bench_io_threads.py (each I/O
-#      stage in 1..16 threads, cProfile of cupy and numba; ~150 s more).
+#      4 / 8 / 16, cupy one frame at a time) and bench/bench_io_threads.py
+#      (each I/O stage in 1..16 threads, cProfile of cupy and numba; ~150 s
+#      more).
 #
 #   bash bench/device_check.sh [pytest seconds] [bench seconds]
 #
@@ -43,13 +45,14 @@ timeout 120 python3 -P -m pytest tests/test_parity.py -q -p no:cacheprovider --n
 timeout "$BENCH_S" python3 bench/bench_gpu.py 2>&1 | tee "$OUT/bench_gpu.log" || status=1
 cp bench/results/gpu.json "$OUT/" 2>/dev/null
 if [ "${E2E:-0}" = 1 ]; then
-  timeout "$BENCH_S" python3 bench/bench_e2e.py --backends cupy,numba --repeats 3 2>&1 \
+  timeout "$BENCH_S" python3 bench/bench_e2e.py --backends cupy,numba --gpu-batch 1 \
+    --repeats 3 2>&1 \
     | tee "$OUT/bench_e2e.log" | tail -18 || status=1
   cp bench/results/e2e.json "$OUT/" 2>/dev/null
 fi
 if [ "${HOST:-0}" = 1 ]; then
-  FLOWTRACE_GPU_BATCH=1 timeout "$BENCH_S" python3 bench/bench_host_threads.py \
-    --backends cupy,numba --cores 4 16 --writers 2 8 --batch 8 --repeats 3 2>&1 \
+  timeout "$BENCH_S" python3 bench/bench_host_threads.py \
+    --backends cupy,numba --cores 4 16 --writers 2 8 --batch 1 --repeats 3 2>&1 \
     | tee "$OUT/bench_host_threads.log" | tail -24 || status=1
   cp bench/results/host_threads.json "$OUT/" 2>/dev/null
   timeout "$BENCH_S" python3 bench/bench_io_threads.py --profile cupy,numba --top 25 2>&1 \

@@ -126,12 +126,12 @@ SETTINGS: dict[str, Setting] = {
     "numba_weight_block": Setting(
         1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails)",
         minimum=1, maximum=2**20),
-    # The cupy pipeline spends ~0.5 ms per frame in some fifteen CuPy calls
-    # (README, "On a GPU"); a batch makes one upload and one download per
-    # batch. Off (1) until measured on a GPU.
+    # One frame at a time the cupy pipeline spends ~0.5 ms per frame in some
+    # fifteen CuPy calls; batches of 8 made it 1.2-1.35x faster end to end
+    # on an H200 host, batches of 32 less so (README, "On a GPU").
     "gpu_batch": Setting(
-        1, "frames the cupy backend uploads, and images it downloads, per round trip (1: one "
-           "frame at a time; larger batches are not yet measured on a GPU)",
+        8, "frames the cupy backend uploads, and images it downloads, per round trip (1: one "
+           "frame at a time; the ring then holds F frames, not 2 (F + batch - 1))",
         env="FLOWTRACE_GPU_BATCH", minimum=1, maximum=1024),
     "gpu_headroom_mib": Setting(
         64, "device memory (MiB) left free beyond the cupy backend's planned buffers",

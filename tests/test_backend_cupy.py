@@ -39,7 +39,9 @@ from flowtrace_gpu.synthetic import synthetic_movie
 from conftest import REFERENCE, read_png, reference_cases
 from naive import naive_stretch, naive_trace
 
-STANDIN = cb.CupyBackend(xp=np)
+# One frame at a time (CupyProjector); the batched projector, the default
+# since gpu_batch = 8, has its own tests ("Batches", below).
+STANDIN = cb.CupyBackend(xp=np, batch=1)
 CASES = reference_cases()
 WEIGHTED = tuple(m for m in WeightMode if m != WeightMode.NONE)
 OPTION_NAMES = ("invert_color", "take_diff", "subtract_median", "subtract_first",
@@ -58,9 +60,11 @@ def trace(frames, f, backend, **kw):
 @pytest.mark.skipif(not CASES, reason=f"reference data not found at {REFERENCE} "
                                       "(it lives in ../shared)")
 @pytest.mark.parametrize("case", sorted(CASES) or ["none"])
-def test_standin_matches_the_original(case, reference_frames):
+@pytest.mark.parametrize("batch", [1, 8])
+def test_standin_matches_the_original(case, batch, reference_frames):
     spec = CASES[case]
-    images = trace(reference_frames, spec["frames_to_merge"], STANDIN, windows="original",
+    backend = cb.CupyBackend(xp=np, batch=batch)
+    images = trace(reference_frames, spec["frames_to_merge"], backend, windows="original",
                    frames_to_skip=spec["frames_to_skip"], **spec["options"])
     expected = np.stack([read_png(p) for p in sorted((REFERENCE / "outputs" / case).glob("*.png"))])
     assert images.shape == expected.shape
@@ -145,7 +149,7 @@ def test_buffers_are_preallocated_and_results_owned_by_the_caller():
     plan = TracePlan(3, (4, 4), np.uint16, TraceOptions(take_diff=True, add_first_frame=True))
     frames = np.random.default_rng(2).integers(0, 4000, (9, 4, 4), dtype=np.uint16)
     runtime = cb.HostRuntime()
-    backend = cb.CupyBackend(runtime=runtime)
+    backend = cb.CupyBackend(runtime=runtime, batch=1)
     proj = backend.projector(plan)
     buffers = [proj.ring, proj.stack, proj.proj, proj.peak, *proj.staging]
     ids = [id(b) for b in buffers]
@@ -800,7 +804,7 @@ def test_projector_allocates_what_the_estimate_plans(dtype, shape, options):
     # Measured: every device array the projector makes goes through the runtime.
     plan = TracePlan(6, shape, dtype, options)
     runtime = cb.HostRuntime()
-    proj = cb.CupyBackend(runtime=runtime).projector(plan)
+    proj = cb.CupyBackend(runtime=runtime, batch=1).projector(plan)
     held = sum(runtime.allocations)
     for frame in np.ones((8,) + shape, dtype):
         proj.push(frame)
@@ -882,8 +886,12 @@ def test_batched_ring_holds_every_window_across_wraps(chunks):
 
 def test_batch_comes_from_the_setting_and_falls_back_when_it_does_not_fit(monkeypatch):
     plan = TracePlan(10, (256, 256), np.uint8)
+    assert cb.CupyBackend(xp=np).projector(plan).batch == 8  # the default
     monkeypatch.setenv("FLOWTRACE_GPU_BATCH", "8")
     assert cb.CupyBackend(xp=np).projector(plan).batch == 8
+    monkeypatch.setenv("FLOWTRACE_GPU_BATCH", "1")
+    assert type(cb.CupyBackend(xp=np).projector(plan)) is cb.CupyProjector
+    monkeypatch.setenv("FLOWTRACE_GPU_BATCH", "8")
     assert not hasattr(cb.CupyBackend(xp=np, batch=1).projector(plan), "batch")
     # Room for one frame at a time, not for a batch: one frame at a time.
     one = mem.estimate_device_bytes(plan).total + mem.headroom_bytes()
@@ -956,6 +964,67 @@ def test_batched_pipeline_skips_images_not_kept_and_numbers_from_first_index():
     assert sorted(writer.images) == sorted(keep)
     for index, image in writer.images.items():
         np.testing.assert_array_equal(image, expected[index - 10])
+
+
+class StreamLog(cb.HostRuntime):
+    """The stand-in, logging what each stream and event is asked to do, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.log = []
+        self.current = self._stream("current")
+
+    def _stream(self, name):
+        log = self.log
+
+        class Stream(cb._NullStream):
+            def wait_event(self, event):
+                log.append(("wait", name, event))
+
+        return Stream()
+
+    def stream(self):
+        return self._stream(f"stream {len(self.log)}")
+
+    def current_stream(self):
+        return self.current
+
+    def event(self):
+        log = self.log
+
+        class Event(cb._NullEvent):
+            def record(self, stream=None):
+                log.append(("record", stream, self))
+
+        return Event()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("options", [{}, {"color_series": True}, {"subtract_median": True},
+                                     {"subtract_first": True}])
+def test_images_are_ready_on_the_callers_stream(batch, options):
+    # The compute stream is non-blocking: whatever the caller then runs on
+    # its current stream (saturate's reductions) must wait for the image.
+    # On a GPU a missing wait made saturate's images come out wrong.
+    runtime = StreamLog()
+    backend = cb.CupyBackend(runtime=runtime, batch=batch)
+    plan = TracePlan(4, (5, 6), np.uint8, TraceOptions(**options))
+    projector = backend.projector(plan)
+    compute, _ = backend.streams()
+    for t, frame in enumerate(synthetic_movie(9, (5, 6), seed=2)):
+        projector.push(frame)
+        if t >= 3:
+            runtime.log.clear()
+            projector.project()
+            (op, stream, event), last = runtime.log[-2:]
+            assert (op, stream) == ("record", compute)
+            assert last == ("wait", "current", event)
+    if batch > 1:
+        projector.push_many(list(synthetic_movie(3, (5, 6), seed=3)))
+        runtime.log.clear()
+        projector.project_many(3)
+        assert runtime.log[-2][:2] == ("record", compute)
+        assert runtime.log[-1] == ("wait", "current", runtime.log[-2][2])
 
 
 class ListIndexWriter:

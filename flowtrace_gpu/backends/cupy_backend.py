@@ -23,9 +23,12 @@ Layout of one run (one :class:`CupyProjector`)::
 * ``subtract_median`` of integer frames: a radix-select kernel reads the
   ring and writes the median plane; alone of the ordered steps it needs no
   stack at all (``max(frames) - median``).
-* With ``gpu_batch > 1`` (:class:`BatchedCupyProjector`) frames go up and
-  images come down ``batch`` at a time, and the kernels project a batch's
-  windows in one launch: fewer CuPy calls per frame, the same kernels.
+* With ``gpu_batch > 1`` (:class:`BatchedCupyProjector`, the default 8)
+  frames go up and images come down ``batch`` at a time, and the kernels
+  project a batch's windows in one launch: fewer CuPy calls per frame, the
+  same kernels.
+* A projection is handed back with the caller's current stream ordered
+  after it (an event), so the caller may use it on its own stream.
 
 The backend is split by job, as ``cupyx.scipy.ndimage`` is: ``_cupy_device``
 finds CuPy and a device, ``_cupy_memory`` plans and checks device memory,
@@ -230,6 +233,7 @@ class CupyProjector:
         self.dtype = plan.dtype.newbyteorder("=")
         self.stacked = needs_stack(plan.options) and not median_without_stack(plan)
         self.mode = plan.weight_mode
+        self.projected = runtime.event()  # recorded after each projection (_hand_back)
         empty = runtime.empty
         # On the compute stream: the fills and uploads below are ordered
         # before the kernels that read them (it does not wait on stream 0).
@@ -292,7 +296,20 @@ class CupyProjector:
             raise RuntimeError("project() needs a full window of frames")
         with self.rt.activate(), self.compute:
             # The oldest frame sits in the slot that the next push overwrites.
-            return self._image(self.ring, self.count % plan.frames_to_merge)
+            image = self._image(self.ring, self.count % plan.frames_to_merge)
+        return self._hand_back(image)
+
+    def _hand_back(self, result):
+        """``result``, with the caller's current stream ordered after the kernels that make it.
+
+        The compute stream is non-blocking: without this wait, work the
+        caller queues on its own stream (the saturating stretch's reductions,
+        say) could read the image before it is written.
+        """
+        with self.rt.activate():
+            self.projected.record(self.compute)
+            self.rt.current_stream().wait_event(self.projected)
+        return result
 
     def _image(self, frames, start, out=None):
         """The image of the window ``frames`` (oldest at ``start``), into ``out`` if given."""
@@ -427,11 +444,12 @@ class BatchedCupyProjector(CupyProjector):
         first = (self.count - n - f + 1) % self.slots
         with self.rt.activate(), self.compute:
             if self.projs is not None:
-                return self._images(self.ring[first:], n)
-            images = self.rt.empty((n,) + plan.out_shape, dtype)
-            for i in range(n):
-                self._image(self.ring[first + i:first + i + f], 0, out=images[i])
-        return images
+                images = self._images(self.ring[first:], n)
+            else:
+                images = self.rt.empty((n,) + plan.out_shape, dtype)
+                for i in range(n):
+                    self._image(self.ring[first + i:first + i + f], 0, out=images[i])
+        return self._hand_back(images)
 
     def _images(self, frames, n):
         """The images of the n windows ``frames[i:i + F]``, each kernel launched once."""
@@ -479,8 +497,9 @@ class CupyBackend(Backend):
         For tests: a stand-in runtime, e.g. ``HostRuntime(free_bytes=...)``.
     batch : int, optional
         Frames per upload and images per download; default ``FLOWTRACE_GPU_BATCH``
-        (1). Larger batches make fewer CuPy calls per frame
-        (:class:`BatchedCupyProjector`).
+        (8). Batches make fewer CuPy calls per frame
+        (:class:`BatchedCupyProjector`); 1 projects one frame at a time
+        (:class:`CupyProjector`, whose ring holds F frames, not twice F + 7).
 
     Examples
     --------
