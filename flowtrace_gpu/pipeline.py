@@ -12,7 +12,8 @@ frames plus the writers' backlog, whatever the number of frames.
 A projector with a ``batch`` above 1 (the cupy backend's
 ``BatchedCupyProjector``) is handed the first window's frames, then
 ``batch`` frames at a time (:func:`blocks`), through ``push_many``, and
-gives their images back in one array (``project_many``), downloaded at once.
+gives their images back in one array (``project_many``), downloaded at once;
+the reader then decodes, and the writers' backlog holds, at least a batch.
 """
 
 from __future__ import annotations
@@ -157,7 +158,8 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
         ``FLOWTRACE_WRITERS``); 0 runs everything serially in the calling
         thread (``use_parallel=False``).
     prefetch : int, optional
-        Frames decoded ahead; default ``FLOWTRACE_PREFETCH`` (8).
+        Frames decoded ahead; default ``FLOWTRACE_PREFETCH`` (8); at least
+        the projector's batch.
     progress : bool
         Show a tqdm bar (frames/s, ETA) on stderr.
     desc : str
@@ -183,6 +185,11 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     depth = int(config.get("prefetch") if prefetch is None else prefetch)
     window = plan.frames_to_merge
     projector = saturation.projector(backend, plan)
+    batch = int(getattr(projector, "batch", 1))
+    # A batched projector takes `batch` frames at once and gives as many
+    # images: the reader and the writers' backlog hold at least a batch, or
+    # reading, computing and writing take turns instead of overlapping.
+    depth = max(depth, batch)
     # Compute shares the cores with the reader and the writers; the split
     # follows what each costs (core_split), and starts where the last run of
     # this workload in this process settled. Serial runs use one thread.
@@ -203,11 +210,9 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                               initializer=_lower_priority,
                               initargs=(config.get("writer_nice"),)) if n_writers else None
     backlog: deque = deque()
-    max_backlog = max(1, n_writers * int(config.get("write_queue_per_writer")))
+    max_backlog = max(1, batch, n_writers * int(config.get("write_queue_per_writer")))
     bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
                file=sys.stderr, dynamic_ncols=True, leave=True)
-
-    batch = int(getattr(projector, "batch", 1))
 
     def emit(index, image, many=False) -> None:
         """Hand image ``index`` (``many``: images ``index, index + 1, ...``) to the writer."""

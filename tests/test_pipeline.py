@@ -102,6 +102,41 @@ def test_writer_threads_are_at_most_the_writers_setting_and_the_workers(
     assert len(writer.threads) == expected, writer.threads
 
 
+@pytest.mark.parametrize("batch", [6, 12])
+def test_a_batch_fits_in_the_prefetch_and_the_write_backlog(monkeypatch, batch):
+    # One writer with a backlog of one image and a prefetch of two frames.
+    # The first write waits until the reader has decoded frame f - 2 + 4
+    # batches. With a backlog of a batch, the calling thread hands over batch
+    # 1's images, pushes batch 3 and stalls handing over batch 2 (frame
+    # f - 2 + 3 batches consumed); only a prefetch of a batch then lets the
+    # reader get a batch further. With the backlog of one image it stalls on
+    # batch 1 a batch earlier, however far the reader may run ahead.
+    from flowtrace_gpu.backends.cupy_backend import CupyBackend
+
+    monkeypatch.setenv("FLOWTRACE_WRITERS", "1")
+    monkeypatch.setenv("FLOWTRACE_WRITE_QUEUE", "1")
+    f, n = 3, 3 + 6 * batch
+    far = threading.Event()
+
+    def frames():
+        for t, frame in enumerate(_frames(n, (4, 4))):
+            if t == f - 2 + 4 * batch:
+                far.set()
+            yield frame
+
+    class WaitingWriter(CountingWriter):
+        def write(self, index, image):
+            if index == 0:
+                self.reached = far.wait(timeout=10)
+            super().write(index, image)
+
+    writer = WaitingWriter()
+    pipeline.run(frames(), TracePlan(f, (4, 4), np.uint8), CupyBackend(xp=np, batch=batch),
+                 writer, n - f + 1, workers=2, prefetch=2)
+    assert writer.count == n - f + 1
+    assert writer.reached
+
+
 def test_serial_run_uses_the_calling_thread_only():
     seen = []
 
