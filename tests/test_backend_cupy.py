@@ -910,8 +910,13 @@ def test_memory_estimate_of_a_batch(batch):
     assert more.ring == 2 * (f + batch - 1) * frame  # every window of a batch, mirrored
     assert more.staging == 0 and one.staging == mem.N_STAGING * frame
     image = np.prod(SHAPE)  # uint8
-    # Two batches of images, and the batch's projections and peaks in float64.
-    assert more.output - one.output == 2 * (batch - 1) * image + batch * (image + 1) * 8
+    # Two batches of images, and the batch's projections and peaks in float64
+    # instead of the one projection (the fixed peak stays).
+    assert more.output - one.output == 2 * (batch - 1) * image + (batch - 1) * (image + 1) * 8 + 8
+    assert more.work == one.work == 0
+    median = mem.estimate_device_bytes(
+        TracePlan(f, SHAPE, np.uint16, TraceOptions(subtract_median=True)), batch)
+    assert median.work == batch * np.prod(SHAPE) * 8  # a median plane per window
 
 
 @pytest.mark.parametrize("dtype, shape, options", PLANS)

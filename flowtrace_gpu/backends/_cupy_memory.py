@@ -92,12 +92,14 @@ def estimate_device_bytes(plan, batch: int = 1) -> MemoryEstimate:
         device upload buffers (one frame at a time only: batches upload
         straight into the ring);
         ``work``: the float64 stack buffer of ``prepare_stack`` (only for
-        the order-dependent options) and the median kernel's output plane;
+        the order-dependent options) and the median kernel's output plane
+        (one per window of a batch projected at once);
         ``weights``: the color / fade weights; ``scratch``: what
         ``cupy.median`` (float frames) and ``normalize='none'`` allocate
-        from CuPy's pool during a projection; ``output``: the float64 projection,
-        its peak and two images, or two batches of them (the one being made
-        and the one being downloaded).
+        from CuPy's pool during a projection; ``output``: the float64
+        projection and its peak (one per window of a batch without a stack,
+        which is projected at once), and two images, or two batches of them
+        (the one being made and the one being downloaded).
     """
     opts = plan.options
     f = plan.frames_to_merge
@@ -105,9 +107,11 @@ def estimate_device_bytes(plan, batch: int = 1) -> MemoryEstimate:
     frame = plane * plan.dtype.itemsize
     out = math.prod(plan.out_shape)
     work = scratch = weights = 0
-    if uses_median_kernel(plan):
-        work += plane * _FLOAT64  # the selection kernel's output
     stacked = needs_stack(opts) and not median_without_stack(plan)
+    # A batch without a stack is projected, and converted, n images at once.
+    at_once = batch if batch > 1 and not stacked else 1
+    if uses_median_kernel(plan):
+        work += at_once * plane * _FLOAT64  # the selection kernel's output(s)
     if stacked:
         work += math.prod(stack_shape(plan)) * _FLOAT64
         if opts.subtract_median and not uses_median_kernel(plan):
@@ -115,17 +119,13 @@ def estimate_device_bytes(plan, batch: int = 1) -> MemoryEstimate:
             scratch += (2 * f + 1) * plane * _FLOAT64
     if plan.colors is not None:
         weights = plan.colors.nbytes
-    # A batch without a stack is projected, and converted, n images at once.
-    at_once = batch if batch > 1 and not stacked else 1
     if plan.scaling == "none":
         scratch += 2 * at_once * out * _FLOAT64  # to_dtype's clip and floor
     image = out * plan.out_dtype.itemsize
     staging = N_STAGING * frame if batch == 1 else 0
-    output = out * _FLOAT64 + _FLOAT64 + 2 * batch * image
-    if at_once > 1:  # a batch's projections, peaks (and medians)
-        output += batch * (out + 1) * _FLOAT64
-        if uses_median_kernel(plan):
-            work += batch * plane * _FLOAT64
+    # The float64 projection(s) and peak(s), and two images or batches of them.
+    output = at_once * (out + 1) * _FLOAT64 + (_FLOAT64 if at_once > 1 else 0) \
+        + 2 * batch * image
     return MemoryEstimate(ring=ring_slots(plan, batch) * frame, staging=staging, work=work,
                           weights=weights, scratch=scratch, output=output)
 

@@ -239,7 +239,7 @@ class CupyProjector:
         # before the kernels that read them (it does not wait on stream 0).
         with runtime.activate(), compute_stream:
             self._allocate_frames(empty)
-            self.proj = empty(plan.out_shape, np.float64)
+            self._allocate_planes(empty)
             self.peak = empty((1,), np.float64)
             if plan.scaling == "fixed":
                 self.peak[...] = plan.peak  # normalize='global': one peak for all
@@ -248,11 +248,15 @@ class CupyProjector:
                 self.weights = empty(plan.colors.shape, np.float64)
                 self.weights[...] = xp.asarray(plan.colors)
             self.stack = empty(stack_shape(plan), np.float64) if self.stacked else None
-            # subtract_median of integer frames: a selection kernel over the ring
-            # writes the median here (else prepare_stack sorts the stack).
-            self.median = None
-            if uses_median_kernel(plan):
-                self.median = empty(plan.frame_shape, np.float64)
+
+    def _allocate_planes(self, empty) -> None:
+        """The float64 projection and, for the median kernel, its output plane."""
+        self.proj = empty(self.plan.out_shape, np.float64)
+        # subtract_median of integer frames: a selection kernel over the ring
+        # writes the median here (else prepare_stack sorts the stack).
+        self.median = None
+        if uses_median_kernel(self.plan):
+            self.median = empty(self.plan.frame_shape, np.float64)
 
     def _allocate_frames(self, empty) -> None:
         """The ring of F frames and the upload buffers (pinned host, device staging)."""
@@ -378,15 +382,20 @@ class BatchedCupyProjector(CupyProjector):
     def __init__(self, plan, runtime, compute_stream, copy_stream, batch: int):
         self.batch = int(batch)
         super().__init__(plan, runtime, compute_stream, copy_stream)
+
+    def _allocate_planes(self, empty) -> None:
+        self.projs = self.medians = self.peaks = None
+        if self.stacked:  # kernels run window by window, on the base class's planes
+            super()._allocate_planes(empty)
+            return
         # Without a stack, a batch's windows are projected by one launch of
         # each kernel (the ``*_windows`` calls of the kernels) into these.
-        self.projs = self.medians = self.peaks = None
-        if not self.stacked:
-            with runtime.activate(), compute_stream:
-                self.projs = runtime.empty((self.batch,) + plan.out_shape, np.float64)
-                self.peaks = runtime.empty((self.batch,), np.float64)
-                if self.median is not None:
-                    self.medians = runtime.empty((self.batch,) + plan.frame_shape, np.float64)
+        plan, n = self.plan, self.batch
+        self.proj = self.median = None
+        self.projs = empty((n,) + plan.out_shape, np.float64)
+        self.peaks = empty((n,), np.float64)
+        if uses_median_kernel(plan):
+            self.medians = empty((n,) + plan.frame_shape, np.float64)
 
     def _allocate_frames(self, empty) -> None:
         plan = self.plan
