@@ -124,7 +124,16 @@ SETTINGS: dict[str, Setting] = {
         "fade_tails)", env="FLOWTRACE_COLOR_RECORDS_MIN_F", minimum=1, maximum=65535),
     # 3 accumulators and one row of float64 per pixel in 32 KiB of L1 cache.
     "numba_weight_block": Setting(
-        1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails)",
+        1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails) "
+        "and of the records color path", env="FLOWTRACE_WEIGHT_BLOCK", minimum=1,
+        maximum=2**20),
+    # The brute-force color path reads F rows of the ring per block: rows of
+    # 8192 pixels ran it 1.1-1.5x faster than rows of 1024 at F = 30 and 100
+    # (bench/bench_kernels.py --ops color/brute,fade/brute; README, "Color and
+    # fade"), where the records path was no faster (so it keeps the block above).
+    "numba_brute_block": Setting(
+        8192, "pixels per block of the numba brute-force color path (color_series, "
+        "fade_tails on unsigned frames; at most numba_chunk)", env="FLOWTRACE_BRUTE_BLOCK",
         minimum=1, maximum=2**20),
     # One frame at a time the cupy pipeline spends ~0.5 ms per frame in some
     # fifteen CuPy calls; batches of 8 made it 1.2-1.35x faster end to end

@@ -525,13 +525,13 @@ def test_diff_order_two_with_shifts_is_exact():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_weighted_pass_any_block_size(monkeypatch, dtype):
-    """The weighted passes' cache block (numba_weight_block): any size, the same bytes
-    (uint8: the certified float32 path; float32: the exact float64 pass)."""
+    """The weighted passes' blocks (numba_weight_block, numba_brute_block): any size, the
+    same bytes (uint8: the certified float32 path; float32: the exact float64 pass)."""
     plan = TracePlan(3, (5, 7), dtype, TraceOptions(color_series=True))
     frames = make_frames(np.random.default_rng(4), 6, (5, 7), dtype)
     for block in (1, 3, 1024):
-        monkeypatch.setitem(config.SETTINGS, "numba_weight_block",
-                            config.Setting(block, "test"))
+        for name in ("numba_weight_block", "numba_brute_block"):
+            monkeypatch.setitem(config.SETTINGS, name, config.Setting(block, "test"))
         check_against_naive(plan, frames, chunk=8)
 
 

@@ -262,7 +262,7 @@ class BruteColor(_CertifiedColor):
 
     method = "brute"
 
-    def __init__(self, plan, block: int = 1024, slack: float = 0.0):
+    def __init__(self, plan, block: int = 8192, slack: float = 0.0):
         super().__init__(plan, slack)
         self.w32 = self.w64.astype(np.float32)
         self.delta = np.abs(self.w32.astype(np.float64) - self.w64).max(axis=0)
@@ -385,9 +385,17 @@ class RecordsColor(_CertifiedColor):
         return image
 
 
-def make_color(plan, method: str = "auto", block: int = 1024):
-    """The certified color state for ``plan`` (:func:`color_method`), or None."""
+def make_color(plan, method: str = "auto", records_block: int = 1024,
+               brute_block: int = 8192):
+    """The certified color state for ``plan`` (:func:`color_method`), or None.
+
+    Each method has its own block size: brute force streams F rows of the
+    ring per block and gains from long rows, the records keep per-pixel
+    lists that should stay in cache.
+    """
     chosen = color_method(plan, method)
     if chosen is None:
         return None
-    return RecordsColor(plan, block) if chosen == "records" else BruteColor(plan, block)
+    if chosen == "records":
+        return RecordsColor(plan, records_block)
+    return BruteColor(plan, brute_block)

@@ -578,8 +578,9 @@ class CertifiedColorProjector(NumbaProjector):
 
     def __init__(self, plan, chunk=None, median="auto", color="auto"):
         super().__init__(plan, chunk, median)
-        block = min(self.chunk, config.get("numba_weight_block"))
-        self.state = make_color(plan, color, block)
+        self.state = make_color(plan, color,
+                                min(self.chunk, config.get("numba_weight_block")),
+                                min(self.chunk, config.get("numba_brute_block")))
 
     def _ring_rows(self):
         return 0  # the state keeps its own ring
