@@ -98,12 +98,19 @@ SETTINGS: dict[str, Setting] = {
         env="FLOWTRACE_NUMBA_CHUNK", minimum=1, maximum=2**30),
     # The blocked sorted window and the band histogram keep their state in
     # blocks of this many pixels: small enough to stay in L2 per frame, long
-    # enough rows of the ring for the prefetcher. 4096 ran the median 1.2-1.4x
-    # faster than 1024 at F = 100, and no slower at F = 10 and 30; 2048, 8192
-    # and 16384 were between (README, "The 8-bit median").
+    # enough rows of the ring for the prefetcher. 4096 ran the uint8 median
+    # 1.2-1.4x faster than 1024 at F = 100, and no slower at F = 10 and 30;
+    # 2048, 8192 and 16384 were between (README, "The 8-bit median").
     "median_block": Setting(
         4096, "pixels per cache block of the numba sliding median",
         env="FLOWTRACE_MEDIAN_BLOCK", minimum=1, maximum=2**20),
+    # ... but the sorted window of uint16 frames at F = 100 (200 bytes per
+    # pixel) ran 1.2x slower in blocks of 2048 or 4096 than of 1024: its
+    # block is capped so that the sorted values fit in this many bytes.
+    "median_sorted_bytes": Setting(
+        2**18, "most bytes of sorted window per block of the numba sliding median "
+        "(F x itemsize per pixel; long windows get smaller blocks, down to 1024 pixels)",
+        env="FLOWTRACE_MEDIAN_SORTED_BYTES", minimum=1, maximum=2**30),
     # Measured crossover of the blocked sorted window and the band
     # histogram on uint8 frames (bench/bench_median.py): F = 35-45.
     "median_band_min_f": Setting(

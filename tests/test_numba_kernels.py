@@ -29,7 +29,12 @@ from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends import numba_backend as nb  # noqa: E402
 from flowtrace_gpu.backends import numba_projectors as npj  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
-from flowtrace_gpu.backends.numba_median_state import make_median, resolve_method  # noqa: E402
+from flowtrace_gpu.backends.numba_median_state import (  # noqa: E402
+    BlockedMedian,
+    make_median,
+    resolve_method,
+    sorted_block,
+)
 from flowtrace_gpu.kernels import numba_project as nproj  # noqa: E402
 from flowtrace_gpu.kernels import numba_sliding as nsl  # noqa: E402
 from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
@@ -533,6 +538,26 @@ def test_weighted_pass_any_block_size(monkeypatch, dtype):
         for name in ("numba_weight_block", "numba_brute_block"):
             monkeypatch.setitem(config.SETTINGS, name, config.Setting(block, "test"))
         check_against_naive(plan, frames, chunk=8)
+
+
+@settings(deadline=None)
+@given(st.integers(1, 600), st.sampled_from([1, 2, 4]), st.sampled_from([64, 1024, 4096]),
+       st.integers(2**10, 2**20))
+def test_sorted_window_block_fits_its_budget(f, itemsize, block, budget):
+    # Blocks of the sorted window shrink (by halves, to 1024 pixels at least)
+    # until their sorted values fit in median_sorted_bytes.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(config.SETTINGS, "median_block", config.Setting(block, "test"))
+        mp.setitem(config.SETTINGS, "median_sorted_bytes", config.Setting(budget, "test"))
+        got = sorted_block(f, itemsize)
+        assert got <= block and block % got == 0
+        floor = min(block, 1024)
+        assert got >= floor
+        assert got == floor or got * f * itemsize <= budget
+        assert got == block or 2 * got * f * itemsize > budget  # the largest that fits
+        state = BlockedMedian(f, 5000, np.dtype(f"u{itemsize}" if itemsize > 1 else "u1"),
+                              chunk=2**20)
+        assert state.srt.shape[2] == min(got, 2**20)
 
 
 def test_project_needs_a_full_window_and_returns_fresh_images():

@@ -23,8 +23,8 @@ from .. import config
 
 # Tunables (config.py): "median_block" pixels per block of the blocked
 # sorted window and the band histogram (layouts (nblocks, rows, block),
-# capped by the projector's chunk; 512-8192 measured within noise, 1024
-# keeps a block's row in L1); "median_band_min_f", the shortest window for
+# capped by the projector's chunk), the sorted window's capped by
+# "median_sorted_bytes" (sorted_block); "median_band_min_f", the shortest window for
 # which 'auto' lets blocks of uint8 frames run the band histogram (the
 # adaptive median; below it the sorted window, fused with the projection,
 # is never more than the ``median_switch`` tolerance slower: the measured
@@ -169,6 +169,24 @@ class BandMedian(SlidingMedian):
             self.rebuilt += rebuilt
 
 
+def sorted_block(f: int, itemsize: int) -> int:
+    """Pixels per block of the sorted window: ``median_block``, fewer for long windows.
+
+    Halved (down to 1024 pixels, or ``median_block`` if smaller) while a
+    block's sorted values, ``f * itemsize`` bytes per pixel, exceed
+    ``median_sorted_bytes``.
+
+    >>> sorted_block(30, 1), sorted_block(100, 2), sorted_block(1000, 2)
+    (4096, 1024, 1024)
+    """
+    block = int(config.get("median_block"))
+    floor = min(block, 1024)
+    budget = int(config.get("median_sorted_bytes"))
+    while block > floor and block * f * itemsize > budget:
+        block //= 2
+    return max(block, floor)
+
+
 class BlockedMedian(SlidingMedian):
     """The window kept sorted per pixel, blocked so that a frame is one SIMD merge.
 
@@ -184,7 +202,7 @@ class BlockedMedian(SlidingMedian):
 
     def __init__(self, f, npix, dtype, chunk):
         super().__init__(f, npix, dtype)
-        block = min(chunk, config.get("median_block"))
+        block = min(chunk, sorted_block(f, self.dtype.itemsize))
         nblocks = -(-npix // block)
         self.srt = np.empty((nblocks, f, block), self.dtype)
         self.scratch = np.empty((nblocks, block), self.dtype)
