@@ -18,10 +18,12 @@
 # source tree: python -P keeps the checkout's flowtrace_gpu/ off sys.path,
 # since flowtrace_gpu.kernels is installed from kernels/). The original's
 # outputs are looked for at ../shared/reference, as by the tests. Logs and
-# JSON go to $OUT (default /tmp/flowtrace_device_check).
+# JSON go to $LOGS (default /tmp/flowtrace_device_check); where $OUT is set
+# (the lent device machines), they also go there as one archive,
+# device_check.tgz (such a machine brings back only a few files).
 set -uo pipefail
-OUT=${OUT:-/tmp/flowtrace_device_check}
-mkdir -p "$OUT"
+LOGS=${LOGS:-/tmp/flowtrace_device_check}
+mkdir -p "$LOGS"
 PYTEST_S=${1:-240}
 BENCH_S=${2:-180}
 export PYTHONUNBUFFERED=1
@@ -31,32 +33,35 @@ export PYTHONUNBUFFERED=1
   python3 -P -c "import cupy, numba, numpy, sys; print('python', sys.version.split()[0], '| cupy', \
 cupy.__version__, '| numba', numba.__version__, '| numpy', numpy.__version__); \
 import flowtrace_gpu; print('flowtrace_gpu from', flowtrace_gpu.__file__)"
-} 2>&1 | tee "$OUT/device.txt"
+} 2>&1 | tee "$LOGS/device.txt"
 
 status=0
 # pytest-xdist, where installed, runs the GPU tests in 8 processes (35 s on an H200 host).
 parallel=()
 python3 -P -c "import xdist" 2>/dev/null && parallel=(-n 8)
 timeout "$PYTEST_S" python3 -P -m pytest -m gpu tests -q -p no:cacheprovider --no-header \
-  "${parallel[@]}" --durations=10 --junitxml="$OUT/pytest_gpu.xml" 2>&1 \
-  | tee "$OUT/pytest_gpu.log" | tail -40 || status=1
+  "${parallel[@]}" --durations=10 --junitxml="$LOGS/pytest_gpu.xml" 2>&1 \
+  | tee "$LOGS/pytest_gpu.log" | tail -40 || status=1
 timeout 120 python3 -P -m pytest tests/test_parity.py -q -p no:cacheprovider --no-header -k cupy \
-  2>&1 | tee "$OUT/pytest_parity.log" | tail -8 || status=1
-timeout "$BENCH_S" python3 bench/bench_gpu.py 2>&1 | tee "$OUT/bench_gpu.log" || status=1
-cp bench/results/gpu.json "$OUT/" 2>/dev/null
+  2>&1 | tee "$LOGS/pytest_parity.log" | tail -8 || status=1
+timeout "$BENCH_S" python3 bench/bench_gpu.py 2>&1 | tee "$LOGS/bench_gpu.log" || status=1
+cp bench/results/gpu.json "$LOGS/" 2>/dev/null
 if [ "${E2E:-0}" = 1 ]; then
   timeout "$BENCH_S" python3 bench/bench_e2e.py --backends cupy,numba --gpu-batch 1 \
     --repeats 3 2>&1 \
-    | tee "$OUT/bench_e2e.log" | tail -18 || status=1
-  cp bench/results/e2e.json "$OUT/" 2>/dev/null
+    | tee "$LOGS/bench_e2e.log" | tail -22 || status=1
+  cp bench/results/e2e.json "$LOGS/" 2>/dev/null
 fi
 if [ "${HOST:-0}" = 1 ]; then
   timeout "$BENCH_S" python3 bench/bench_host_threads.py \
     --backends cupy,numba --cores 4 16 --writers 2 8 --batch 1 --repeats 3 2>&1 \
-    | tee "$OUT/bench_host_threads.log" | tail -24 || status=1
-  cp bench/results/host_threads.json "$OUT/" 2>/dev/null
+    | tee "$LOGS/bench_host_threads.log" | tail -24 || status=1
+  cp bench/results/host_threads.json "$LOGS/" 2>/dev/null
   timeout "$BENCH_S" python3 bench/bench_io_threads.py --profile cupy,numba --top 25 2>&1 \
-    | tee "$OUT/bench_io_threads.log" | tail -40 || status=1
-  cp bench/results/io_threads.json "$OUT/" 2>/dev/null
+    | tee "$LOGS/bench_io_threads.log" | tail -40 || status=1
+  cp bench/results/io_threads.json "$LOGS/" 2>/dev/null
+fi
+if [ -n "${OUT:-}" ]; then
+  tar czf "$OUT/device_check.tgz" -C "$LOGS" . || status=1
 fi
 exit $status
