@@ -123,9 +123,10 @@ def estimate_device_bytes(plan, batch: int = 1) -> MemoryEstimate:
         scratch += 2 * at_once * out * _FLOAT64  # to_dtype's clip and floor
     image = out * plan.out_dtype.itemsize
     staging = N_STAGING * frame if batch == 1 else 0
-    # The float64 projection(s) and peak(s), and two images or batches of them.
-    output = at_once * (out + 1) * _FLOAT64 + (_FLOAT64 if at_once > 1 else 0) \
-        + 2 * batch * image
+    # The float64 projection(s), the peak (fixed, or the one image's), a batch's
+    # own peaks, and two images or batches of them.
+    batch_peaks = at_once * _FLOAT64 if at_once > 1 else 0
+    output = at_once * out * _FLOAT64 + _FLOAT64 + batch_peaks + 2 * batch * image
     return MemoryEstimate(ring=ring_slots(plan, batch) * frame, staging=staging, work=work,
                           weights=weights, scratch=scratch, output=output)
 
