@@ -10,8 +10,11 @@ op (150), in ``--repeats`` rounds interleaved across the ops (a slow spell
 of the machine hits them alike); the mean over all of them and the range of
 the rounds are reported. ``op/method`` ops force a numba method
 (``color/brute``, ``color/records``, ``fade/...``, ``median/blocked``,
-``median/band``, ``median/adaptive``). Yardsticks from the same run: one ``np.maximum(a, b,
-out=c)`` pass (memory bandwidth) and the per-window NumPy reference
+``median/band``, ``median/adaptive``). Weights after a shift, on request:
+``color+median``, ``color+invert``, ``fade+median`` (the certified shifted
+path), and each with ``/exact`` (the float64 pass it replaced). Yardsticks
+from the same run: one ``np.maximum(a, b, out=c)`` pass (memory bandwidth)
+and the per-window NumPy reference
 (``RingProjector``, on a few windows). The peers table (``--peers``, the
 ``bench`` extra) times, on the same particle movie (uint8, F = ``--peer-f``),
 bottleneck's ``move_max`` and ``move_median`` and scipy's
@@ -22,6 +25,7 @@ Prints the tables and writes ``bench/results/kernels.json``.
     python bench/bench_kernels.py --quick     # 256x256, F = 10 and 30, smoke run
     python bench/bench_kernels.py --data noise --ops median --fs 30,100
     python bench/bench_kernels.py --ops color/brute,color/records --fs 100,200
+    python bench/bench_kernels.py --ops color+median,color+median/exact --fs 10,30,100
     python bench/bench_kernels.py --cold      # also first-call times in fresh processes
     python bench/bench_kernels.py --threads 1 2 --data particles   # scaling with threads
 """
@@ -54,12 +58,19 @@ OPS = {
     "median": TraceOptions(subtract_median=True),
     "color": TraceOptions(color_series=True),
     "fade": TraceOptions(fade_tails=True),
+    # weights after a shift (the certified shifted path; '/exact': the float64 pass)
+    "color+median": TraceOptions(color_series=True, subtract_median=True),
+    "color+invert": TraceOptions(color_series=True, invert_color=True),
+    "fade+median": TraceOptions(fade_tails=True, subtract_median=True),
 }
+#: The ops of a run without ``--ops``.
+DEFAULT_OPS = ("max", "min", "median", "color", "fade")
 #: Ops that force a method of the numba backend, ``op/method`` (not in the default
 #: run), and the keyword of ``make_projector`` that chooses it.
 METHOD_OPS = {"color/brute": "color", "color/records": "color", "fade/brute": "color",
               "fade/records": "color", "median/blocked": "median", "median/band": "median",
-              "median/adaptive": "median"}
+              "median/adaptive": "median", "color+median/exact": "color",
+              "color+invert/exact": "color", "fade+median/exact": "color"}
 
 
 def projector(backend, op, plan):
@@ -242,7 +253,7 @@ def main(argv=None):
     parser.add_argument("--fs", default=None, help="window lengths (default 10,30,100)")
     parser.add_argument("--data", default="particles,noise", help="movies to run")
     parser.add_argument("--dtypes", default="uint8,uint16")
-    parser.add_argument("--ops", default=",".join(OPS))
+    parser.add_argument("--ops", default=",".join(DEFAULT_OPS))
     parser.add_argument("--windows", type=int, default=150,
                         help="timed windows per op (after the first is full)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")

@@ -50,7 +50,8 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .numba_project import _peak_int, _to_uint8
 
@@ -571,22 +572,37 @@ def _max(a, b):
     return a if a > b else b
 
 
-@njit(cache=True, nogil=True)
-def _brute_rows3(x0, x1, x2, x3, w, s0, s1, s2, d0, d1, d2, m):
-    """d_c = max(s_c, x_r * w[r, c] for four rows r), three columns (float32).
+def _value(x, shift, j):
+    """``x[j] - shift[j]`` in float32, or ``x[j]`` when ``shift`` is None (in kernels only)."""
+    raise NotImplementedError("a Numba overload: call it from jitted code")
 
-    Four rows per pass over the accumulators: a quarter of their loads and
-    stores. ``w`` is (4, 3); rows past the window's end have weight 0.
+
+@overload(_value, inline="always")
+def _value_impl(x, shift, j):
+    # Resolved when a kernel is compiled: the unshifted kernels pay no subtraction.
+    if isinstance(shift, types.NoneType):
+        return lambda x, shift, j: np.float32(x[j])
+    return lambda x, shift, j: np.float32(x[j]) - shift[j]
+
+
+@njit(cache=True, nogil=True)
+def _rows3(x0, x1, x2, x3, shift, w, s0, s1, s2, d0, d1, d2, m):
+    """d_c = max(s_c, v_r * w[r, c] for four rows r), three columns (float32).
+
+    ``v_r`` is ``x_r`` less the pixel's ``shift`` (None: no shift). Four
+    rows per pass over the accumulators: a quarter of their loads and
+    stores. ``w`` is (4, 3); the caller pads the window to a multiple of
+    four rows with rows that cannot change the maximum.
     """
     w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
     w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
     w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
     w30, w31, w32 = w[3, 0], w[3, 1], w[3, 2]
     for j in range(m):
-        v0 = np.float32(x0[j])
-        v1 = np.float32(x1[j])
-        v2 = np.float32(x2[j])
-        v3 = np.float32(x3[j])
+        v0 = _value(x0, shift, j)
+        v1 = _value(x1, shift, j)
+        v2 = _value(x2, shift, j)
+        v3 = _value(x3, shift, j)
         a = _max(_max(v0 * w00, v1 * w10), _max(v2 * w20, v3 * w30))
         b = _max(_max(v0 * w01, v1 * w11), _max(v2 * w21, v3 * w31))
         c = _max(_max(v0 * w02, v1 * w12), _max(v2 * w22, v3 * w32))
@@ -596,22 +612,66 @@ def _brute_rows3(x0, x1, x2, x3, w, s0, s1, s2, d0, d1, d2, m):
 
 
 @njit(cache=True, nogil=True)
-def _brute_rows1(x0, x1, x2, x3, w, s0, d0, m):
-    """d = max(s, x_r * w[r]) over four rows (float32)."""
+def _rows1(x0, x1, x2, x3, shift, w, s0, d0, m):
+    """d = max(s, v_r * w[r]) over four rows (float32; :func:`_rows3`)."""
     w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
     for j in range(m):
-        a = _max(_max(np.float32(x0[j]) * w0, np.float32(x1[j]) * w1),
-                 _max(np.float32(x2[j]) * w2, np.float32(x3[j]) * w3))
+        a = _max(_max(_value(x0, shift, j) * w0, _value(x1, shift, j) * w1),
+                 _max(_value(x2, shift, j) * w2, _value(x3, shift, j) * w3))
         d0[j] = _max(a, s0[j])
 
 
 @njit(cache=True, nogil=True)
-def _brute_each(xr, wrow, s0, d0, m):
-    """d = max(s, x * wrow): RGB frames, ``wrow`` the frame's weights repeated per pixel."""
+def _each(xr, shift, wrow, s0, d0, m):
+    """d = max(s, v * wrow): RGB frames, ``wrow`` the row's weight of each value
+    (``v`` as in :func:`_rows3`)."""
     for j in range(m):
-        p0 = np.float32(xr[j]) * wrow[j]
+        p0 = _value(xr, shift, j) * wrow[j]
         q0 = s0[j]
         d0[j] = p0 if p0 > q0 else q0
+
+
+@njit(cache=True, nogil=True)
+def _pad_weights(w32, f):
+    """The window's F rows of weights padded to a multiple of four with copies of the last.
+
+    :func:`_window_rows` pads the window with copies of its last frame:
+    each padding row's products repeat that frame's, so they never change
+    a maximum (whatever the sign of the values).
+    """
+    ncol = w32.shape[1]
+    fq = (f + 3) // 4 * 4
+    w32q = np.empty((fq, ncol), np.float32)
+    for j in range(fq):
+        for c in range(ncol):
+            w32q[j, c] = w32[min(j, f - 1), c]
+    return w32q
+
+
+@njit(cache=True, nogil=True)
+def _window_rows(ring, start, shift, w32q, ncol, best, base, m):
+    """Fold the window's rows into the accumulators ``best`` (1 or 3 columns, ping-ponged).
+
+    Row ``start`` of ``ring`` is the window's oldest frame; rows are taken
+    four at a time (:func:`_rows3`), the last group padded (see
+    :func:`_pad_weights`). Returns which of each column's two accumulators
+    holds the result.
+    """
+    f = ring.shape[0]
+    k = 0
+    for j in range(0, f, 4):
+        r0 = ring[(start + j) % f, base:base + m]
+        r1 = ring[(start + min(j + 1, f - 1)) % f, base:base + m]
+        r2 = ring[(start + min(j + 2, f - 1)) % f, base:base + m]
+        r3 = ring[(start + min(j + 3, f - 1)) % f, base:base + m]
+        w4 = w32q[j:j + 4]
+        if ncol == 3:
+            _rows3(r0, r1, r2, r3, shift, w4, best[k], best[2 + k], best[4 + k], best[1 - k],
+                   best[3 - k], best[5 - k], m)
+        else:
+            _rows1(r0, r1, r2, r3, shift, w4[:, 0], best[k], best[1 - k], m)
+        k = 1 - k
+    return k
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -646,9 +706,7 @@ def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_fl
     n = ring.shape[1]
     ncol = 1 if per_value else w32.shape[1]
     nblocks = (n + bsize - 1) // bsize
-    # The weights padded with zero rows to a multiple of four frames.
-    w32q = np.zeros(((f + 3) // 4 * 4, w32.shape[1]), np.float32)
-    w32q[:f] = w32
+    w32q = _pad_weights(w32, f)
     s32 = np.float32(scale)
     nexact = np.zeros(nblocks, np.int64)
     for blk in prange(nblocks):
@@ -664,23 +722,11 @@ def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_fl
             for j in range(f):
                 for i in range(m):
                     wrow[i] = w32[j, (base + i) % 3]
-                _brute_each(ring[(t - f + 1 + j) % f, base:base + m], wrow, best[k],
-                            best[1 - k], m)
+                _each(ring[(t - f + 1 + j) % f, base:base + m], None, wrow, best[k],
+                      best[1 - k], m)
                 k = 1 - k
         else:
-            for j in range(0, f, 4):
-                # rows past the window repeat its last frame with weight 0
-                r0 = ring[(t - f + 1 + j) % f, base:base + m]
-                r1 = ring[(t - f + 1 + min(j + 1, f - 1)) % f, base:base + m]
-                r2 = ring[(t - f + 1 + min(j + 2, f - 1)) % f, base:base + m]
-                r3 = ring[(t - f + 1 + min(j + 3, f - 1)) % f, base:base + m]
-                w4 = w32q[j:j + 4]
-                if ncol == 3:
-                    _brute_rows3(r0, r1, r2, r3, w4, best[k], best[2 + k], best[4 + k],
-                                 best[1 - k], best[3 - k], best[5 - k], m)
-                else:
-                    _brute_rows1(r0, r1, r2, r3, w4[:, 0], best[k], best[1 - k], m)
-                k = 1 - k
+            k = _window_rows(ring, (t + 1) % f, None, w32q, ncol, best, base, m)
         flags = sc_flags[tid]
         flags[:m] = 0
         if per_value:  # one margin for the three columns: the largest
@@ -705,3 +751,264 @@ def _finish_each(best, s32, mg, flags, col8, out, ring, t, base, w64, scale, m):
                 nexact += 1
                 out[j] = _exact(ring, t, base + j, w64, (base + j) % 3, scale)
     return nexact
+
+
+# --- shifted values (subtract_first / subtract_median, invert_color, add_first_frame) ---
+#
+# With a shift the values ``v = (x - x0) - m`` may be negative, so neither the
+# frames' maxima nor weight 0 bound the products: the image's peak is taken
+# from the image itself (a float32 pass, then the candidates near its top
+# recomputed exactly) and rows past the window's end repeat its last row
+# with that row's own weight. For integer frames of at most 16 bits every
+# ``v`` is a multiple of 0.5 below 2**17, exact in float32 as in float64,
+# and equal to ``x - s`` for one shift ``s`` per pixel: ``x0`` (first frame),
+# the window's median ``m`` (with or without the first frame: ``(x - x0) -
+# (m - x0) == x - m`` exactly), or 0. ``invert_color``'s
+# ``offset - min_j fl(v * w)`` is ``offset + max_j fl(v * -w)`` (rounding is
+# symmetric), so the kernels only take maxima, of the products with
+# negated weights.
+
+
+@njit(cache=True, nogil=True)
+def _fold_row(x, w, a0, d0, m):
+    """d = max(a, x * w): the raw first frame of ``add_first_frame``."""
+    for j in range(m):
+        p = np.float32(x[j]) * w
+        q = a0[j]
+        d0[j] = p if p > q else q
+
+
+@njit(cache=True, nogil=True)
+def _shift_of(ring, start, lo, hi, shift_mode, base, s, m):
+    """The shift ``s`` of each pixel: 0, the first frame, or the median ``(lo + hi) / 2``."""
+    if shift_mode == 0:
+        s[:m] = 0.0
+    elif shift_mode == 1:
+        for j in range(m):
+            s[j] = np.float32(ring[start, base + j])
+    else:
+        for j in range(m):
+            s[j] = (np.float32(lo[base + j]) + np.float32(hi[base + j])) * np.float32(0.5)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def shifted_brute(ring, start, lo, hi, shift_mode, w32, per_value, add_first, proj, peaks,
+                  bsize, sc_shift, sc_best):
+    """``B = max_j (x_j - s) * w[j]`` of every value in float32 into ``proj``; each block's
+    largest into ``peaks``.
+
+    With ``add_first`` the raw first frame's ``x0 * w[F]`` joins the
+    maximum. The projection is ``B``, or ``offset + B`` for
+    ``invert_color``, whose weights the caller negates.
+
+    Parameters
+    ----------
+    ring : ndarray, shape (F, P), integers of at most 16 bits
+        The window; row ``start`` is its oldest frame.
+    lo, hi : ndarray, shape (P,)
+        The window's two middle order statistics (``shift_mode`` 2).
+    shift_mode : int
+        0: no shift, 1: the first frame, 2: the median.
+    w32 : ndarray of float32, shape (K, ncol)
+        The weights; row F with ``add_first``.
+    per_value : bool
+        RGB frames: value p takes column ``p % 3`` and the image has P
+        values (else ncol values per input value).
+    add_first : bool
+    proj : ndarray of float32, shape (ncol, P), or (1, P) with ``per_value``
+    peaks : ndarray of float32, shape (nblocks,)
+    bsize : int
+        Values per block (a multiple of 3 with ``per_value``).
+    sc_shift, sc_best : ndarray
+        Scratch per thread: (T, B) and (T, 6, B) float32.
+    """
+    f = ring.shape[0]
+    n = ring.shape[1]
+    ncol = 1 if per_value else w32.shape[1]
+    nblocks = (n + bsize - 1) // bsize
+    w32q = _pad_weights(w32, f)
+    for blk in prange(nblocks):
+        base = blk * bsize
+        m = min(bsize, n - base)
+        tid = numba.get_thread_id()
+        best = sc_best[tid]
+        s = sc_shift[tid]
+        _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
+        for c in range(ncol):
+            best[2 * c, :m] = -np.inf
+        k = 0
+        if per_value:
+            wrow = best[4]  # the per-value weights of a row (columns 1 and 2 unused)
+            for j in range(f + (1 if add_first else 0)):
+                for i in range(m):
+                    wrow[i] = w32[j, (base + i) % 3]
+                if j == f:  # add_first_frame: the raw first frame, unshifted
+                    _each(ring[start, base:base + m], None, wrow, best[k], best[1 - k], m)
+                else:
+                    _each(ring[(start + j) % f, base:base + m], s, wrow, best[k],
+                          best[1 - k], m)
+                k = 1 - k
+        else:
+            k = _window_rows(ring, start, s, w32q, ncol, best, base, m)
+            if add_first:
+                first = ring[start, base:base + m]
+                for c in range(ncol):
+                    _fold_row(first, w32[f, c], best[2 * c + k], best[2 * c + 1 - k], m)
+                k = 1 - k
+        if ncol == 3:
+            _emit3(best[k], best[2 + k], best[4 + k], proj[0, base:base + m],
+                   proj[1, base:base + m], proj[2, base:base + m], best[1 - k], m)
+            peaks[blk] = _peak_float(best[1 - k], m)
+        else:
+            proj[0, base:base + m] = best[k, :m]
+            peaks[blk] = _peak_float(best[k], m)
+
+
+@njit(cache=True, nogil=True)
+def _peak_float(b, m):
+    """Largest of ``b[:m]`` (float32, no NaN), as a vectorized integer maximum.
+
+    Numba leaves a float maximum scalar (it is not associative); the bits
+    of a float32 read as int32, with the sign bit's complement folded into
+    the others, order as the floats do.
+    """
+    k = b[:m].view(np.int32)
+    low = np.int32(0x7FFFFFFF)
+    x = k[0]
+    e = x ^ ((x >> np.int32(31)) & low)
+    for j in range(m):
+        x = k[j]
+        key = x ^ ((x >> np.int32(31)) & low)
+        e = key if key > e else e
+    e = np.int32(e ^ ((e >> np.int32(31)) & low))
+    return np.array([e], np.int32).view(np.float32)[0]
+
+
+@njit(cache=True, nogil=True)
+def _emit3(b0, b1, b2, d0, d1, d2, top, m):
+    """Copy three columns to ``d`` and their elementwise maximum to ``top``."""
+    for j in range(m):
+        v0 = b0[j]
+        v1 = b1[j]
+        v2 = b2[j]
+        d0[j] = v0
+        d1[j] = v1
+        d2[j] = v2
+        a = v0 if v0 > v1 else v1
+        top[j] = a if a > v2 else v2
+
+
+@njit(cache=True, nogil=True)
+def _exact_best(ring, start, lo, hi, shift_mode, w64, add_first, p, col):
+    """``B`` of value p, column col (:func:`shifted_brute`) as the reference forms it, in float64."""
+    f = ring.shape[0]
+    if shift_mode == 0:
+        s = 0.0
+    elif shift_mode == 1:
+        s = np.float64(ring[start, p])
+    else:
+        s = (np.float64(lo[p]) + np.float64(hi[p])) / 2.0
+    best = -np.inf
+    for j in range(f):
+        v = (np.float64(ring[(start + j) % f, p]) - s) * w64[j, col]
+        best = v if v > best else best
+    if add_first:
+        v = np.float64(ring[start, p]) * w64[f, col]
+        best = v if v > best else best
+    return best
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def shifted_peak(proj, peaks, below, bsize, ring, start, lo, hi, shift_mode, w64, per_value,
+                 add_first):
+    """The exact largest ``B`` of the image: the values of ``proj`` from ``below`` on, recomputed.
+
+    ``below`` must leave out only values whose exact ``B`` is below the
+    exact largest; only blocks whose float32 peak reaches it are read.
+    Returns ``(largest, values recomputed)``.
+    """
+    ncol, n = proj.shape
+    nblocks = peaks.shape[0]
+    tops = np.full(nblocks, -np.inf)
+    counts = np.zeros(nblocks, np.int64)
+    for blk in prange(nblocks):
+        if peaks[blk] < below:
+            continue
+        base = blk * bsize
+        top = -np.inf
+        for c in range(ncol):
+            for p in range(base, min(base + bsize, n)):
+                if proj[c, p] >= below:
+                    counts[blk] += 1
+                    e = _exact_best(ring, start, lo, hi, shift_mode, w64, add_first, p,
+                                    p % 3 if per_value else c)
+                    top = e if e > top else top
+        tops[blk] = top
+    return tops.max(), counts.sum()
+
+
+@njit(cache=True, nogil=True)
+def _stretch_signed(b0, off32, s32, mg, out, flags, m):
+    """:func:`_stretch_value` of ``max((off + B) * scale, 0)`` (``B`` may be negative);
+    flags the values the float32 value cannot decide and returns whether any is."""
+    high = np.float32(255.5) + mg
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for j in range(m):
+        v, bad = _stretch_value(max((off32 + b0[j]) * s32, zero), one, mg, high)
+        out[j] = v
+        flags[j] = bad
+    return _any_flag(flags, m)
+
+
+@njit(cache=True, nogil=True)
+def _stretch_signed3(b0, b1, b2, off32, s32, mg, out, flags, m):
+    """:func:`_stretch_signed` of three columns, written interleaved (RGB)."""
+    high = np.float32(255.5) + mg
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for j in range(m):
+        v0, u0 = _stretch_value(max((off32 + b0[j]) * s32, zero), one, mg, high)
+        v1, u1 = _stretch_value(max((off32 + b1[j]) * s32, zero), one, mg, high)
+        v2, u2 = _stretch_value(max((off32 + b2[j]) * s32, zero), one, mg, high)
+        out[3 * j] = v0
+        out[3 * j + 1] = v1
+        out[3 * j + 2] = v2
+        flags[j] = u0 | u1 | u2
+    return _any_flag(flags, m)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def shifted_stretch(proj, offset, s32, mg, scale, ring, start, lo, hi, shift_mode, w64,
+                    per_value, add_first, bsize, out, counts, sc_flags):
+    """The 8-bit image ``floor(clip((offset + B) * scale, 0, 255) + 0.5)``, interleaved.
+
+    Decided from the float32 value where the margin ``mg`` allows, else
+    recomputed as the reference does (``offset - min``, ``offset`` 0
+    without ``invert_color``); their number is added to ``counts[0]``.
+    ``sc_flags`` is scratch per thread, (T, bsize) uint8.
+    """
+    ncol, n = proj.shape
+    nblocks = (n + bsize - 1) // bsize
+    nexact = np.zeros(nblocks, np.int64)
+    off32 = np.float32(offset)
+    for blk in prange(nblocks):
+        base = blk * bsize
+        m = min(base + bsize, n) - base
+        flags = sc_flags[numba.get_thread_id()]
+        dest = out[base * ncol:(base + m) * ncol]
+        if ncol == 3:
+            any_bad = _stretch_signed3(proj[0, base:base + m], proj[1, base:base + m],
+                                       proj[2, base:base + m], off32, s32, mg, dest, flags, m)
+        else:
+            any_bad = _stretch_signed(proj[0, base:base + m], off32, s32, mg, dest, flags, m)
+        if any_bad:
+            for j in range(m):
+                if flags[j]:
+                    p = base + j
+                    for c in range(ncol):
+                        nexact[blk] += 1
+                        e = _exact_best(ring, start, lo, hi, shift_mode, w64, add_first, p,
+                                        p % 3 if per_value else c)
+                        dest[j * ncol + c] = _to_uint8(offset - (-e), scale, np.float64)
+    counts[0] += nexact.sum()

@@ -399,13 +399,23 @@ DECISIONS = [
      npj.CertifiedColorProjector),
     (RECORDS_F, np.uint8, T(color_series=True, fade_tails=True), {}, "auto",
      npj.CertifiedColorProjector),
-    # the exact float64 pass: steps before the weights, signed or float values, raw output
+    # steps before the weights, or signed frames, on gray integers of <= 16 bits: the
+    # certified shifted path
     (4, np.uint16, T(fade_tails=True, invert_color=True, subtract_median=True), FIXED, "auto",
-     npj.WeightedProjector),
+     npj.ShiftedColorProjector),
+    (5, np.uint8, T(color_series=True, subtract_median=True, add_first_frame=True), {}, "auto",
+     npj.ShiftedColorProjector),
+    (4, np.int8, T(color_series=True), {}, "auto", npj.ShiftedColorProjector),
+    (4, np.uint8, T(fade_tails=True, invert_color=True), {}, "auto",
+     npj.ShiftedColorProjector),
+    # the exact float64 pass: differences, floats, RGB frames with a shift, raw output
     (4, np.float32, T(color_series=True, take_diff=True, subtract_median=True), {}, "auto",
      npj.WeightedProjector),
-    (4, np.int8, T(color_series=True), {}, "auto", npj.WeightedProjector),
-    (4, np.uint8, T(fade_tails=True, invert_color=True), {}, "auto", npj.WeightedProjector),
+    (4, np.uint8, T(color_series=True, take_diff=True, subtract_first=True), {}, "auto",
+     npj.WeightedProjector),
+    (4, np.float32, T(color_series=True, subtract_first=True), {}, "auto",
+     npj.WeightedProjector),
+    (4, np.int32, T(fade_tails=True, invert_color=True), {}, "auto", npj.WeightedProjector),
     (4, np.uint8, T(color_series=True, normalize="none"), {}, "auto", npj.WeightedProjector),
 ]
 

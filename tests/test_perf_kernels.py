@@ -25,6 +25,7 @@ from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from naive import naive_trace_ext  # noqa: E402
 from test_numba_kernels import naive_images  # noqa: E402
+from test_numba_kernels import stream as stream_frames  # noqa: E402
 
 STYLES = ("particles", "noise", "levels", "fading")
 
@@ -194,11 +195,18 @@ def test_records_plan_and_method_choice():
     assert method(high, color_series=True, colormap="viridis") == "brute"
     assert method(high, shape=(2, 3, 3), color_series=True) == "brute"
     assert method(high, shape=(2, 3, 3), fade_tails=True) == "records"
-    # not weights alone on unsigned frames: the exact kernels
-    assert method(high, color_series=True, subtract_median=True) is None
-    assert method(high, color_series=True, invert_color=True) is None
+    # a shift, or signed frames: the shifted brute force; floats, differences: the exact pass
+    assert method(high, color_series=True, subtract_median=True) == "shifted"
+    assert method(high, color_series=True, invert_color=True) == "shifted"
+    assert method(4, dtype=np.int16, fade_tails=True) == "shifted"
     assert method(high, dtype=np.float32, color_series=True) is None
+    assert method(4, color_series=True, subtract_first=True, take_diff=True) is None
     assert method(high) is None
+    plan = TracePlan(5, (2, 2), np.uint8, TraceOptions(color_series=True, subtract_first=True))
+    assert ncs.color_method(plan, "brute") == "shifted"
+    assert ncs.color_method(plan, "exact") is None
+    with pytest.raises(ValueError, match="needs weights on integer frames"):
+        ncs.color_method(plan, "records")
     with pytest.raises(ValueError, match="records path needs"):
         ncs.color_method(TracePlan(5, (2, 2), np.uint8, TraceOptions(
             color_series=True, colormap="viridis")), "records")
@@ -316,3 +324,123 @@ def test_fused_adaptive_median_matches_naive(f, style, side, chunk, start, toler
         if t >= f - 1:
             got = proj.project()
             assert got.tobytes() == expected[t - f + 1].tobytes(), f"window {t - f + 1}"
+
+
+# --- weights after a shift: the certified shifted path ----------------------------
+
+SHIFTS = [
+    dict(subtract_median=True),
+    dict(subtract_first=True),
+    dict(subtract_median=True, subtract_first=True),
+    dict(invert_color=True),
+    dict(subtract_median=True, invert_color=True),
+    dict(add_first_frame=True),
+    dict(subtract_first=True, add_first_frame=True, invert_color=True),
+    dict(subtract_median=True, add_first_frame=True),
+    dict(),  # signed frames alone leave the unsigned paths
+]
+WEIGHTS = [
+    dict(color_series=True),
+    dict(fade_tails=True),
+    dict(color_series=True, fade_tails=True),
+    dict(color_series=True, colormap=((0, 0, 255), (255, 128, 0))),
+]
+
+
+def signed_movie(style, n, shape, dtype, seed):
+    """make_movie's frames moved to straddle 0 for signed dtypes (as they are otherwise)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "i":
+        return make_movie(style, n, shape, dtype, seed)
+    unsigned = np.dtype(f"u{dtype.itemsize}")
+    frames = make_movie(style, n, shape, unsigned, seed).astype(np.int64)
+    return (frames - (int(np.iinfo(unsigned).max) + 1) // 2).astype(dtype)
+
+
+@st.composite
+def shifted_cases(draw):
+    f = draw(st.integers(1, 12))
+    shift = draw(st.sampled_from(SHIFTS))
+    kinds = [np.int8, np.int16] if not shift else [np.uint8, np.uint8, np.uint16, np.int8,
+                                                  np.int16, np.bool_]
+    dtype = draw(st.sampled_from(kinds))
+    shape = (draw(st.integers(1, 6)), draw(st.integers(1, 9)))
+    shape += (3,) if draw(st.booleans()) else ()  # RGB frames take colors per value
+    opts = TraceOptions(**shift, **draw(st.sampled_from(WEIGHTS)))
+    scaling = {}
+    if draw(st.integers(0, 3)) == 0:
+        peaks = [0.0, 1.0, 97.5, 3e4, -2.5]  # signed frames can make every value negative
+        scaling = {"scaling": "fixed", "peak": draw(st.sampled_from(peaks))}
+    plan = TracePlan(f, shape, dtype, opts, **scaling)
+    n = f + draw(st.integers(0, 2 * f + 4))
+    style = draw(st.sampled_from(STYLES))
+    chunk = draw(st.integers(1, 7))
+    slack = draw(st.sampled_from([0.0, 0.0, 0.0, 1.0]))
+    return plan, n, style, chunk, slack, draw(st.integers(0, 2 ** 16))
+
+
+@given(shifted_cases())
+def test_shifted_color_matches_naive(case):
+    """Every image equals naive's byte for byte: signed and unsigned frames, every shift,
+    tiny blocks; slack 1 sends every value to the exact path."""
+    plan, n, style, chunk, slack, seed = case
+    frames = signed_movie(style, n, plan.frame_shape, plan.dtype, seed)
+    proj = npj.make_projector(plan, chunk=chunk)
+    assert isinstance(proj, npj.ShiftedColorProjector)
+    proj.state.slack = slack
+    images = stream_frames(proj, frames, proj.plan.frames_to_merge)
+    expected = naive_images(frames, plan)
+    assert len(images) == len(expected)
+    for i, (g, e) in enumerate(zip(images, expected)):
+        assert g.tobytes() == e.tobytes(), f"window {i} of {plan}: {np.argwhere(g != e)[:5]}"
+    if slack >= 1.0 and min(image.min() for image in images) < 255:
+        assert proj.state.exact > 0
+
+
+@pytest.mark.parametrize("style", ["particles", "noise"])
+@pytest.mark.parametrize("shift", SHIFTS[:5])
+def test_shifted_color_on_larger_frames(style, shift):
+    """Default blocks, F = 30: naive's bytes, and only a few values go the exact way
+    (margins that sent most of them there would be slow, not wrong)."""
+    plan = TracePlan(30, (40, 56), np.uint8, TraceOptions(color_series=True, **shift))
+    frames = make_movie(style, 40, plan.frame_shape, np.uint8, 7)
+    proj = npj.make_projector(plan)
+    assert isinstance(proj, npj.ShiftedColorProjector)
+    images = stream_frames(proj, frames, proj.plan.frames_to_merge)
+    expected = naive_images(frames, plan)
+    for i, (g, e) in enumerate(zip(images, expected)):
+        assert g.tobytes() == e.tobytes(), f"window {i}: {np.argwhere(g != e)[:5]}"
+    values = sum(image.size for image in images)
+    assert proj.state.exact <= values // 200  # a flagged pixel recomputes its 3 values
+    # the peak comes from a few values near the float32 top (none with invert's
+    # all-zero blue column), not from the whole image
+    assert proj.state.peak_candidates <= 3 * len(images) * 16
+
+
+def test_shifted_peak_ties_are_recomputed():
+    """Many values tied at the top: each is recomputed, and the peak is exact."""
+    plan = TracePlan(3, (8, 8), np.uint8,
+                     TraceOptions(color_series=True, subtract_first=True))
+    frames = np.zeros((6, 8, 8), np.uint8)
+    frames[1:] = 200  # every pixel's top value is 200 * the ramp at the same frame
+    proj = npj.make_projector(plan)
+    images = stream_frames(proj, frames, proj.plan.frames_to_merge)
+    for g, e in zip(images, naive_images(frames, plan)):
+        assert g.tobytes() == e.tobytes()
+    assert proj.state.peak_candidates >= 64
+
+
+@pytest.mark.parametrize("f", [1, 2, 3, 5, 6, 7])
+def test_shifted_color_of_negative_values(f):
+    """Every product negative (signed frames below 0): the rows that pad the window to a
+    multiple of four must not add a product of 0 (the output scale is negative here)."""
+    plan = TracePlan(f, (5, 6), np.int16, TraceOptions(color_series=True),
+                     scaling="fixed", peak=-2.5)
+    rng = np.random.default_rng(f)
+    frames = -rng.integers(1, 30000, (f + 4, 5, 6)).astype(np.int16)
+    proj = npj.make_projector(plan)
+    assert isinstance(proj, npj.ShiftedColorProjector)
+    images = stream_frames(proj, frames, proj.plan.frames_to_merge)
+    for i, (g, e) in enumerate(zip(images, naive_images(frames, plan))):
+        assert g.tobytes() == e.tobytes(), f"window {i}"
+    assert max(image.max() for image in images) > 0

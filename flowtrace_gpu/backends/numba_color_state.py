@@ -1,6 +1,6 @@
 """Weighted projections (``color_series``, ``fade_tails``) of the Numba backend, certified.
 
-Two methods, both in float32 and both giving the NumPy reference's bytes
+Three methods, all in float32 and all giving the NumPy reference's bytes
 (:mod:`kernels.numba_color` explains how):
 
 * :class:`BruteColor` multiplies every frame of the window by its weights
@@ -8,10 +8,14 @@ Two methods, both in float32 and both giving the NumPy reference's bytes
 * :class:`RecordsColor` keeps per pixel the frames that can still be the
   maximum: about the same cost whatever F, for weights that only grow or
   only fall with the position and fit a float32 formula (the default ramp,
-  two-color colormaps, ``fade_tails``; :func:`records_plan`).
+  two-color colormaps, ``fade_tails``; :func:`records_plan`);
+* :class:`ShiftedColor`, brute force after ``subtract_first``,
+  ``subtract_median``, ``invert_color`` or ``add_first_frame`` (values may
+  be negative: the image's peak comes from the image itself).
 
 :func:`color_method` says which applies to a plan (``'auto'``: records from
-the ``color_records_min_f`` setting on); :func:`make_color` builds it.
+the ``color_records_min_f`` setting on); :func:`make_color` builds the
+first two, the projector that keeps the ring and median the third.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ DEQUE_ROWS = 32
 LIST_ROWS = 32
 SWEEP_ROWS = 32
 
-METHODS = ("auto", "brute", "records")
+METHODS = ("auto", "brute", "records", "exact")
 
 
 @functools.cache
@@ -117,6 +121,21 @@ def brute_applies(plan) -> bool:
     return plan.scaling in ("frame", "fixed") and plan.dtype.kind in "ub"
 
 
+def shifted_applies(plan) -> bool:
+    """Whether the certified shifted path applies (:class:`ShiftedColor`).
+
+    Weights (``color_series`` or ``fade_tails``) that :func:`brute_applies`
+    leaves out because of ``subtract_first``, ``subtract_median``,
+    ``invert_color`` or ``add_first_frame`` (or signed frames), on integer
+    frames of at most 16 bits (every shifted value is then a multiple of
+    0.5 exact in float32), without ``take_diff``, with 8-bit output.
+    """
+    if plan.colors is None or plan.options.take_diff or brute_applies(plan):
+        return False
+    dtype = _storage(plan.dtype)
+    return dtype.kind in "iu" and dtype.itemsize <= 2 and plan.scaling in ("frame", "fixed")
+
+
 def records_plan(plan):
     """Per weight column ``(coef, delta, cls)``, or None when the records path does not apply.
 
@@ -149,17 +168,27 @@ def records_plan(plan):
 
 
 def color_method(plan, method: str = "auto") -> str | None:
-    """The certified method for ``plan``: 'records', 'brute', or None (the exact kernels).
+    """The method of a weighted projection: 'records', 'brute', 'shifted', or None.
 
-    ``'auto'`` takes the records from F = ``color_records_min_f`` on, where
-    they apply, else brute force. Asking for a method that does not apply
-    is a ``ValueError``.
+    'records' and 'brute' are the certified paths of weights alone on
+    unsigned frames (:func:`brute_applies`; ``'auto'`` takes the records
+    from F = ``color_records_min_f`` on, where they apply, else brute
+    force); 'shifted' is the certified brute force after a shift
+    (:func:`shifted_applies`; ``'auto'`` or ``'brute'`` ask for it); None
+    is the exact float64 pass (every other plan with weights, plans
+    without weights, and ``'exact'``, the yardstick of the benchmarks).
+    Asking for a method that does not apply is a ``ValueError``.
     """
     if method not in METHODS:
         raise ValueError(f"color method must be one of {METHODS}, got {method!r}")
+    if method == "exact":
+        return None
     if not brute_applies(plan):
+        if shifted_applies(plan) and method in ("auto", "brute"):
+            return "shifted"
         if method != "auto":
-            raise ValueError("the certified color paths need weights alone on unsigned frames")
+            raise ValueError(f"the color method {method!r} needs weights on integer frames "
+                             "(records: weights alone on unsigned frames)")
         return None
     if method == "records" and records_plan(plan) is None:
         raise ValueError("the records path needs monotone weights that fit a float32 formula")
@@ -385,16 +414,162 @@ class RecordsColor(_CertifiedColor):
         return image
 
 
+class ShiftedColor:
+    """The weighted image of shifted values, in float32, certified (:func:`shifted_applies`).
+
+    Holds no frames: its owner keeps the window's ring and median and
+    passes them to :meth:`image`; :meth:`note` records each frame's
+    extremes, which bound the shifted values. Three passes (kernels in
+    :mod:`kernels.numba_color`): every value's projection in float32 and
+    each block's largest; the image's exact peak from the values within
+    twice the error bound of the largest; the 8-bit image, recomputing in
+    float64 the values too close to a rounding boundary.
+
+    Parameters
+    ----------
+    plan : flowtrace_gpu.plan.TracePlan
+        A plan :func:`shifted_applies` accepts.
+    block : int
+        Pixels per block of the passes (tests shrink it).
+    slack : float
+        Added to the stretch's margin (tests: 1 sends every value to the exact path).
+
+    Attributes
+    ----------
+    exact : int
+        Values recomputed in float64 so far (near a rounding boundary).
+    peak_candidates : int
+        Values recomputed in float64 to find the images' exact peaks so far.
+    """
+
+    def __init__(self, plan, block: int = 8192, slack: float = 0.0):
+        if not shifted_applies(plan):
+            raise ValueError("the shifted color path needs weights on integer frames of at "
+                             "most 16 bits, without take_diff, with 8-bit output")
+        opts = plan.options
+        self.plan = plan
+        self.f = f = plan.frames_to_merge
+        self.npix = math.prod(plan.frame_shape)
+        sign = -1.0 if opts.invert_color else 1.0
+        # invert_color: offset - min_j fl(v w) == offset + max_j fl(v * -w), exactly
+        self.w64 = np.ascontiguousarray(sign * _weights(plan))
+        self.w32 = self.w64.astype(np.float32)
+        self.wmax = float(np.abs(self.w64).max())
+        nonzero = self.w64 != 0  # where a weight is 0, so is its float32 twin
+        self.wrel = float((np.abs(self.w32.astype(np.float64) - self.w64)[nonzero]
+                           / np.abs(self.w64[nonzero])).max(initial=0.0))
+        from flowtrace_gpu.plan import WeightMode
+
+        # RGB frames with colors: value p takes column p % 3, one output value per value
+        self.per_value = plan.weight_mode == WeightMode.CHANNELS
+        self.ncol = 1 if self.per_value else self.w64.shape[1]
+        self.offset = float(plan.invert_offset) if opts.invert_color else 0.0
+        self.off_err = abs(float(np.float32(self.offset)) - self.offset)
+        self.shift_mode = 2 if opts.subtract_median else 1 if opts.subtract_first else 0
+        self.add_first = bool(opts.add_first_frame)
+        self.block = max(1, min(int(block), self.npix))
+        if self.per_value:  # blocks of whole pixels: a value's column is its index % 3
+            self.block = max(3, self.block // 3 * 3)
+        self.slack = float(slack)
+        nblocks = -(-self.npix // self.block)
+        self.proj = np.empty((self.ncol, self.npix), np.float32)
+        self.peaks = np.empty(nblocks, np.float32)
+        self.extremes = np.zeros((f, 2), np.float64)  # each slot's frame min and max
+        import numba
+
+        threads = numba.config.NUMBA_NUM_THREADS
+        self.sc_shift = np.empty((threads, self.block), np.float32)
+        self.sc_best = np.empty((threads, 6, self.block), np.float32)
+        self.sc_flags = np.empty((threads, self.block), np.uint8)
+        self.counts = np.zeros(2, np.int64)
+
+    @property
+    def exact(self) -> int:
+        return int(self.counts[0])
+
+    @property
+    def peak_candidates(self) -> int:
+        return int(self.counts[1])
+
+    def note(self, x, slot: int) -> None:
+        """Frame ``x`` (flat) goes to ring row ``slot``: keep its extremes."""
+        self.extremes[slot] = (x.min(), x.max())
+
+    def _bounds(self):
+        """``(c, err)``: the float32 ``B`` errs by at most ``c * |B|`` (a bound relative
+        to each value), and the float32 projection ``offset + B`` by at most ``err``.
+
+        Every shifted value ``v`` is exact, so a product errs only by its
+        weight's relative error and two roundings (float32 here, float64 in
+        the reference), which the maximum keeps; ``|B|`` is at most ``V *
+        wmax``, ``V`` the window's largest frame maximum less its smallest
+        minimum (or one frame value, unshifted). ``invert_color``'s offset
+        adds two roundings and its own float32 error.
+        """
+        c = (self.wrel + U32 * (1 + self.wrel) + U64) / (1 - U64) * (1 + 1e-6)
+        low, high = self.extremes[:, 0].min(), self.extremes[:, 1].max()
+        bmax = max(high - low, abs(high), abs(low)) * self.wmax
+        err = c * bmax
+        if self.offset != 0.0 or self.off_err:
+            err += self.off_err + (U32 + U64) * (abs(self.offset) + bmax * (1 + c))
+        return c, err * (1 + 1e-6) + 1e-300
+
+    def image(self, ring, start, lo, hi, scale=None) -> np.ndarray:
+        """The window's 8-bit image as a new flat array (value p, column c at ``p * ncol + c``).
+
+        Parameters
+        ----------
+        ring : ndarray, shape (F, P)
+            The window's frames, row ``start`` the oldest.
+        lo, hi : ndarray, shape (P,)
+            The window's two middle order statistics (``subtract_median``).
+        scale : float, optional
+            The fixed stretch factor (``normalize='global'``); default: 255
+            over the image's exact peak.
+        """
+        nc = _kernels()
+        args = (ring, start, lo, hi, self.shift_mode)
+        nc.shifted_brute(*args, self.w32, self.per_value, self.add_first, self.proj,
+                         self.peaks, self.block, self.sc_shift, self.sc_best)
+        c, err = self._bounds()
+        if scale is None:
+            # Only values within 3 c'' |top| of the float32 top can hold the exact peak
+            # (c'' = c / (1 - c); the module notes of kernels.numba_color).
+            top = float(self.peaks.max())
+            if top == 0.0:
+                # A float32 B of 0 is an exact 0 (the bound is relative), and the
+                # others are below 0: the common case of invert_color, where a
+                # weight of 0 (the ramp's blue, the fade) makes every B of a column 0.
+                best = 0.0
+            else:
+                below = np.float32(top - 3 * c / (1 - c) * abs(top))
+                if float(below) > top - 3 * c / (1 - c) * abs(top):
+                    below = np.nextafter(below, np.float32(-np.inf))
+                best, found = nc.shifted_peak(self.proj, self.peaks, below, self.block, *args,
+                                              self.w64, self.per_value, self.add_first)
+                self.counts[1] += found
+            peak = self.offset - (-best)  # offset - min, as the reference
+            scale = 255.0 / peak if peak != 0 else 1.0
+        margin = abs(scale) * err * (1 + 1e-6) + _STRETCH_SLACK + self.slack
+        out = np.empty(self.proj.size, np.uint8)
+        nc.shifted_stretch(self.proj, self.offset, np.float32(scale),
+                           np.float32(margin * (1 + 4 * U32)), scale, *args, self.w64,
+                           self.per_value, self.add_first, self.block, out, self.counts,
+                           self.sc_flags)
+        return out
+
+
 def make_color(plan, method: str = "auto", records_block: int = 1024,
                brute_block: int = 8192):
-    """The certified color state for ``plan`` (:func:`color_method`), or None.
+    """The certified color state of weights alone (:func:`color_method`), or None.
 
     Each method has its own block size: brute force streams F rows of the
     ring per block and gains from long rows, the records keep per-pixel
-    lists that should stay in cache.
+    lists that should stay in cache. (The shifted path's state,
+    :class:`ShiftedColor`, needs its owner's ring and median.)
     """
     chosen = color_method(plan, method)
-    if chosen is None:
+    if chosen not in ("records", "brute"):
         return None
     if chosen == "records":
         return RecordsColor(plan, records_block)

@@ -12,7 +12,12 @@ class                          when
 :class:`CertifiedColorProjector` ``color_series`` or ``fade_tails`` alone on
                                unsigned frames, 8-bit output (float32 paths
                                of :mod:`.numba_color_state`)
-:class:`WeightedProjector`     the other plans with weights
+:class:`ShiftedColorProjector` the same after ``subtract_first``,
+                               ``subtract_median``, ``invert_color`` or
+                               ``add_first_frame``, or on signed frames:
+                               integers of <= 16 bits, no ``take_diff``,
+                               8-bit output (float32, certified)
+:class:`WeightedProjector`     the other plans with weights (float64)
 :class:`PerWindowProjector`    ``take_diff`` with a shift on floats or 32/64-bit
                                integers (differences kept in float64)
 :class:`PlainProjector`        no shift left: max/min, ``take_diff``,
@@ -51,7 +56,7 @@ import numpy as np
 
 from .. import config
 from ..plan import WeightMode
-from .numba_color_state import color_method, make_color
+from .numba_color_state import ShiftedColor, color_method, make_color
 from .numba_median_state import make_median, resolve_method
 
 # scale_mode of the kernels (kernels.numba_project.project_sliding).
@@ -122,13 +127,17 @@ def choose_projector(plan, median: str = "auto", color: str = "auto") -> type[Nu
     median : {'auto', 'band', 'blocked', 'adaptive'}
         Sliding-median method (:func:`.numba_median_state.resolve_method`);
         only the blocked sorted window can be fused with the projection.
-    color : {'auto', 'brute', 'records'}
+    color : {'auto', 'brute', 'records', 'exact'}
         Method of the certified color paths
-        (:func:`.numba_color_state.color_method`), where they apply.
+        (:func:`.numba_color_state.color_method`), where they apply;
+        'exact' takes the float64 pass (a benchmark's yardstick).
     """
     opts = plan.options
     if plan.weight_mode != WeightMode.NONE:
-        return CertifiedColorProjector if color_method(plan, color) else WeightedProjector
+        method = color_method(plan, color)
+        if method == "shifted":
+            return ShiftedColorProjector
+        return CertifiedColorProjector if method else WeightedProjector
     d = opts.diff_order if opts.take_diff else 0
     shifted = opts.subtract_first or opts.subtract_median
     if d and shifted and diff_dtype(storage_dtype(plan.dtype), d).kind != "i":
@@ -592,3 +601,29 @@ class CertifiedColorProjector(NumbaProjector):
         if self.count < self.f:
             raise RuntimeError("project() needs a full window of frames")
         return self.state.image().reshape(self.plan.out_shape)
+
+
+class ShiftedColorProjector(NumbaProjector):
+    """Weights after a shift, in float32, certified: the NumPy bytes.
+
+    Applies to ``color_series`` and ``fade_tails`` with ``subtract_first``,
+    ``subtract_median``, ``invert_color`` or ``add_first_frame`` (or on
+    signed frames), on gray integer frames of at most 16 bits, without
+    ``take_diff``, with 8-bit output
+    (:func:`.numba_color_state.shifted_applies`). Keeps the window's ring
+    and median like the exact paths; the image comes from a
+    :class:`~.numba_color_state.ShiftedColor`: O(F) per value in float32,
+    each value decided from it where its error bound allows, the rest and
+    the image's peak recomputed in float64.
+    """
+
+    def __init__(self, plan, chunk=None, median="auto"):
+        super().__init__(plan, chunk, median)
+        self.state = ShiftedColor(plan, min(self.chunk, config.get("numba_brute_block")))
+
+    def _update(self, x, t):
+        self.state.note(x, t % self.f)
+
+    def _project(self, out):
+        scale = self.scale if self.scale_mode == _FIXED else None
+        out[:] = self.state.image(self.ring, self.count % self.f, self.lo, self.hi, scale)
