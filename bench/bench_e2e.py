@@ -107,7 +107,8 @@ def main(argv=None):
     ap.add_argument("--baseline-frames", type=int, default=20,
                     help="outputs the (slow) original's algorithm is timed on")
     ap.add_argument("--options", default="default,subtract_median,color_series",
-                    help="comma-separated option sets to time")
+                    help="comma-separated option sets to time (also: median_color, "
+                         "subtract_median with color_series)")
     ap.add_argument("--nice", action="store_true",
                     help="also numba with FLOWTRACE_WRITER_NICE=19 (writers yield to compute)")
     ap.add_argument("--split", action="store_true",
@@ -124,7 +125,9 @@ def main(argv=None):
         files, movie = write_movie(work / "movie", args.frames, args.size)
         n_out = args.frames - f
         option_sets = {"default": {}, "subtract_median": {"subtract_median": True},
-                       "color_series": {"color_series": True}}
+                       "color_series": {"color_series": True},
+                       # the original's own sample case median_color (on request)
+                       "median_color": {"subtract_median": True, "color_series": True}}
         option_sets = {k: option_sets[k] for k in args.options.split(",")}
         for label, options in option_sets.items():
             out = work / "out"
