@@ -11,8 +11,9 @@ of the machine hits them alike); the mean over all of them and the range of
 the rounds are reported. ``op/method`` ops force a numba method
 (``color/brute``, ``color/records``, ``fade/...``, ``median/blocked``,
 ``median/band``, ``median/adaptive``). Weights after a shift, on request:
-``color+median``, ``color+invert``, ``fade+median`` (the certified shifted
-path), and each with ``/exact`` (the float64 pass it replaced). Yardsticks
+``color+median``, ``color+invert``, ``fade+median``, ``color+diff`` (the
+certified shifted path), and each with ``/exact`` (the float64 pass it
+replaced). Yardsticks
 from the same run: one ``np.maximum(a, b, out=c)`` pass (memory bandwidth)
 and the per-window NumPy reference
 (``RingProjector``, on a few windows). The peers table (``--peers``, the
@@ -62,6 +63,7 @@ OPS = {
     "color+median": TraceOptions(color_series=True, subtract_median=True),
     "color+invert": TraceOptions(color_series=True, invert_color=True),
     "fade+median": TraceOptions(fade_tails=True, subtract_median=True),
+    "color+diff": TraceOptions(color_series=True, take_diff=True),
 }
 #: The ops of a run without ``--ops``.
 DEFAULT_OPS = ("max", "min", "median", "color", "fade")
@@ -70,7 +72,8 @@ DEFAULT_OPS = ("max", "min", "median", "color", "fade")
 METHOD_OPS = {"color/brute": "color", "color/records": "color", "fade/brute": "color",
               "fade/records": "color", "median/blocked": "median", "median/band": "median",
               "median/adaptive": "median", "color+median/exact": "color",
-              "color+invert/exact": "color", "fade+median/exact": "color"}
+              "color+invert/exact": "color", "fade+median/exact": "color",
+              "color+diff/exact": "color"}
 
 
 def projector(backend, op, plan):

@@ -649,21 +649,22 @@ def _pad_weights(w32, f):
 
 
 @njit(cache=True, nogil=True)
-def _window_rows(ring, start, shift, w32q, ncol, best, base, m):
-    """Fold the window's rows into the accumulators ``best`` (1 or 3 columns, ping-ponged).
+def _window_rows(ring, start, nrows, shift, w32q, ncol, best, base, m):
+    """Fold ``nrows`` rows into the accumulators ``best`` (1 or 3 columns, ping-ponged).
 
-    Row ``start`` of ``ring`` is the window's oldest frame; rows are taken
-    four at a time (:func:`_rows3`), the last group padded (see
-    :func:`_pad_weights`). Returns which of each column's two accumulators
-    holds the result.
+    Row ``start`` of ``ring`` is the window's oldest (the rows wrap around
+    the ring); rows are taken four at a time (:func:`_rows3`), the last
+    group padded (see :func:`_pad_weights`). Returns which of each column's
+    two accumulators holds the result.
     """
     f = ring.shape[0]
+    last = nrows - 1
     k = 0
-    for j in range(0, f, 4):
+    for j in range(0, nrows, 4):
         r0 = ring[(start + j) % f, base:base + m]
-        r1 = ring[(start + min(j + 1, f - 1)) % f, base:base + m]
-        r2 = ring[(start + min(j + 2, f - 1)) % f, base:base + m]
-        r3 = ring[(start + min(j + 3, f - 1)) % f, base:base + m]
+        r1 = ring[(start + min(j + 1, last)) % f, base:base + m]
+        r2 = ring[(start + min(j + 2, last)) % f, base:base + m]
+        r3 = ring[(start + min(j + 3, last)) % f, base:base + m]
         w4 = w32q[j:j + 4]
         if ncol == 3:
             _rows3(r0, r1, r2, r3, shift, w4, best[k], best[2 + k], best[4 + k], best[1 - k],
@@ -726,7 +727,7 @@ def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_fl
                       best[1 - k], m)
                 k = 1 - k
         else:
-            k = _window_rows(ring, (t + 1) % f, None, w32q, ncol, best, base, m)
+            k = _window_rows(ring, (t + 1) % f, f, None, w32q, ncol, best, base, m)
         flags = sc_flags[tid]
         flags[:m] = 0
         if per_value:  # one margin for the three columns: the largest
@@ -791,9 +792,45 @@ def _shift_of(ring, start, lo, hi, shift_mode, base, s, m):
             s[j] = (np.float32(lo[base + j]) + np.float32(hi[base + j])) * np.float32(0.5)
 
 
+@njit(cache=True, nogil=True)
+def _fold_per_value(rows, start, nrows, shift, w32, base, rbase, best, m):
+    """RGB frames: fold ``nrows`` rows (from row ``start``, wrapping) into ``best``, value p
+    weighted by column ``(base + p) % 3``. Returns the accumulator holding the result."""
+    f = rows.shape[0]
+    wrow = best[4]  # the row's weight of each value (columns 1 and 2 are unused)
+    k = 0
+    for j in range(nrows):
+        for i in range(m):
+            wrow[i] = w32[j, (base + i) % 3]
+        _each(rows[(start + j) % f, rbase:rbase + m], shift, wrow, best[k], best[1 - k], m)
+        k = 1 - k
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _diff_rows(ring, start, base, m, order, rows):
+    """The window's ``order``-th differences into ``rows[:F - order, :m]`` (float32).
+
+    Later rows minus earlier, as :func:`kernels.window.prepare_stack`; exact
+    in float32 for integers of at most 16 bits and order at most 7.
+    """
+    f = ring.shape[0]
+    for j in range(f):
+        src = ring[(start + j) % f, base:base + m]
+        dst = rows[j]
+        for i in range(m):
+            dst[i] = np.float32(src[i])
+    for q in range(order):
+        for j in range(f - 1 - q):
+            a = rows[j]
+            b = rows[j + 1]
+            for i in range(m):
+                a[i] = b[i] - a[i]
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def shifted_brute(ring, start, lo, hi, shift_mode, w32, per_value, add_first, proj, peaks,
-                  bsize, sc_shift, sc_best):
+def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, add_first, proj,
+                  peaks, bsize, sc_shift, sc_best, sc_diff):
     """``B = max_j (x_j - s) * w[j]`` of every value in float32 into ``proj``; each block's
     largest into ``peaks``.
 
@@ -809,8 +846,11 @@ def shifted_brute(ring, start, lo, hi, shift_mode, w32, per_value, add_first, pr
         The window's two middle order statistics (``shift_mode`` 2).
     shift_mode : int
         0: no shift, 1: the first frame, 2: the median.
+    diff_order : int
+        ``take_diff``'s order d (0: none): the rows are the window's d-th
+        differences, F - d of them (a shift drops out of them exactly).
     w32 : ndarray of float32, shape (K, ncol)
-        The weights; row F with ``add_first``.
+        The weights; row F - d with ``add_first``.
     per_value : bool
         RGB frames: value p takes column ``p % 3`` and the image has P
         values (else ncol values per input value).
@@ -819,42 +859,48 @@ def shifted_brute(ring, start, lo, hi, shift_mode, w32, per_value, add_first, pr
     peaks : ndarray of float32, shape (nblocks,)
     bsize : int
         Values per block (a multiple of 3 with ``per_value``).
-    sc_shift, sc_best : ndarray
-        Scratch per thread: (T, B) and (T, 6, B) float32.
+    sc_shift, sc_best, sc_diff : ndarray
+        Scratch per thread: (T, B), (T, 6, B) and, with ``diff_order``,
+        (T, F * B) float32.
     """
     f = ring.shape[0]
     n = ring.shape[1]
     ncol = 1 if per_value else w32.shape[1]
     nblocks = (n + bsize - 1) // bsize
-    w32q = _pad_weights(w32, f)
+    nrows = f - diff_order
+    w32q = _pad_weights(w32, nrows)
     for blk in prange(nblocks):
         base = blk * bsize
         m = min(bsize, n - base)
         tid = numba.get_thread_id()
         best = sc_best[tid]
         s = sc_shift[tid]
-        _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
         for c in range(ncol):
             best[2 * c, :m] = -np.inf
-        k = 0
-        if per_value:
-            wrow = best[4]  # the per-value weights of a row (columns 1 and 2 unused)
-            for j in range(f + (1 if add_first else 0)):
-                for i in range(m):
-                    wrow[i] = w32[j, (base + i) % 3]
-                if j == f:  # add_first_frame: the raw first frame, unshifted
-                    _each(ring[start, base:base + m], None, wrow, best[k], best[1 - k], m)
-                else:
-                    _each(ring[(start + j) % f, base:base + m], s, wrow, best[k],
-                          best[1 - k], m)
-                k = 1 - k
+        if diff_order:
+            rows = sc_diff[tid].reshape((f, bsize))
+            _diff_rows(ring, start, base, m, diff_order, rows)
+            if per_value:
+                k = _fold_per_value(rows, 0, nrows, None, w32, base, 0, best, m)
+            else:
+                k = _window_rows(rows, 0, nrows, None, w32q, ncol, best, 0, m)
         else:
-            k = _window_rows(ring, start, s, w32q, ncol, best, base, m)
-            if add_first:
-                first = ring[start, base:base + m]
+            _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
+            if per_value:
+                k = _fold_per_value(ring, start, f, s, w32, base, base, best, m)
+            else:
+                k = _window_rows(ring, start, f, s, w32q, ncol, best, base, m)
+        if add_first:  # the raw first frame, unshifted, weighted by row F - d
+            first = ring[start, base:base + m]
+            if per_value:
+                wrow = best[4]
+                for i in range(m):
+                    wrow[i] = w32[nrows, (base + i) % 3]
+                _each(first, None, wrow, best[k], best[1 - k], m)
+            else:
                 for c in range(ncol):
-                    _fold_row(first, w32[f, c], best[2 * c + k], best[2 * c + 1 - k], m)
-                k = 1 - k
+                    _fold_row(first, w32[nrows, c], best[2 * c + k], best[2 * c + 1 - k], m)
+            k = 1 - k
         if ncol == 3:
             _emit3(best[k], best[2 + k], best[4 + k], proj[0, base:base + m],
                    proj[1, base:base + m], proj[2, base:base + m], best[1 - k], m)
@@ -899,9 +945,25 @@ def _emit3(b0, b1, b2, d0, d1, d2, top, m):
 
 
 @njit(cache=True, nogil=True)
-def _exact_best(ring, start, lo, hi, shift_mode, w64, add_first, p, col):
+def _exact_best(ring, start, lo, hi, shift_mode, diff_order, w64, add_first, p, col):
     """``B`` of value p, column col (:func:`shifted_brute`) as the reference forms it, in float64."""
     f = ring.shape[0]
+    if diff_order:
+        v = np.empty(f, np.float64)
+        for j in range(f):
+            v[j] = np.float64(ring[(start + j) % f, p])
+        for q in range(diff_order):
+            for j in range(f - 1 - q):
+                v[j] = v[j + 1] - v[j]
+        nrows = f - diff_order
+        best = -np.inf
+        for j in range(nrows):
+            e = v[j] * w64[j, col]
+            best = e if e > best else best
+        if add_first:
+            e = np.float64(ring[start, p]) * w64[nrows, col]
+            best = e if e > best else best
+        return best
     if shift_mode == 0:
         s = 0.0
     elif shift_mode == 1:
@@ -919,8 +981,8 @@ def _exact_best(ring, start, lo, hi, shift_mode, w64, add_first, p, col):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def shifted_peak(proj, peaks, below, bsize, ring, start, lo, hi, shift_mode, w64, per_value,
-                 add_first):
+def shifted_peak(proj, peaks, below, bsize, ring, start, lo, hi, shift_mode, diff_order, w64,
+                 per_value, add_first):
     """The exact largest ``B`` of the image: the values of ``proj`` from ``below`` on, recomputed.
 
     ``below`` must leave out only values whose exact ``B`` is below the
@@ -940,8 +1002,8 @@ def shifted_peak(proj, peaks, below, bsize, ring, start, lo, hi, shift_mode, w64
             for p in range(base, min(base + bsize, n)):
                 if proj[c, p] >= below:
                     counts[blk] += 1
-                    e = _exact_best(ring, start, lo, hi, shift_mode, w64, add_first, p,
-                                    p % 3 if per_value else c)
+                    e = _exact_best(ring, start, lo, hi, shift_mode, diff_order, w64,
+                                    add_first, p, p % 3 if per_value else c)
                     top = e if e > top else top
         tops[blk] = top
     return tops.max(), counts.sum()
@@ -978,15 +1040,59 @@ def _stretch_signed3(b0, b1, b2, off32, s32, mg, out, flags, m):
     return _any_flag(flags, m)
 
 
+@njit(cache=True, nogil=True)
+def _exact_block(ring, start, lo, hi, shift_mode, diff_order, w64, per_value, add_first, base,
+                 idx, nb, ncol):
+    """``B`` of the pixels ``base + idx[:nb]`` as the reference forms it, in float64.
+
+    :func:`_exact_best` for many pixels of one block at once: the window's
+    values are gathered row by row (the pixels share cache lines), shifted
+    or differenced once for all columns. Returns ``(nb, ncol)`` values.
+    """
+    f = ring.shape[0]
+    vals = np.empty((f, nb), np.float64)
+    for r in range(f):
+        row = ring[(start + r) % f]
+        for i in range(nb):
+            vals[r, i] = np.float64(row[base + idx[i]])
+    first = vals[0].copy()  # the raw first frame (add_first_frame, subtract_first)
+    nrows = f - diff_order
+    if diff_order:
+        for q in range(diff_order):
+            for r in range(f - 1 - q):
+                for i in range(nb):
+                    vals[r, i] = vals[r + 1, i] - vals[r, i]
+    elif shift_mode:
+        for i in range(nb):
+            p = base + idx[i]
+            sh = first[i] if shift_mode == 1 else (np.float64(lo[p]) + np.float64(hi[p])) / 2.0
+            for r in range(f):
+                vals[r, i] = vals[r, i] - sh
+    best = np.full((nb, ncol), -np.inf)
+    for i in range(nb):
+        for c in range(ncol):
+            col = (base + idx[i]) % 3 if per_value else c
+            e = -np.inf
+            for r in range(nrows):
+                v = vals[r, i] * w64[r, col]
+                e = v if v > e else e
+            if add_first:
+                v = first[i] * w64[nrows, col]
+                e = v if v > e else e
+            best[i, c] = e
+    return best
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def shifted_stretch(proj, offset, s32, mg, scale, ring, start, lo, hi, shift_mode, w64,
-                    per_value, add_first, bsize, out, counts, sc_flags):
+def shifted_stretch(proj, offset, s32, mg, scale, ring, start, lo, hi, shift_mode, diff_order,
+                    w64, per_value, add_first, bsize, out, counts, sc_flags):
     """The 8-bit image ``floor(clip((offset + B) * scale, 0, 255) + 0.5)``, interleaved.
 
     Decided from the float32 value where the margin ``mg`` allows, else
     recomputed as the reference does (``offset - min``, ``offset`` 0
-    without ``invert_color``); their number is added to ``counts[0]``.
-    ``sc_flags`` is scratch per thread, (T, bsize) uint8.
+    without ``invert_color``), every value of a flagged pixel; their number
+    is added to ``counts[0]``. ``sc_flags`` is scratch per thread,
+    (T, bsize) uint8.
     """
     ncol, n = proj.shape
     nblocks = (n + bsize - 1) // bsize
@@ -1003,12 +1109,16 @@ def shifted_stretch(proj, offset, s32, mg, scale, ring, start, lo, hi, shift_mod
         else:
             any_bad = _stretch_signed(proj[0, base:base + m], off32, s32, mg, dest, flags, m)
         if any_bad:
+            idx = np.empty(m, np.int64)
+            nb = 0
             for j in range(m):
-                if flags[j]:
-                    p = base + j
-                    for c in range(ncol):
-                        nexact[blk] += 1
-                        e = _exact_best(ring, start, lo, hi, shift_mode, w64, add_first, p,
-                                        p % 3 if per_value else c)
-                        dest[j * ncol + c] = _to_uint8(offset - (-e), scale, np.float64)
+                idx[nb] = j
+                nb += flags[j]
+            exact = _exact_block(ring, start, lo, hi, shift_mode, diff_order, w64, per_value,
+                                 add_first, base, idx, nb, ncol)
+            for i in range(nb):
+                for c in range(ncol):
+                    dest[idx[i] * ncol + c] = _to_uint8(offset - (-exact[i, c]), scale,
+                                                        np.float64)
+            nexact[blk] = nb * ncol
     counts[0] += nexact.sum()

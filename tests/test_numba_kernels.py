@@ -408,10 +408,12 @@ DECISIONS = [
     (4, np.int8, T(color_series=True), {}, "auto", npj.ShiftedColorProjector),
     (4, np.uint8, T(fade_tails=True, invert_color=True), {}, "auto",
      npj.ShiftedColorProjector),
-    # the exact float64 pass: differences, floats, RGB frames with a shift, raw output
+    # the exact float64 pass: floats, 32-bit integers, differences of order > 7, raw output
     (4, np.float32, T(color_series=True, take_diff=True, subtract_median=True), {}, "auto",
      npj.WeightedProjector),
     (4, np.uint8, T(color_series=True, take_diff=True, subtract_first=True), {}, "auto",
+     npj.ShiftedColorProjector),
+    (10, np.uint8, T(fade_tails=True, take_diff=True, diff_order=8), {}, "auto",
      npj.WeightedProjector),
     (4, np.float32, T(color_series=True, subtract_first=True), {}, "auto",
      npj.WeightedProjector),

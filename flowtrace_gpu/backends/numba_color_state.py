@@ -126,11 +126,13 @@ def shifted_applies(plan) -> bool:
 
     Weights (``color_series`` or ``fade_tails``) that :func:`brute_applies`
     leaves out because of ``subtract_first``, ``subtract_median``,
-    ``invert_color`` or ``add_first_frame`` (or signed frames), on integer
-    frames of at most 16 bits (every shifted value is then a multiple of
-    0.5 exact in float32), without ``take_diff``, with 8-bit output.
+    ``invert_color``, ``add_first_frame`` or ``take_diff`` (or signed
+    frames), on integer frames of at most 16 bits (every shifted value is
+    then a multiple of 0.5 exact in float32, every difference of order up
+    to 7 an integer below 2**24), with 8-bit output.
     """
-    if plan.colors is None or plan.options.take_diff or brute_applies(plan):
+    opts = plan.options
+    if plan.colors is None or brute_applies(plan) or (opts.take_diff and opts.diff_order > 7):
         return False
     dtype = _storage(plan.dtype)
     return dtype.kind in "iu" and dtype.itemsize <= 2 and plan.scaling in ("frame", "fixed")
@@ -415,7 +417,8 @@ class RecordsColor(_CertifiedColor):
 
 
 class ShiftedColor:
-    """The weighted image of shifted values, in float32, certified (:func:`shifted_applies`).
+    """The weighted image of shifted values (or differences), in float32, certified
+    (:func:`shifted_applies`).
 
     Holds no frames: its owner keeps the window's ring and median and
     passes them to :meth:`image`; :meth:`note` records each frame's
@@ -445,7 +448,7 @@ class ShiftedColor:
     def __init__(self, plan, block: int = 8192, slack: float = 0.0):
         if not shifted_applies(plan):
             raise ValueError("the shifted color path needs weights on integer frames of at "
-                             "most 16 bits, without take_diff, with 8-bit output")
+                             "most 16 bits (take_diff of order <= 7), with 8-bit output")
         opts = plan.options
         self.plan = plan
         self.f = f = plan.frames_to_merge
@@ -465,8 +468,13 @@ class ShiftedColor:
         self.ncol = 1 if self.per_value else self.w64.shape[1]
         self.offset = float(plan.invert_offset) if opts.invert_color else 0.0
         self.off_err = abs(float(np.float32(self.offset)) - self.offset)
-        self.shift_mode = 2 if opts.subtract_median else 1 if opts.subtract_first else 0
+        self.diff_order = opts.diff_order if opts.take_diff else 0
+        # A shift drops out of the differences exactly: they are taken of the raw frames.
+        self.shift_mode = (0 if self.diff_order else 2 if opts.subtract_median
+                           else 1 if opts.subtract_first else 0)
         self.add_first = bool(opts.add_first_frame)
+        if self.diff_order:  # the block's F rows of differences stay in L2 (float32)
+            block = min(int(block), max(256, 2 ** 16 // f))
         self.block = max(1, min(int(block), self.npix))
         if self.per_value:  # blocks of whole pixels: a value's column is its index % 3
             self.block = max(3, self.block // 3 * 3)
@@ -481,6 +489,7 @@ class ShiftedColor:
         self.sc_shift = np.empty((threads, self.block), np.float32)
         self.sc_best = np.empty((threads, 6, self.block), np.float32)
         self.sc_flags = np.empty((threads, self.block), np.uint8)
+        self.sc_diff = np.empty((threads, f * self.block if self.diff_order else 1), np.float32)
         self.counts = np.zeros(2, np.int64)
 
     @property
@@ -508,7 +517,8 @@ class ShiftedColor:
         """
         c = (self.wrel + U32 * (1 + self.wrel) + U64) / (1 - U64) * (1 + 1e-6)
         low, high = self.extremes[:, 0].min(), self.extremes[:, 1].max()
-        bmax = max(high - low, abs(high), abs(low)) * self.wmax
+        # a d-th difference is a sum of 2**d values with signs
+        bmax = max((high - low) * 2 ** self.diff_order, abs(high), abs(low)) * self.wmax
         err = c * bmax
         if self.offset != 0.0 or self.off_err:
             err += self.off_err + (U32 + U64) * (abs(self.offset) + bmax * (1 + c))
@@ -528,9 +538,9 @@ class ShiftedColor:
             over the image's exact peak.
         """
         nc = _kernels()
-        args = (ring, start, lo, hi, self.shift_mode)
+        args = (ring, start, lo, hi, self.shift_mode, self.diff_order)
         nc.shifted_brute(*args, self.w32, self.per_value, self.add_first, self.proj,
-                         self.peaks, self.block, self.sc_shift, self.sc_best)
+                         self.peaks, self.block, self.sc_shift, self.sc_best, self.sc_diff)
         c, err = self._bounds()
         if scale is None:
             # Only values within 3 c'' |top| of the float32 top can hold the exact peak

@@ -13,10 +13,10 @@ class                          when
                                unsigned frames, 8-bit output (float32 paths
                                of :mod:`.numba_color_state`)
 :class:`ShiftedColorProjector` the same after ``subtract_first``,
-                               ``subtract_median``, ``invert_color`` or
-                               ``add_first_frame``, or on signed frames:
-                               integers of <= 16 bits, no ``take_diff``,
-                               8-bit output (float32, certified)
+                               ``subtract_median``, ``invert_color``,
+                               ``add_first_frame`` or ``take_diff`` (order
+                               <= 7), or on signed frames: integers of <= 16
+                               bits, 8-bit output (float32, certified)
 :class:`WeightedProjector`     the other plans with weights (float64)
 :class:`PerWindowProjector`    ``take_diff`` with a shift on floats or 32/64-bit
                                integers (differences kept in float64)
@@ -607,9 +607,9 @@ class ShiftedColorProjector(NumbaProjector):
     """Weights after a shift, in float32, certified: the NumPy bytes.
 
     Applies to ``color_series`` and ``fade_tails`` with ``subtract_first``,
-    ``subtract_median``, ``invert_color`` or ``add_first_frame`` (or on
-    signed frames), on gray integer frames of at most 16 bits, without
-    ``take_diff``, with 8-bit output
+    ``subtract_median``, ``invert_color``, ``add_first_frame`` or
+    ``take_diff`` (or on signed frames), on integer frames of at most 16
+    bits, with 8-bit output
     (:func:`.numba_color_state.shifted_applies`). Keeps the window's ring
     and median like the exact paths; the image comes from a
     :class:`~.numba_color_state.ShiftedColor`: O(F) per value in float32,
@@ -618,6 +618,8 @@ class ShiftedColorProjector(NumbaProjector):
     """
 
     def __init__(self, plan, chunk=None, median="auto"):
+        # The median drops out of differences: no sliding median to keep then.
+        self.keeps_median = not plan.options.take_diff
         super().__init__(plan, chunk, median)
         self.state = ShiftedColor(plan, min(self.chunk, config.get("numba_brute_block")))
 
