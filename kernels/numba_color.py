@@ -197,15 +197,18 @@ def _argmax_row(rv, ro, base, w0, bp, bv, bo, bp2, bv2, bo2, m):
 
 
 @njit(cache=True, nogil=True)
-def _stretch_value(b, s32, mg, high):
-    """8-bit value of ``b * scale`` and whether the float32 value cannot decide it.
+def _stretch_value(b, off, s32, mg, high):
+    """8-bit value of ``y = (off + b) * scale`` and whether the float32 value cannot decide it.
 
-    ``floor(clip(y, 0, 255) + 0.5)`` is ``floor(z)`` with ``z = y + 0.5``
-    whenever the true ``z`` cannot lie across an integer from the float32
-    one: farther than ``mg`` from every integer, or above ``high = 255.5 +
-    mg``. Returns ``(value, unsure)`` as two uint8.
+    ``floor(clip(y, 0, 255) + 0.5)`` is ``floor(z)`` with ``z = max(y, 0) +
+    0.5`` whenever the true ``z`` cannot lie across an integer from the
+    float32 one: farther than ``mg`` from every integer, or above ``high =
+    255.5 + mg``. ``off`` is ``invert_color``'s offset of the shifted path,
+    else 0 (``b`` may be negative there). Returns ``(value, unsure)`` as
+    two uint8.
     """
-    z = min(b * s32 + np.float32(0.5), np.float32(300.0))
+    y = max((off + b) * s32, np.float32(0.0))
+    z = min(y + np.float32(0.5), np.float32(300.0))
     k = np.int32(z)
     fr = z - np.float32(k)  # exact: z and k are within a factor 2
     bad = ((fr <= mg) | (fr >= np.float32(1.0) - mg)) & (z <= high)
@@ -222,21 +225,21 @@ def _any_flag(flags, m):
 
 
 @njit(cache=True, nogil=True)
-def _stretch_row(best, s32, mg, out, flags, m):
+def _stretch_row(best, off, s32, mg, out, flags, m):
     """:func:`_stretch_value` of a row into ``out``; flag the values it cannot decide.
 
     Returns whether any value of the row is flagged (non-zero).
     """
     high = np.float32(255.5) + mg
     for j in range(m):
-        v, bad = _stretch_value(best[j], s32, mg, high)
+        v, bad = _stretch_value(best[j], off, s32, mg, high)
         out[j] = v
         flags[j] = flags[j] | bad
     return _any_flag(flags, m)
 
 
 @njit(cache=True, nogil=True)
-def _stretch3(b0, b1, b2, s32, m0, m1, m2, out, flags, m):
+def _stretch3(b0, b1, b2, off, s32, m0, m1, m2, out, flags, m):
     """:func:`_stretch_row` of three columns at once, written interleaved (RGB).
 
     One pass instead of three passes and an interleave: 20-35 % less time.
@@ -245,9 +248,9 @@ def _stretch3(b0, b1, b2, s32, m0, m1, m2, out, flags, m):
     h1 = np.float32(255.5) + m1
     h2 = np.float32(255.5) + m2
     for j in range(m):
-        v0, u0 = _stretch_value(b0[j], s32, m0, h0)
-        v1, u1 = _stretch_value(b1[j], s32, m1, h1)
-        v2, u2 = _stretch_value(b2[j], s32, m2, h2)
+        v0, u0 = _stretch_value(b0[j], off, s32, m0, h0)
+        v1, u1 = _stretch_value(b1[j], off, s32, m1, h1)
+        v2, u2 = _stretch_value(b2[j], off, s32, m2, h2)
         out[3 * j] = v0
         out[3 * j + 1] = v1
         out[3 * j + 2] = v2
@@ -280,10 +283,11 @@ def _finish(best, cur, ncol, s32, margins, flags, cols, out, ring, t, base, w64,
     the number of pixels recomputed.
     """
     if ncol == 1:
-        nflag = _stretch_row(best[cur[0]], s32, margins[0], cols[0], flags, m)
+        nflag = _stretch_row(best[cur[0]], np.float32(0.0), s32, margins[0], cols[0], flags, m)
         out[:m] = cols[0, :m]
     else:
-        nflag = _stretch3(best[cur[0]], best[2 + cur[1]], best[4 + cur[2]], s32, margins[0],
+        nflag = _stretch3(best[cur[0]], best[2 + cur[1]], best[4 + cur[2]], np.float32(0.0), s32,
+                          margins[0],
                           margins[1], margins[2], out, flags, m)
     nexact = 0
     if nflag:
@@ -743,7 +747,7 @@ def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_fl
 @njit(cache=True, nogil=True)
 def _finish_each(best, s32, mg, flags, col8, out, ring, t, base, w64, scale, m):
     """:func:`_finish` for RGB frames (value p, column p % 3)."""
-    nflag = _stretch_row(best, s32, mg, col8, flags, m)
+    nflag = _stretch_row(best, np.float32(0.0), s32, mg, col8, flags, m)
     out[:m] = col8[:m]
     nexact = 0
     if nflag:
@@ -754,7 +758,7 @@ def _finish_each(best, s32, mg, flags, col8, out, ring, t, base, w64, scale, m):
     return nexact
 
 
-# --- shifted values (subtract_first / subtract_median, invert_color, add_first_frame) ---
+# --- shifted values (subtract_first / subtract_median, take_diff, invert_color, add_first_frame)
 #
 # With a shift the values ``v = (x - x0) - m`` may be negative, so neither the
 # frames' maxima nor weight 0 bound the products: the image's peak is taken
@@ -945,109 +949,13 @@ def _emit3(b0, b1, b2, d0, d1, d2, top, m):
 
 
 @njit(cache=True, nogil=True)
-def _exact_best(ring, start, lo, hi, shift_mode, diff_order, w64, add_first, p, col):
-    """``B`` of value p, column col (:func:`shifted_brute`) as the reference forms it, in float64."""
-    f = ring.shape[0]
-    if diff_order:
-        v = np.empty(f, np.float64)
-        for j in range(f):
-            v[j] = np.float64(ring[(start + j) % f, p])
-        for q in range(diff_order):
-            for j in range(f - 1 - q):
-                v[j] = v[j + 1] - v[j]
-        nrows = f - diff_order
-        best = -np.inf
-        for j in range(nrows):
-            e = v[j] * w64[j, col]
-            best = e if e > best else best
-        if add_first:
-            e = np.float64(ring[start, p]) * w64[nrows, col]
-            best = e if e > best else best
-        return best
-    if shift_mode == 0:
-        s = 0.0
-    elif shift_mode == 1:
-        s = np.float64(ring[start, p])
-    else:
-        s = (np.float64(lo[p]) + np.float64(hi[p])) / 2.0
-    best = -np.inf
-    for j in range(f):
-        v = (np.float64(ring[(start + j) % f, p]) - s) * w64[j, col]
-        best = v if v > best else best
-    if add_first:
-        v = np.float64(ring[start, p]) * w64[f, col]
-        best = v if v > best else best
-    return best
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def shifted_peak(proj, peaks, below, bsize, ring, start, lo, hi, shift_mode, diff_order, w64,
-                 per_value, add_first):
-    """The exact largest ``B`` of the image: the values of ``proj`` from ``below`` on, recomputed.
-
-    ``below`` must leave out only values whose exact ``B`` is below the
-    exact largest; only blocks whose float32 peak reaches it are read.
-    Returns ``(largest, values recomputed)``.
-    """
-    ncol, n = proj.shape
-    nblocks = peaks.shape[0]
-    tops = np.full(nblocks, -np.inf)
-    counts = np.zeros(nblocks, np.int64)
-    for blk in prange(nblocks):
-        if peaks[blk] < below:
-            continue
-        base = blk * bsize
-        top = -np.inf
-        for c in range(ncol):
-            for p in range(base, min(base + bsize, n)):
-                if proj[c, p] >= below:
-                    counts[blk] += 1
-                    e = _exact_best(ring, start, lo, hi, shift_mode, diff_order, w64,
-                                    add_first, p, p % 3 if per_value else c)
-                    top = e if e > top else top
-        tops[blk] = top
-    return tops.max(), counts.sum()
-
-
-@njit(cache=True, nogil=True)
-def _stretch_signed(b0, off32, s32, mg, out, flags, m):
-    """:func:`_stretch_value` of ``max((off + B) * scale, 0)`` (``B`` may be negative);
-    flags the values the float32 value cannot decide and returns whether any is."""
-    high = np.float32(255.5) + mg
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    for j in range(m):
-        v, bad = _stretch_value(max((off32 + b0[j]) * s32, zero), one, mg, high)
-        out[j] = v
-        flags[j] = bad
-    return _any_flag(flags, m)
-
-
-@njit(cache=True, nogil=True)
-def _stretch_signed3(b0, b1, b2, off32, s32, mg, out, flags, m):
-    """:func:`_stretch_signed` of three columns, written interleaved (RGB)."""
-    high = np.float32(255.5) + mg
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    for j in range(m):
-        v0, u0 = _stretch_value(max((off32 + b0[j]) * s32, zero), one, mg, high)
-        v1, u1 = _stretch_value(max((off32 + b1[j]) * s32, zero), one, mg, high)
-        v2, u2 = _stretch_value(max((off32 + b2[j]) * s32, zero), one, mg, high)
-        out[3 * j] = v0
-        out[3 * j + 1] = v1
-        out[3 * j + 2] = v2
-        flags[j] = u0 | u1 | u2
-    return _any_flag(flags, m)
-
-
-@njit(cache=True, nogil=True)
 def _exact_block(ring, start, lo, hi, shift_mode, diff_order, w64, per_value, add_first, base,
                  idx, nb, ncol):
     """``B`` of the pixels ``base + idx[:nb]`` as the reference forms it, in float64.
 
-    :func:`_exact_best` for many pixels of one block at once: the window's
-    values are gathered row by row (the pixels share cache lines), shifted
-    or differenced once for all columns. Returns ``(nb, ncol)`` values.
+    The window's values are gathered row by row (a block's pixels share
+    cache lines), shifted or differenced once for all columns (exact:
+    integers and halves). Returns ``(nb, ncol)`` values.
     """
     f = ring.shape[0]
     vals = np.empty((f, nb), np.float64)
@@ -1084,6 +992,40 @@ def _exact_block(ring, start, lo, hi, shift_mode, diff_order, w64, per_value, ad
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def shifted_peak(proj, peaks, below, bsize, ring, start, lo, hi, shift_mode, diff_order, w64,
+                 per_value, add_first):
+    """The exact largest ``B`` of the image: its pixels with a value from ``below`` on,
+    recomputed (:func:`_exact_block`).
+
+    ``below`` must leave out only values whose exact ``B`` is below the
+    exact largest; only blocks whose float32 peak reaches it are read.
+    Returns ``(largest, values recomputed)``.
+    """
+    ncol, n = proj.shape
+    nblocks = peaks.shape[0]
+    tops = np.full(nblocks, -np.inf)
+    counts = np.zeros(nblocks, np.int64)
+    for blk in prange(nblocks):
+        if peaks[blk] < below:
+            continue
+        base = blk * bsize
+        m = min(base + bsize, n) - base
+        idx = np.empty(m, np.int64)
+        nb = 0
+        for j in range(m):
+            idx[nb] = j
+            hit = False
+            for c in range(ncol):
+                hit = hit or proj[c, base + j] >= below
+            nb += hit
+        exact = _exact_block(ring, start, lo, hi, shift_mode, diff_order, w64, per_value,
+                             add_first, base, idx, nb, ncol)
+        tops[blk] = exact.max()
+        counts[blk] = nb * ncol
+    return tops.max(), counts.sum()
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def shifted_stretch(proj, offset, s32, mg, scale, ring, start, lo, hi, shift_mode, diff_order,
                     w64, per_value, add_first, bsize, out, counts, sc_flags):
     """The 8-bit image ``floor(clip((offset + B) * scale, 0, 255) + 0.5)``, interleaved.
@@ -1102,12 +1044,13 @@ def shifted_stretch(proj, offset, s32, mg, scale, ring, start, lo, hi, shift_mod
         base = blk * bsize
         m = min(base + bsize, n) - base
         flags = sc_flags[numba.get_thread_id()]
+        flags[:m] = 0
         dest = out[base * ncol:(base + m) * ncol]
         if ncol == 3:
-            any_bad = _stretch_signed3(proj[0, base:base + m], proj[1, base:base + m],
-                                       proj[2, base:base + m], off32, s32, mg, dest, flags, m)
+            any_bad = _stretch3(proj[0, base:base + m], proj[1, base:base + m],
+                                proj[2, base:base + m], off32, s32, mg, mg, mg, dest, flags, m)
         else:
-            any_bad = _stretch_signed(proj[0, base:base + m], off32, s32, mg, dest, flags, m)
+            any_bad = _stretch_row(proj[0, base:base + m], off32, s32, mg, dest, flags, m)
         if any_bad:
             idx = np.empty(m, np.int64)
             nb = 0

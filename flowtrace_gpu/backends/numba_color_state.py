@@ -10,8 +10,9 @@ Three methods, all in float32 and all giving the NumPy reference's bytes
   only fall with the position and fit a float32 formula (the default ramp,
   two-color colormaps, ``fade_tails``; :func:`records_plan`);
 * :class:`ShiftedColor`, brute force after ``subtract_first``,
-  ``subtract_median``, ``invert_color`` or ``add_first_frame`` (values may
-  be negative: the image's peak comes from the image itself).
+  ``subtract_median``, ``take_diff``, ``invert_color`` or
+  ``add_first_frame`` (values may be negative: the image's peak comes from
+  the image itself).
 
 :func:`color_method` says which applies to a plan (``'auto'``: records from
 the ``color_records_min_f`` setting on); :func:`make_color` builds the
@@ -201,6 +202,13 @@ def color_method(plan, method: str = "auto") -> str | None:
     return "brute"
 
 
+def _threads() -> int:
+    """Numba's thread count: the rows of the per-thread scratch buffers."""
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def _storage(dtype):
     return np.dtype(np.uint8) if np.dtype(dtype).kind == "b" else np.dtype(dtype)
 
@@ -272,10 +280,6 @@ class _CertifiedColor:
         margins = scale * err * (1 + 1e-6) + _STRETCH_SLACK + self.slack
         return scale, (margins * (1 + 4 * U32)).astype(np.float32)
 
-    def _threads(self):
-        import numba
-
-        return numba.config.NUMBA_NUM_THREADS
 
 
 class BruteColor(_CertifiedColor):
@@ -299,7 +303,7 @@ class BruteColor(_CertifiedColor):
         self.delta = np.abs(self.w32.astype(np.float64) - self.w64).max(axis=0)
         self.ncol = 1 if self.per_value else self.w64.shape[1]
         self.block = max(1, min(int(block), self.npix))
-        threads = self._threads()
+        threads = _threads()
         self.sc_flags = np.zeros((threads, self.block), np.uint8)
         self.sc_best = np.zeros((threads, 6, self.block), np.float32)
         self.sc_cols = np.zeros((threads, 3, self.block), np.uint8)
@@ -378,7 +382,7 @@ class RecordsColor(_CertifiedColor):
         self.blk_lossy = np.full(nblocks, -1, np.int64)
         self.tags = np.zeros(3, self.tdtype)
         self._image = self._last = None
-        threads = self._threads()
+        threads = _threads()
         self.sc_mask = np.zeros((threads, 2, block), self.xdtype)
         self.sc_flags = np.zeros((threads, block), np.uint8)
         self.sc_best = np.zeros((threads, 2 * self.ncol, block), np.float32)
@@ -424,9 +428,10 @@ class ShiftedColor:
     passes them to :meth:`image`; :meth:`note` records each frame's
     extremes, which bound the shifted values. Three passes (kernels in
     :mod:`kernels.numba_color`): every value's projection in float32 and
-    each block's largest; the image's exact peak from the values within
-    twice the error bound of the largest; the 8-bit image, recomputing in
-    float64 the values too close to a rounding boundary.
+    each block's largest; the image's exact peak, recomputed in float64
+    for the pixels with a value within the error bound of the largest; the
+    8-bit image, recomputing in float64 the pixels with a value too close
+    to a rounding boundary.
 
     Parameters
     ----------
@@ -442,7 +447,8 @@ class ShiftedColor:
     exact : int
         Values recomputed in float64 so far (near a rounding boundary).
     peak_candidates : int
-        Values recomputed in float64 to find the images' exact peaks so far.
+        Values recomputed in float64 to find the images' exact peaks so far
+        (every value of a pixel with a candidate).
     """
 
     def __init__(self, plan, block: int = 8192, slack: float = 0.0):
@@ -483,9 +489,7 @@ class ShiftedColor:
         self.proj = np.empty((self.ncol, self.npix), np.float32)
         self.peaks = np.empty(nblocks, np.float32)
         self.extremes = np.zeros((f, 2), np.float64)  # each slot's frame min and max
-        import numba
-
-        threads = numba.config.NUMBA_NUM_THREADS
+        threads = _threads()
         self.sc_shift = np.empty((threads, self.block), np.float32)
         self.sc_best = np.empty((threads, 6, self.block), np.float32)
         self.sc_flags = np.empty((threads, self.block), np.uint8)
@@ -552,8 +556,9 @@ class ShiftedColor:
                 # weight of 0 (the ramp's blue, the fade) makes every B of a column 0.
                 best = 0.0
             else:
-                below = np.float32(top - 3 * c / (1 - c) * abs(top))
-                if float(below) > top - 3 * c / (1 - c) * abs(top):
+                bound = top - 3 * c / (1 - c) * abs(top)
+                below = np.float32(bound)
+                if float(below) > bound:  # float32 rounding must not lift it
                     below = np.nextafter(below, np.float32(-np.inf))
                 best, found = nc.shifted_peak(self.proj, self.peaks, below, self.block, *args,
                                               self.w64, self.per_value, self.add_first)
