@@ -577,7 +577,12 @@ def _max(a, b):
 
 
 def _value(x, shift, j):
-    """``x[j] - shift[j]`` in float32, or ``x[j]`` when ``shift`` is None (in kernels only)."""
+    """``x[j] - shift[j]`` in float32, or ``x[j]`` when ``shift`` is None (in kernels only).
+
+    ``shift`` is a float32 array (a shift per pixel) or a ring row (the
+    previous frame: a first-order difference, exact in float32 for integers
+    of at most 16 bits).
+    """
     raise NotImplementedError("a Numba overload: call it from jitted code")
 
 
@@ -586,27 +591,28 @@ def _value_impl(x, shift, j):
     # Resolved when a kernel is compiled: the unshifted kernels pay no subtraction.
     if isinstance(shift, types.NoneType):
         return lambda x, shift, j: np.float32(x[j])
-    return lambda x, shift, j: np.float32(x[j]) - shift[j]
+    return lambda x, shift, j: np.float32(x[j]) - np.float32(shift[j])
 
 
 @njit(cache=True, nogil=True)
-def _rows3(x0, x1, x2, x3, shift, w, s0, s1, s2, d0, d1, d2, m):
+def _rows3(x0, x1, x2, x3, y0, y1, y2, y3, w, s0, s1, s2, d0, d1, d2, m):
     """d_c = max(s_c, v_r * w[r, c] for four rows r), three columns (float32).
 
-    ``v_r`` is ``x_r`` less the pixel's ``shift`` (None: no shift). Four
-    rows per pass over the accumulators: a quarter of their loads and
-    stores. ``w`` is (4, 3); the caller pads the window to a multiple of
-    four rows with rows that cannot change the maximum.
+    ``v_r`` is ``x_r`` less ``y_r`` (:func:`_value`: a shift per pixel, the
+    previous frame, or None). Four rows per pass over the accumulators: a
+    quarter of their loads and stores. ``w`` is (4, 3); the caller pads
+    the window to a multiple of four rows with rows that cannot change the
+    maximum.
     """
     w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
     w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
     w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
     w30, w31, w32 = w[3, 0], w[3, 1], w[3, 2]
     for j in range(m):
-        v0 = _value(x0, shift, j)
-        v1 = _value(x1, shift, j)
-        v2 = _value(x2, shift, j)
-        v3 = _value(x3, shift, j)
+        v0 = _value(x0, y0, j)
+        v1 = _value(x1, y1, j)
+        v2 = _value(x2, y2, j)
+        v3 = _value(x3, y3, j)
         a = _max(_max(v0 * w00, v1 * w10), _max(v2 * w20, v3 * w30))
         b = _max(_max(v0 * w01, v1 * w11), _max(v2 * w21, v3 * w31))
         c = _max(_max(v0 * w02, v1 * w12), _max(v2 * w22, v3 * w32))
@@ -616,13 +622,23 @@ def _rows3(x0, x1, x2, x3, shift, w, s0, s1, s2, d0, d1, d2, m):
 
 
 @njit(cache=True, nogil=True)
-def _rows1(x0, x1, x2, x3, shift, w, s0, d0, m):
+def _rows1(x0, x1, x2, x3, y0, y1, y2, y3, w, s0, d0, m):
     """d = max(s, v_r * w[r]) over four rows (float32; :func:`_rows3`)."""
     w0, w1, w2, w3 = w[0], w[1], w[2], w[3]
     for j in range(m):
-        a = _max(_max(_value(x0, shift, j) * w0, _value(x1, shift, j) * w1),
-                 _max(_value(x2, shift, j) * w2, _value(x3, shift, j) * w3))
+        a = _max(_max(_value(x0, y0, j) * w0, _value(x1, y1, j) * w1),
+                 _max(_value(x2, y2, j) * w2, _value(x3, y3, j) * w3))
         d0[j] = _max(a, s0[j])
+
+
+@njit(cache=True, nogil=True)
+def _fold4(x0, x1, x2, x3, y0, y1, y2, y3, w4, ncol, best, k, m):
+    """Four rows into the accumulators ``best[.. + k]`` -> ``best[.. + 1 - k]``."""
+    if ncol == 3:
+        _rows3(x0, x1, x2, x3, y0, y1, y2, y3, w4, best[k], best[2 + k], best[4 + k],
+               best[1 - k], best[3 - k], best[5 - k], m)
+    else:
+        _rows1(x0, x1, x2, x3, y0, y1, y2, y3, w4[:, 0], best[k], best[1 - k], m)
 
 
 @njit(cache=True, nogil=True)
@@ -653,28 +669,33 @@ def _pad_weights(w32, f):
 
 
 @njit(cache=True, nogil=True)
-def _window_rows(ring, start, nrows, shift, w32q, ncol, best, base, m):
+def _window_rows(ring, start, nrows, shift, diff, w32q, ncol, best, base, m):
     """Fold ``nrows`` rows into the accumulators ``best`` (1 or 3 columns, ping-ponged).
 
     Row ``start`` of ``ring`` is the window's oldest (the rows wrap around
-    the ring); rows are taken four at a time (:func:`_rows3`), the last
-    group padded (see :func:`_pad_weights`). Returns which of each column's
-    two accumulators holds the result.
+    the ring); row j's values are frame j less ``shift``, or with ``diff``
+    frame j + 1 less frame j (the first differences, formed as they are
+    read). Rows are taken four at a time (:func:`_rows3`), the last group
+    padded (see :func:`_pad_weights`). Returns which of each column's two
+    accumulators holds the result.
     """
     f = ring.shape[0]
     last = nrows - 1
+    lag = 1 if diff else 0
     k = 0
     for j in range(0, nrows, 4):
-        r0 = ring[(start + j) % f, base:base + m]
-        r1 = ring[(start + min(j + 1, last)) % f, base:base + m]
-        r2 = ring[(start + min(j + 2, last)) % f, base:base + m]
-        r3 = ring[(start + min(j + 3, last)) % f, base:base + m]
+        i1, i2, i3 = min(j + 1, last), min(j + 2, last), min(j + 3, last)
+        r0 = ring[(start + j + lag) % f, base:base + m]
+        r1 = ring[(start + i1 + lag) % f, base:base + m]
+        r2 = ring[(start + i2 + lag) % f, base:base + m]
+        r3 = ring[(start + i3 + lag) % f, base:base + m]
         w4 = w32q[j:j + 4]
-        if ncol == 3:
-            _rows3(r0, r1, r2, r3, shift, w4, best[k], best[2 + k], best[4 + k], best[1 - k],
-                   best[3 - k], best[5 - k], m)
+        if diff:
+            _fold4(r0, r1, r2, r3, ring[(start + j) % f, base:base + m],
+                   ring[(start + i1) % f, base:base + m], ring[(start + i2) % f, base:base + m],
+                   ring[(start + i3) % f, base:base + m], w4, ncol, best, k, m)
         else:
-            _rows1(r0, r1, r2, r3, shift, w4[:, 0], best[k], best[1 - k], m)
+            _fold4(r0, r1, r2, r3, shift, shift, shift, shift, w4, ncol, best, k, m)
         k = 1 - k
     return k
 
@@ -721,17 +742,10 @@ def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_fl
         best = sc_best[tid]
         for c in range(ncol):
             best[2 * c, :m] = 0.0
-        k = 0
         if per_value:
-            wrow = np.empty(m, np.float32)
-            for j in range(f):
-                for i in range(m):
-                    wrow[i] = w32[j, (base + i) % 3]
-                _each(ring[(t - f + 1 + j) % f, base:base + m], None, wrow, best[k],
-                      best[1 - k], m)
-                k = 1 - k
+            k = _fold_per_value(ring, (t + 1) % f, f, None, False, w32, base, base, best, m)
         else:
-            k = _window_rows(ring, (t + 1) % f, f, None, w32q, ncol, best, base, m)
+            k = _window_rows(ring, (t + 1) % f, f, None, False, w32q, ncol, best, base, m)
         flags = sc_flags[tid]
         flags[:m] = 0
         if per_value:  # one margin for the three columns: the largest
@@ -797,16 +811,21 @@ def _shift_of(ring, start, lo, hi, shift_mode, base, s, m):
 
 
 @njit(cache=True, nogil=True)
-def _fold_per_value(rows, start, nrows, shift, w32, base, rbase, best, m):
+def _fold_per_value(rows, start, nrows, shift, diff, w32, base, rbase, best, m):
     """RGB frames: fold ``nrows`` rows (from row ``start``, wrapping) into ``best``, value p
-    weighted by column ``(base + p) % 3``. Returns the accumulator holding the result."""
+    weighted by column ``(base + p) % 3``; values as in :func:`_window_rows`. Returns the
+    accumulator holding the result."""
     f = rows.shape[0]
     wrow = best[4]  # the row's weight of each value (columns 1 and 2 are unused)
     k = 0
     for j in range(nrows):
         for i in range(m):
             wrow[i] = w32[j, (base + i) % 3]
-        _each(rows[(start + j) % f, rbase:rbase + m], shift, wrow, best[k], best[1 - k], m)
+        if diff:
+            _each(rows[(start + j + 1) % f, rbase:rbase + m], rows[(start + j) % f,
+                  rbase:rbase + m], wrow, best[k], best[1 - k], m)
+        else:
+            _each(rows[(start + j) % f, rbase:rbase + m], shift, wrow, best[k], best[1 - k], m)
         k = 1 - k
     return k
 
@@ -864,7 +883,7 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
     bsize : int
         Values per block (a multiple of 3 with ``per_value``).
     sc_shift, sc_best, sc_diff : ndarray
-        Scratch per thread: (T, B), (T, 6, B) and, with ``diff_order``,
+        Scratch per thread: (T, B), (T, 6, B) and, with ``diff_order`` > 1,
         (T, F * B) float32.
     """
     f = ring.shape[0]
@@ -881,19 +900,21 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
         s = sc_shift[tid]
         for c in range(ncol):
             best[2 * c, :m] = -np.inf
-        if diff_order:
+        if diff_order > 1:
             rows = sc_diff[tid].reshape((f, bsize))
             _diff_rows(ring, start, base, m, diff_order, rows)
             if per_value:
-                k = _fold_per_value(rows, 0, nrows, None, w32, base, 0, best, m)
+                k = _fold_per_value(rows, 0, nrows, None, False, w32, base, 0, best, m)
             else:
-                k = _window_rows(rows, 0, nrows, None, w32q, ncol, best, 0, m)
-        else:
-            _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
+                k = _window_rows(rows, 0, nrows, None, False, w32q, ncol, best, 0, m)
+        else:  # the first differences are formed as the rows are read
+            diff = diff_order == 1
+            if not diff:
+                _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
             if per_value:
-                k = _fold_per_value(ring, start, f, s, w32, base, base, best, m)
+                k = _fold_per_value(ring, start, nrows, s, diff, w32, base, base, best, m)
             else:
-                k = _window_rows(ring, start, f, s, w32q, ncol, best, base, m)
+                k = _window_rows(ring, start, nrows, s, diff, w32q, ncol, best, base, m)
         if add_first:  # the raw first frame, unshifted, weighted by row F - d
             first = ring[start, base:base + m]
             if per_value:

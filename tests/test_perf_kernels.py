@@ -453,6 +453,26 @@ def test_shifted_color_of_negative_values(f):
     assert max(image.max() for image in images) > 0
 
 
+@pytest.mark.parametrize("shape", [(5, 6), (5, 6, 3)])
+@pytest.mark.parametrize("f", [2, 3, 4, 6, 7, 8])
+def test_shifted_color_of_negative_differences(f, shape):
+    """Frames that fall every frame: every first difference (formed as the rows are read)
+    is negative, and the rows padding the F - 1 differences to a multiple of four must
+    repeat a difference, not add a product of 0 (a fixed negative peak: the ramp's blue
+    ends at weight 0, which makes a stretched image's peak 0)."""
+    plan = TracePlan(f, shape, np.uint8, TraceOptions(color_series=True, take_diff=True),
+                     scaling="fixed", peak=-2.5)
+    rng = np.random.default_rng(f)
+    steps = 3 + rng.integers(0, 3, (f + 4,) + shape)
+    frames = (250 - np.cumsum(steps, axis=0)).astype(np.uint8)
+    proj = npj.make_projector(plan)
+    assert isinstance(proj, npj.ShiftedColorProjector)
+    images = stream_frames(proj, frames, f)
+    for i, (g, e) in enumerate(zip(images, naive_images(frames, plan))):
+        assert g.tobytes() == e.tobytes(), f"window {i}"
+    assert max(image.max() for image in images) > 0
+
+
 @pytest.mark.parametrize("shape", [(5, 7), (3, 4, 3)])
 @pytest.mark.parametrize("shift", SHIFTS + [dict(take_diff=True, diff_order=2, add_first_frame=True)])
 def test_shifted_exact_path_alone(shift, shape):

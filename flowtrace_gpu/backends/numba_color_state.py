@@ -479,7 +479,7 @@ class ShiftedColor:
         self.shift_mode = (0 if self.diff_order else 2 if opts.subtract_median
                            else 1 if opts.subtract_first else 0)
         self.add_first = bool(opts.add_first_frame)
-        if self.diff_order:  # the block's F rows of differences stay in L2 (float32)
+        if self.diff_order > 1:  # the block's F rows of differences stay in L2 (float32)
             block = min(int(block), max(256, 2 ** 16 // f))
         self.block = max(1, min(int(block), self.npix))
         if self.per_value:  # blocks of whole pixels: a value's column is its index % 3
@@ -493,7 +493,8 @@ class ShiftedColor:
         self.sc_shift = np.empty((threads, self.block), np.float32)
         self.sc_best = np.empty((threads, 6, self.block), np.float32)
         self.sc_flags = np.empty((threads, self.block), np.uint8)
-        self.sc_diff = np.empty((threads, f * self.block if self.diff_order else 1), np.float32)
+        self.sc_diff = np.empty((threads, f * self.block if self.diff_order > 1 else 1),
+                                np.float32)
         self.counts = np.zeros(2, np.int64)
 
     @property
