@@ -6,7 +6,10 @@
 #   3. python bench/bench_gpu.py (kernels, transfers, end to end);
 #   4. with E2E=1, bench/bench_e2e.py for cupy (batches of 8, the default,
 #      and one frame at a time) and numba (TIFF -> PNG, the I/O floor and the
-#      original's algorithm in the same run; ~60 s more);
+#      original's algorithm in the same run; ~100 s more), for the option sets
+#      in $E2E_OPTIONS (default: default, subtract_median, color_series and
+#      the original's sample case median_color; its time limit is the bench
+#      seconds + 60);
 #   5. with HOST=1, bench/bench_host_threads.py (writers 2 / 4 / 8, max_cores
 #      4 / 8 / 16, cupy one frame at a time) and bench/bench_io_threads.py
 #      (each I/O stage in 1..16 threads, cProfile of cupy and numba; ~150 s
@@ -47,9 +50,10 @@ timeout 120 python3 -P -m pytest tests/test_parity.py -q -p no:cacheprovider --n
 timeout "$BENCH_S" python3 bench/bench_gpu.py 2>&1 | tee "$LOGS/bench_gpu.log" || status=1
 cp bench/results/gpu.json "$LOGS/" 2>/dev/null
 if [ "${E2E:-0}" = 1 ]; then
-  timeout "$BENCH_S" python3 bench/bench_e2e.py --backends cupy,numba --gpu-batch 1 \
+  timeout $((BENCH_S + 60)) python3 bench/bench_e2e.py --backends cupy,numba --gpu-batch 1 \
+    --options "${E2E_OPTIONS:-default,subtract_median,color_series,median_color}" \
     --repeats 3 2>&1 \
-    | tee "$LOGS/bench_e2e.log" | tail -22 || status=1
+    | tee "$LOGS/bench_e2e.log" | tail -32 || status=1
   cp bench/results/e2e.json "$LOGS/" 2>/dev/null
 fi
 if [ "${HOST:-0}" = 1 ]; then
