@@ -437,6 +437,48 @@ def test_shifted_peak_ties_are_recomputed():
     assert proj.state.peak_candidates >= 64
 
 
+# Two weights whose products float32 orders the other way round: 1991 * W1 is
+# 1000.0000000000002 in float64 but 999.99994 in float32, under 1000 * 1.0.
+W1 = 0.5022601707684582
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16])
+def test_color_peak_that_float32_misorders(dtype):
+    """The image's peak is a product that float32 ranks below another: the exact peak must
+    still be found (uint16: the plain path, int16: the shifted one), since a value at a
+    rounding boundary (100 * 255 / peak, 25.5 against 1000 but just under it against the
+    exact peak) takes its byte from it."""
+    colormap = [(1.0, 1.0, 1.0), (W1, W1, W1)]
+    plan = TracePlan(2, (4, 4), dtype, TraceOptions(color_series=True, colormap=colormap))
+    frames = np.zeros((3, 4, 4), dtype)
+    frames[:, 0, 0] = [1000, 0, 0]  # 1000 * 1.0: float32's top
+    frames[:, 1, 1] = [0, 1991, 0]  # 1991 * W1: the exact top
+    frames[:, 2, 2] = [100, 0, 0]   # at the boundary
+    proj = npj.make_projector(plan, chunk=4)
+    assert isinstance(proj, npj.ShiftedColorProjector) == (dtype == np.int16)
+    images = stream_frames(proj, frames, 2)
+    expected = naive_images(frames, plan)
+    assert images[0].tobytes() == expected[0].tobytes()
+    assert images[0].reshape(4, 4, 3)[2, 2, 0] == 25  # 26 with 1000 as the peak
+
+
+def test_shifted_peak_of_negative_images():
+    """Every value negative, in several blocks: each block's largest must be its largest
+    (float32 bits order negative floats backwards), or a block holding the peak is
+    skipped."""
+    colormap = [(1.0, 1.0, 1.0), (0.5, 0.5, 0.5)]
+    plan = TracePlan(2, (2, 8), np.int16, TraceOptions(color_series=True, colormap=colormap))
+    frames = np.empty((3, 2, 8), np.int16)
+    frames[:] = -5
+    frames[:, 1, :4] = -100  # the second block: the image's top and its bottom
+    frames[:, 1, 5] = -1
+    proj = npj.make_projector(plan, chunk=8)
+    assert proj.state.block == 8
+    images = stream_frames(proj, frames, 2)
+    for g, e in zip(images, naive_images(frames, plan)):
+        assert g.tobytes() == e.tobytes()
+
+
 @pytest.mark.parametrize("f", [1, 2, 3, 5, 6, 7])
 def test_shifted_color_of_negative_values(f):
     """Every product negative (signed frames below 0): the rows that pad the window to a
