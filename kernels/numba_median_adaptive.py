@@ -51,7 +51,7 @@ def _virtual_band(lo, hi, base, flag, consts, m):
         out = (a < b) | (np.uint8(h - b) > width1)
         nb = min(np.uint8(max(a, half) - half), top)
         om = np.uint8(np.uint8(0) - np.uint8(out))
-        base[j] = np.uint8((nb & om) | (b & ~om))  # not a select: see numba_color
+        base[j] = np.uint8((nb & om) | (b & ~om))  # not a select: see numba_color_records
         flag[j] = out
     moved = 0
     for j in range(m):

@@ -427,7 +427,7 @@ class ShiftedColor:
     Holds no frames: its owner keeps the window's ring and median and
     passes them to :meth:`image`; :meth:`note` records each frame's
     extremes, which bound the shifted values. Three passes (kernels in
-    :mod:`kernels.numba_color`): every value's projection in float32 and
+    :mod:`kernels.numba_color_shifted`): every value's projection in float32 and
     each block's largest; the image's exact peak, recomputed in float64
     for the pixels with a value within the error bound of the largest; the
     8-bit image, recomputing in float64 the pixels with a value too close
@@ -549,7 +549,7 @@ class ShiftedColor:
         c, err = self._bounds()
         if scale is None:
             # Only values within 3 c'' |top| of the float32 top can hold the exact peak
-            # (c'' = c / (1 - c); the module notes of kernels.numba_color).
+            # (c'' = c / (1 - c); the module notes of kernels.numba_color_shifted).
             top = float(self.peaks.max())
             if top == 0.0:
                 # A float32 B of 0 is an exact 0 (the bound is relative), and the

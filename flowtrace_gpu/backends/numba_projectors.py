@@ -580,7 +580,7 @@ class CertifiedColorProjector(NumbaProjector):
     the bound cannot carry it across a rounding boundary; the others (a few
     in ten thousand) are recomputed in float64 as
     :func:`kernels.window.trace_window` does, and the stretch's peak comes
-    exactly from the frames' maxima (:mod:`kernels.numba_color`).
+    exactly from the frames' maxima (:mod:`kernels.numba_color_stretch`).
     """
 
     keeps_median = False
