@@ -1,7 +1,8 @@
 """Milliseconds per output frame of the projection kernels, steady state, with peers.
 
 For each movie (``particles``: the synthetic particle movie; ``noise``:
-uniform noise over the dtype's range), dtype (uint8, uint16) and F (10, 30,
+uniform noise over the dtype's range), dtype (uint8, uint16; float32 on
+request: the particle movie's 8-bit values, noise in [0, 1)) and F (10, 30,
 100), every backend that loads runs max, min (``invert_color``), median
 (``subtract_median``), color (``color_series``) and fade (``fade_tails``)
 on a resident 1024x1024 movie. Each cell is the marginal cost of a window,
@@ -13,7 +14,7 @@ the rounds are reported. ``op/method`` ops force a numba method
 ``median/band``, ``median/adaptive``). Weights after a shift, on request:
 ``color+median``, ``color+invert``, ``fade+median``, ``color+diff`` (the
 certified shifted path), and each with ``/exact`` (the float64 pass it
-replaced). Yardsticks
+replaced; ``color/exact`` too, the pass float frames took before). Yardsticks
 from the same run: one ``np.maximum(a, b, out=c)`` pass (memory bandwidth)
 and the per-window NumPy reference
 (``RingProjector``, on a few windows). The peers table (``--peers``, the
@@ -27,6 +28,7 @@ Prints the tables and writes ``bench/results/kernels.json``.
     python bench/bench_kernels.py --data noise --ops median --fs 30,100
     python bench/bench_kernels.py --ops color/brute,color/records --fs 100,200
     python bench/bench_kernels.py --ops color+median,color+median/exact --fs 10,30,100
+    python bench/bench_kernels.py --dtypes float32 --ops color,color/exact --fs 30
     python bench/bench_kernels.py --cold      # also first-call times in fresh processes
     python bench/bench_kernels.py --threads 1 2 --data particles   # scaling with threads
 """
@@ -71,7 +73,7 @@ DEFAULT_OPS = ("max", "min", "median", "color", "fade")
 #: run), and the keyword of ``make_projector`` that chooses it.
 METHOD_OPS = {"color/brute": "color", "color/records": "color", "fade/brute": "color",
               "fade/records": "color", "median/blocked": "median", "median/band": "median",
-              "median/adaptive": "median", "color+median/exact": "color",
+              "median/adaptive": "median", "color/exact": "color", "color+median/exact": "color",
               "color+invert/exact": "color", "fade+median/exact": "color",
               "color+diff/exact": "color"}
 
@@ -90,7 +92,13 @@ def options(op):
 
 
 def movie(kind, n, shape, dtype, seed=0):
-    """``n`` frames: the synthetic particle movie, or uniform noise over the dtype's range."""
+    """``n`` frames: the synthetic particle movie, or uniform noise over the dtype's range
+    (float frames: the 8-bit particle movie's values, or noise in [0, 1))."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        if kind == "particles":
+            return synthetic_movie(n, shape, seed=seed).astype(dtype)
+        return np.random.default_rng(seed).random((n,) + shape).astype(dtype)
     if kind == "particles":
         return synthetic_movie(n, shape, seed=seed, dtype=dtype)
     top = int(np.iinfo(dtype).max)

@@ -20,8 +20,8 @@ gives. The states that drive them, and the choice among them, are in
 
 from .numba_color_brute import color_brute
 from .numba_color_records import color_step
-from .numba_color_shifted import shifted_brute, shifted_peak, shifted_stretch
+from .numba_color_shifted import count_tiny, shifted_brute, shifted_peak, shifted_stretch
 from .numba_color_stretch import frame_max
 
-__all__ = ["color_brute", "color_step", "frame_max", "shifted_brute", "shifted_peak",
-           "shifted_stretch"]
+__all__ = ["color_brute", "color_step", "count_tiny", "frame_max", "shifted_brute",
+           "shifted_peak", "shifted_stretch"]

@@ -36,6 +36,21 @@ from .numba_project import _to_uint8
 
 
 @njit(cache=True, nogil=True)
+def count_tiny(x, below):
+    """How many values of ``x`` (float32) are non-zero with a magnitude under ``below``.
+
+    Float frames: a value times the smallest weight under 2**-126 gives a
+    subnormal float32 product, whose error is absolute, not relative. One
+    branch-free pass (NumPy's abs and masked min took 2 ms of a 1 MP frame).
+    """
+    n = 0
+    for j in range(x.shape[0]):
+        a = abs(x[j])
+        n += (a < below) & (a > 0)
+    return n
+
+
+@njit(cache=True, nogil=True)
 def _fold_row(x, w, a0, d0, m):
     """d = max(a, x * w): the raw first frame of ``add_first_frame``."""
     for j in range(m):

@@ -408,7 +408,12 @@ DECISIONS = [
     (4, np.int8, T(color_series=True), {}, "auto", npj.ShiftedColorProjector),
     (4, np.uint8, T(fade_tails=True, invert_color=True), {}, "auto",
      npj.ShiftedColorProjector),
-    # the exact float64 pass: floats, 32-bit integers, differences of order > 7, raw output
+    # float frames without a shift or a difference: their values are exact in float32
+    (4, np.float32, T(color_series=True), {}, "auto", npj.ShiftedColorProjector),
+    (5, np.float16, T(fade_tails=True, invert_color=True, add_first_frame=True), FIXED, "auto",
+     npj.ShiftedColorProjector),
+    # the exact float64 pass: floats after a shift or a difference, float64, 32-bit
+    # integers, differences of order > 7, raw output
     (4, np.float32, T(color_series=True, take_diff=True, subtract_median=True), {}, "auto",
      npj.WeightedProjector),
     (4, np.uint8, T(color_series=True, take_diff=True, subtract_first=True), {}, "auto",
@@ -418,6 +423,7 @@ DECISIONS = [
     (4, np.float32, T(color_series=True, subtract_first=True), {}, "auto",
      npj.WeightedProjector),
     (4, np.int32, T(fade_tails=True, invert_color=True), {}, "auto", npj.WeightedProjector),
+    (4, np.float64, T(color_series=True), {}, "auto", npj.WeightedProjector),
     (4, np.uint8, T(color_series=True, normalize="none"), {}, "auto", npj.WeightedProjector),
 ]
 
@@ -427,7 +433,7 @@ DECISIONS = [
 def test_choose_projector(f, dtype, opts, extra, median, expected):
     """The decision table, and each row's projector against naive.
 
-    Rows of wide integers (uint32) are not streamed: their paths are the
+    Rows of wide integers and float64 are not streamed: their paths are the
     float64 code float32 rows check, and would only add compiles.
     """
     rng = np.random.default_rng(f)
@@ -436,7 +442,7 @@ def test_choose_projector(f, dtype, opts, extra, median, expected):
         assert npj.choose_projector(plan, median) is expected
         proj = npj.make_projector(plan, chunk=4, median=median)
         assert type(proj) is expected
-        if np.dtype(dtype).itemsize <= 2:
+        if np.dtype(dtype).itemsize <= 2 or np.dtype(dtype) == np.float32:
             check_projector(proj, make_frames(rng, 2 * f + 3, shape, dtype))
 
 

@@ -195,13 +195,15 @@ def test_records_plan_and_method_choice():
     assert method(high, color_series=True, colormap="viridis") == "brute"
     assert method(high, shape=(2, 3, 3), color_series=True) == "brute"
     assert method(high, shape=(2, 3, 3), fade_tails=True) == "records"
-    # a shift, differences, or signed frames: the shifted brute force; floats, differences
-    # of order > 7: the exact pass
+    # a shift, differences, signed or float frames: the shifted brute force; floats after
+    # a shift or a difference, float64, differences of order > 7: the exact pass
     assert method(high, color_series=True, subtract_median=True) == "shifted"
     assert method(high, color_series=True, invert_color=True) == "shifted"
     assert method(4, dtype=np.int16, fade_tails=True) == "shifted"
     assert method(4, color_series=True, subtract_first=True, take_diff=True) == "shifted"
-    assert method(high, dtype=np.float32, color_series=True) is None
+    assert method(high, dtype=np.float32, color_series=True) == "shifted"
+    assert method(high, dtype=np.float32, color_series=True, subtract_median=True) is None
+    assert method(high, dtype=np.float64, color_series=True) is None
     assert method(10, color_series=True, take_diff=True, diff_order=8) is None
     assert method(high) is None
     plan = TracePlan(5, (2, 2), np.uint8, TraceOptions(color_series=True, subtract_first=True))
@@ -350,8 +352,14 @@ WEIGHTS = [
 
 
 def signed_movie(style, n, shape, dtype, seed):
-    """make_movie's frames moved to straddle 0 for signed dtypes (as they are otherwise)."""
+    """make_movie's frames moved to straddle 0 for signed dtypes (as they are otherwise);
+    float frames also scaled, down to values whose weighted products are subnormal."""
     dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        # finite values only (the API refuses inf and nan): float16 ends at 65504
+        scales = [1.0, 1e-3, 1e3, 1e-36, 1e-42] if dtype.itemsize == 4 else [1.0, 1e-3, 100.0]
+        frames = make_movie(style, n, shape, np.uint8, seed).astype(np.float64) - 128
+        return (frames * scales[seed % len(scales)]).astype(dtype)
     if dtype.kind != "i":
         return make_movie(style, n, shape, dtype, seed)
     unsigned = np.dtype(f"u{dtype.itemsize}")
@@ -368,6 +376,8 @@ def shifted_cases(draw):
         shift.update(take_diff=True, diff_order=diff)
     kinds = [np.int8, np.int16] if not shift else [np.uint8, np.uint8, np.uint16, np.int8,
                                                   np.int16, np.bool_]
+    if not (diff or shift.get("subtract_first") or shift.get("subtract_median")):
+        kinds += [np.float32, np.float16]  # floats without a shift or a difference
     dtype = draw(st.sampled_from(kinds))
     shape = (draw(st.integers(1, 6)), draw(st.integers(1, 9)))
     shape += (3,) if draw(st.booleans()) else ()  # RGB frames take colors per value
@@ -387,7 +397,8 @@ def shifted_cases(draw):
 @given(shifted_cases())
 def test_shifted_color_matches_naive(case):
     """Every image equals naive's byte for byte: signed and unsigned frames, every shift,
-    differences, tiny blocks; slack 1 sends every value to the exact path."""
+    differences, float frames where they apply, tiny blocks; slack 1 sends every value to
+    the exact path."""
     plan, n, style, chunk, slack, seed = case
     frames = signed_movie(style, n, plan.frame_shape, plan.dtype, seed)
     proj = npj.make_projector(plan, chunk=chunk)
@@ -493,6 +504,24 @@ def test_shifted_color_of_negative_values(f):
     for i, (g, e) in enumerate(zip(images, naive_images(frames, plan))):
         assert g.tobytes() == e.tobytes(), f"window {i}"
     assert max(image.max() for image in images) > 0
+
+
+@pytest.mark.parametrize("scale", [1e-36, 1e-42, 1.0])
+def test_float_frames_with_subnormal_products(scale):
+    """Float32 frames so small that their weighted products are subnormal in float32
+    (errors absolute, not relative, and 255 / peak beyond float32's range): every value
+    is decided in float64, and the bytes are naive's; at ordinary scales none is."""
+    plan = TracePlan(4, (16, 16), np.float32, TraceOptions(color_series=True))
+    frames = (np.random.default_rng(0).random((8, 16, 16)) * scale).astype(np.float32)
+    proj = npj.make_projector(plan, chunk=64)
+    assert isinstance(proj, npj.ShiftedColorProjector)
+    images = stream_frames(proj, frames, 4)
+    for i, (g, e) in enumerate(zip(images, naive_images(frames, plan))):
+        assert g.tobytes() == e.tobytes(), f"window {i}"
+    values = sum(image.size for image in images)
+    tiny = scale < 1e-30
+    assert proj.state._bounds()[2] == tiny  # the subnormal decision itself
+    assert proj.state.exact == values if tiny else proj.state.exact < values // 100
 
 
 @pytest.mark.parametrize("shape", [(5, 6), (5, 6, 3)])

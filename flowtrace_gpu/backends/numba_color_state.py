@@ -130,13 +130,21 @@ def shifted_applies(plan) -> bool:
     ``invert_color``, ``add_first_frame`` or ``take_diff`` (or signed
     frames), on integer frames of at most 16 bits (every shifted value is
     then a multiple of 0.5 exact in float32, every difference of order up
-    to 7 an integer below 2**24), with 8-bit output.
+    to 7 an integer below 2**24), with 8-bit output. Float frames of at
+    most 32 bits take it without a shift or a difference (``invert_color``
+    and ``add_first_frame`` alone): their values are exact in float32, but
+    a float's shift or difference is not.
     """
     opts = plan.options
     if plan.colors is None or brute_applies(plan) or (opts.take_diff and opts.diff_order > 7):
         return False
+    if plan.scaling not in ("frame", "fixed"):
+        return False
     dtype = _storage(plan.dtype)
-    return dtype.kind in "iu" and dtype.itemsize <= 2 and plan.scaling in ("frame", "fixed")
+    if dtype.kind == "f":
+        return dtype.itemsize <= 4 and not (opts.subtract_first or opts.subtract_median
+                                            or opts.take_diff)
+    return dtype.kind in "iu" and dtype.itemsize <= 2
 
 
 def records_plan(plan):
@@ -454,7 +462,8 @@ class ShiftedColor:
     def __init__(self, plan, block: int = 8192, slack: float = 0.0):
         if not shifted_applies(plan):
             raise ValueError("the shifted color path needs weights on integer frames of at "
-                             "most 16 bits (take_diff of order <= 7), with 8-bit output")
+                             "most 16 bits (take_diff of order <= 7), or float frames of at "
+                             "most 32 bits without a shift or a difference, with 8-bit output")
         opts = plan.options
         self.plan = plan
         self.f = f = plan.frames_to_merge
@@ -489,6 +498,16 @@ class ShiftedColor:
         self.proj = np.empty((self.ncol, self.npix), np.float32)
         self.peaks = np.empty(nblocks, np.float32)
         self.extremes = np.zeros((f, 2), np.float64)  # each slot's frame min and max
+        # Float frames: whether each slot holds a value whose product with the smallest
+        # non-zero weight is below 2**-126 (subnormal: its error absolute, not relative).
+        self.float_frames = _storage(plan.dtype).kind == "f"
+        self.tiny = np.zeros(f, bool)
+        wmin = float(np.abs(self.w32[self.w32 != 0]).min(initial=np.inf))
+        limit = 2.0 ** -126 / wmin
+        # compared in float32: rounded up, or every non-zero value where it overflows
+        self.tiny_below = np.float32(limit) if limit < 3e38 else np.float32(np.inf)
+        if float(self.tiny_below) < limit:
+            self.tiny_below = np.nextafter(self.tiny_below, np.float32(np.inf))
         threads = _threads()
         self.sc_shift = np.empty((threads, self.block), np.float32)
         self.sc_best = np.empty((threads, 6, self.block), np.float32)
@@ -508,26 +527,34 @@ class ShiftedColor:
     def note(self, x, slot: int) -> None:
         """Frame ``x`` (flat) goes to ring row ``slot``: keep its extremes."""
         self.extremes[slot] = (x.min(), x.max())
+        if self.float_frames:
+            self.tiny[slot] = _kernels().count_tiny(x, self.tiny_below) > 0
 
     def _bounds(self):
-        """``(c, err)``: the float32 ``B`` errs by at most ``c * |B|`` (a bound relative
-        to each value), and the float32 projection ``offset + B`` by at most ``err``.
+        """``(c, err, subnormal)``: the float32 ``B`` errs by at most ``c * |B|`` (a bound
+        relative to each value), and the float32 projection ``offset + B`` by at most
+        ``err``; unless ``subnormal``.
 
         Every shifted value ``v`` is exact, so a product errs only by its
         weight's relative error and two roundings (float32 here, float64 in
         the reference), which the maximum keeps; ``|B|`` is at most ``V *
         wmax``, ``V`` the window's largest frame maximum less its smallest
         minimum (or one frame value, unshifted). ``invert_color``'s offset
-        adds two roundings and its own float32 error.
+        adds two roundings and its own float32 error. ``subnormal``: float
+        frames hold values small enough for a product to fall below float32's
+        normal range (2**-126), where errors are absolute, not relative (and
+        the stretch factor may not fit float32): every value must then be
+        decided in float64.
         """
         c = (self.wrel + U32 * (1 + self.wrel) + U64) / (1 - U64) * (1 + 1e-6)
         low, high = self.extremes[:, 0].min(), self.extremes[:, 1].max()
         # a d-th difference is a sum of 2**d values with signs
         bmax = max((high - low) * 2 ** self.diff_order, abs(high), abs(low)) * self.wmax
+        subnormal = bool(self.tiny.any())
         err = c * bmax
         if self.offset != 0.0 or self.off_err:
             err += self.off_err + (U32 + U64) * (abs(self.offset) + bmax * (1 + c))
-        return c, err * (1 + 1e-6) + 1e-300
+        return c, err * (1 + 1e-6) + 1e-300, subnormal
 
     def image(self, ring, start, lo, hi, scale=None) -> np.ndarray:
         """The window's 8-bit image as a new flat array (value p, column c at ``p * ncol + c``).
@@ -546,18 +573,18 @@ class ShiftedColor:
         args = (ring, start, lo, hi, self.shift_mode, self.diff_order)
         nc.shifted_brute(*args, self.w32, self.per_value, self.add_first, self.proj,
                          self.peaks, self.block, self.sc_shift, self.sc_best, self.sc_diff)
-        c, err = self._bounds()
+        c, err, subnormal = self._bounds()
         if scale is None:
             # Only values within 3 c'' |top| of the float32 top can hold the exact peak
             # (c'' = c / (1 - c); the module notes of kernels.numba_color_shifted).
             top = float(self.peaks.max())
-            if top == 0.0:
+            if top == 0.0 and not subnormal:
                 # A float32 B of 0 is an exact 0 (the bound is relative), and the
                 # others are below 0: the common case of invert_color, where a
                 # weight of 0 (the ramp's blue, the fade) makes every B of a column 0.
                 best = 0.0
             else:
-                bound = top - 3 * c / (1 - c) * abs(top)
+                bound = -np.inf if subnormal else top - 3 * c / (1 - c) * abs(top)
                 below = np.float32(bound)
                 if float(below) > bound:  # float32 rounding must not lift it
                     below = np.nextafter(below, np.float32(-np.inf))
@@ -567,8 +594,15 @@ class ShiftedColor:
             peak = self.offset - (-best)  # offset - min, as the reference
             scale = 255.0 / peak if peak != 0 else 1.0
         margin = abs(scale) * err * (1 + 1e-6) + _STRETCH_SLACK + self.slack
+        s32 = np.float32(abs(scale)) if abs(scale) < 1e38 else np.float32(np.inf)
+        if subnormal or not np.finfo(np.float32).tiny <= s32 < np.inf:
+            # float32 cannot decide these values (or hold the scale): a factor of 0 and a
+            # margin of 2 flag every value for the float64 recomputation
+            scale32, margin = np.float32(0.0), 2.0
+        else:
+            scale32 = np.float32(scale)
         out = np.empty(self.proj.size, np.uint8)
-        nc.shifted_stretch(self.proj, self.offset, np.float32(scale),
+        nc.shifted_stretch(self.proj, self.offset, scale32,
                            np.float32(margin * (1 + 4 * U32)), scale, *args, self.w64,
                            self.per_value, self.add_first, self.block, out, self.counts,
                            self.sc_flags)

@@ -609,7 +609,7 @@ class ShiftedColorProjector(NumbaProjector):
     Applies to ``color_series`` and ``fade_tails`` with ``subtract_first``,
     ``subtract_median``, ``invert_color``, ``add_first_frame`` or
     ``take_diff`` (or on signed frames), on integer frames of at most 16
-    bits, with 8-bit output
+    bits, or on float frames without a shift or a difference, with 8-bit output
     (:func:`.numba_color_state.shifted_applies`). Keeps the window's ring
     and median like the exact paths; the image comes from a
     :class:`~.numba_color_state.ShiftedColor`: O(F) per value in float32,
