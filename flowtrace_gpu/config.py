@@ -143,7 +143,7 @@ SETTINGS: dict[str, Setting] = {
     # fade"), where the records path was no faster (so it keeps the block above).
     "numba_brute_block": Setting(
         8192, "pixels per block of the numba brute-force color paths (color_series, "
-        "fade_tails on integer frames; at most numba_chunk)", env="FLOWTRACE_BRUTE_BLOCK",
+        "fade_tails on integer and float32 frames; at most numba_chunk)", env="FLOWTRACE_BRUTE_BLOCK",
         minimum=1, maximum=2**20),
     # One frame at a time the cupy pipeline spends ~0.5 ms per frame in some
     # fifteen CuPy calls; batches of 8 made it 1.2-1.35x faster end to end

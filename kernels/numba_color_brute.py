@@ -151,6 +151,16 @@ def _window_rows(ring, start, nrows, shift, diff, w32q, ncol, best, base, m):
     return k
 
 
+@njit(cache=True, nogil=True)
+def fold_window(rows, start, nrows, shift, diff, w32, w32q, per_value, base, rbase, best, m):
+    """Fold ``nrows`` rows of ``rows`` (columns ``rbase ..``) into ``best``: RGB frames
+    value by value (:func:`_fold_per_value`, pixels from ``base``), else by weight
+    column (:func:`_window_rows`). Returns the accumulator holding the result."""
+    if per_value:
+        return _fold_per_value(rows, start, nrows, shift, diff, w32, base, rbase, best, m)
+    return _window_rows(rows, start, nrows, shift, diff, w32q, w32.shape[1], best, rbase, m)
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_flags, sc_best,
                 sc_cols, bsize):
@@ -193,10 +203,8 @@ def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_fl
         best = sc_best[tid]
         for c in range(ncol):
             best[2 * c, :m] = 0.0
-        if per_value:
-            k = _fold_per_value(ring, (t + 1) % f, f, None, False, w32, base, base, best, m)
-        else:
-            k = _window_rows(ring, (t + 1) % f, f, None, False, w32q, ncol, best, base, m)
+        k = fold_window(ring, (t + 1) % f, f, None, False, w32, w32q, per_value, base, base,
+                        best, m)
         flags = sc_flags[tid]
         flags[:m] = 0
         if per_value:  # one margin for the three columns: the largest

@@ -30,7 +30,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .numba_color_brute import _each, _fold_per_value, _pad_weights, _window_rows
+from .numba_color_brute import _each, _pad_weights, fold_window
 from .numba_color_stretch import _stretch3, _stretch_row
 from .numba_project import _to_uint8
 
@@ -61,10 +61,8 @@ def _fold_row(x, w, a0, d0, m):
 
 @njit(cache=True, nogil=True)
 def _shift_of(ring, start, lo, hi, shift_mode, base, s, m):
-    """The shift ``s`` of each pixel: 0, the first frame, or the median ``(lo + hi) / 2``."""
-    if shift_mode == 0:
-        s[:m] = 0.0
-    elif shift_mode == 1:
+    """The shift ``s`` of each pixel: the first frame (mode 1) or the median ``(lo + hi) / 2``."""
+    if shift_mode == 1:
         for j in range(m):
             s[j] = np.float32(ring[start, base + j])
     else:
@@ -145,18 +143,16 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
         if diff_order > 1:
             rows = sc_diff[tid].reshape((f, bsize))
             _diff_rows(ring, start, base, m, diff_order, rows)
-            if per_value:
-                k = _fold_per_value(rows, 0, nrows, None, False, w32, base, 0, best, m)
-            else:
-                k = _window_rows(rows, 0, nrows, None, False, w32q, ncol, best, 0, m)
-        else:  # the first differences are formed as the rows are read
-            diff = diff_order == 1
-            if not diff:
-                _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
-            if per_value:
-                k = _fold_per_value(ring, start, nrows, s, diff, w32, base, base, best, m)
-            else:
-                k = _window_rows(ring, start, nrows, s, diff, w32q, ncol, best, base, m)
+            k = fold_window(rows, 0, nrows, None, False, w32, w32q, per_value, base, 0, best, m)
+        elif diff_order == 1 or shift_mode == 0:
+            # no shift (the unshifted row kernels pay no subtraction), or the first
+            # differences, formed as the rows are read
+            k = fold_window(ring, start, nrows, None, diff_order == 1, w32, w32q, per_value, base,
+                            base, best, m)
+        else:
+            _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
+            k = fold_window(ring, start, nrows, s, False, w32, w32q, per_value, base, base, best,
+                            m)
         if add_first:  # the raw first frame, unshifted, weighted by row F - d
             first = ring[start, base:base + m]
             if per_value:

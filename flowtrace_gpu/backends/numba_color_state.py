@@ -289,7 +289,6 @@ class _CertifiedColor:
         return scale, (margins * (1 + 4 * U32)).astype(np.float32)
 
 
-
 class BruteColor(_CertifiedColor):
     """Every frame of the window times its weights, in float32 (any weights).
 
@@ -594,8 +593,8 @@ class ShiftedColor:
             peak = self.offset - (-best)  # offset - min, as the reference
             scale = 255.0 / peak if peak != 0 else 1.0
         margin = abs(scale) * err * (1 + 1e-6) + _STRETCH_SLACK + self.slack
-        s32 = np.float32(abs(scale)) if abs(scale) < 1e38 else np.float32(np.inf)
-        if subnormal or not np.finfo(np.float32).tiny <= s32 < np.inf:
+        f32 = np.finfo(np.float32)
+        if subnormal or not f32.tiny <= abs(scale) < f32.max:
             # float32 cannot decide these values (or hold the scale): a factor of 0 and a
             # margin of 2 flag every value for the float64 recomputation
             scale32, margin = np.float32(0.0), 2.0

@@ -16,7 +16,9 @@ class                          when
                                ``subtract_median``, ``invert_color``,
                                ``add_first_frame`` or ``take_diff`` (order
                                <= 7), or on signed frames: integers of <= 16
-                               bits, 8-bit output (float32, certified)
+                               bits, or floats of <= 32 bits without a shift
+                               or a difference; 8-bit output (float32,
+                               certified)
 :class:`WeightedProjector`     the other plans with weights (float64)
 :class:`PerWindowProjector`    ``take_diff`` with a shift on floats or 32/64-bit
                                integers (differences kept in float64)
