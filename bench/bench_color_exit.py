@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flowtrace_gpu.colors import ramp_colors  # noqa: E402
+from flowtrace_gpu.kernels.colors import ramp_colors  # noqa: E402
 
 from bench_kernels import movie  # noqa: E402
 from common import save, table  # noqa: E402

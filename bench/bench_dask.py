@@ -12,7 +12,7 @@ traced, in one run, by:
   (its input: ``da.from_zarr`` with time chunks of one block);
 * ``1 worker`` / ``2 workers``: ``flowtrace_dask`` on a ``LocalCluster`` of
   processes with one thread each, started with this package's worker
-  environment (``flowtrace_gpu.batch.worker_environ``);
+  environment (``flowtrace_gpu.scaleout.batch.worker_environ``);
 * ``2 workers, distributed's malloc``: the same with distributed's default
   ``MALLOC_TRIM_THRESHOLD_=65536``.
 
@@ -40,11 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from flowtrace_gpu import flowtrace, flowtrace_dask, get_backend  # noqa: E402
 from flowtrace_gpu.api import _plan  # noqa: E402
-from flowtrace_gpu.batch import local_cluster  # noqa: E402
-from flowtrace_gpu.dask_trace import default_block  # noqa: E402
+from flowtrace_gpu.engine.pipeline import run  # noqa: E402
 from flowtrace_gpu.io.formats import open_source  # noqa: E402
 from flowtrace_gpu.options import split  # noqa: E402
-from flowtrace_gpu.pipeline import run  # noqa: E402
+from flowtrace_gpu.scaleout.batch import local_cluster  # noqa: E402
+from flowtrace_gpu.scaleout.dask_trace import default_block  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import save, table  # noqa: E402

@@ -34,7 +34,7 @@ from baseline_original import run_original  # noqa: E402
 
 from flowtrace_gpu import available_backends, flowtrace, flowtrace_array, get_backend  # noqa: E402
 from flowtrace_gpu.backends.base import Backend  # noqa: E402
-from flowtrace_gpu.backends.cupy_backend import CupyBackend  # noqa: E402
+from flowtrace_gpu.backends.cupy.backend import CupyBackend  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import save, table  # noqa: E402

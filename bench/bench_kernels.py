@@ -50,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowtrace_gpu.backends import available_backends, get_backend  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
-from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import machine, median_time  # noqa: E402
@@ -82,7 +82,7 @@ def projector(backend, op, plan):
     """The backend's projector, or for ``op/method`` the numba projector with that method."""
     if "/" not in op:
         return backend.projector(plan)
-    from flowtrace_gpu.backends.numba_projectors import make_projector
+    from flowtrace_gpu.backends.numba.projectors import make_projector
 
     return make_projector(plan, **{METHOD_OPS[op]: op.split("/")[1]})
 
@@ -228,7 +228,7 @@ def cold_starts(shape, f):
         "import time; t0 = time.perf_counter()\n"
         "import numpy as np\n"
         "from flowtrace_gpu.backends import get_backend\n"
-        "from flowtrace_gpu.plan import TracePlan, TraceOptions\n"
+        "from flowtrace_gpu.engine.plan import TracePlan, TraceOptions\n"
         "b = get_backend('numba'); t1 = time.perf_counter()\n"
         f"res = {{}}\n"
         f"for name, o in [('max', TraceOptions()), ('median', TraceOptions(subtract_median=True)),"

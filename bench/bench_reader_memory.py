@@ -61,9 +61,10 @@ def child(method: str, path: str, window: int) -> dict:
     """Trace the stack once; the peaks of the status fields, sampled while it runs."""
     import tifffile
 
-    from flowtrace_gpu import flowtrace_array, get_backend, pipeline
+    from flowtrace_gpu import flowtrace_array, get_backend
+    from flowtrace_gpu.engine import pipeline
+    from flowtrace_gpu.engine.plan import TraceOptions, TracePlan
     from flowtrace_gpu.io.formats import open_source
-    from flowtrace_gpu.plan import TraceOptions, TracePlan
 
     backend = get_backend("numba")
     # Compile (or load) the kernels first: the samples then see only the run.

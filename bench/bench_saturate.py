@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 from flowtrace_gpu import flowtrace_array  # noqa: E402
+from flowtrace_gpu.engine.saturation import _histogram_function  # noqa: E402
 from flowtrace_gpu.kernels import saturate as ks  # noqa: E402
 from flowtrace_gpu.kernels.stretch import scale_to_uint8  # noqa: E402
-from flowtrace_gpu.saturation import _histogram_function  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import median_time, save, table  # noqa: E402

@@ -12,7 +12,7 @@ when called), :class:`FlowtraceError` (and its mid-run kind
 plus two modules of
 declarations, :mod:`flowtrace_gpu.options` (every user option) and
 :mod:`flowtrace_gpu.config` (every tunable and its environment variable); and
-:mod:`flowtrace_gpu.manifest` (``read_manifest``: what an output holds).
+:mod:`flowtrace_gpu.runs.manifest` (``read_manifest``: what an output holds).
 Every other module (``plan``, ``pipeline``, ``backends``, ``io``,
 ``kernels``, ...) is internal and may change between releases.
 """
@@ -21,9 +21,9 @@ __version__ = "0.1.0"  # before the imports: the manifest records it
 
 from .api import flowtrace, flowtrace_array  # noqa: E402
 from .backends import available_backends, get_backend  # noqa: E402
-from .batch import flowtrace_batch  # noqa: E402
-from .dask_trace import flowtrace_dask  # noqa: E402
 from .errors import FlowtraceError, IncompleteRunError, RunInterrupted  # noqa: E402
+from .scaleout.batch import flowtrace_batch  # noqa: E402
+from .scaleout.dask_trace import flowtrace_dask  # noqa: E402
 
 __all__ = [
     "FlowtraceError",

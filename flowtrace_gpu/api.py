@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config, pipeline
+from . import __version__, config
 from .backends import get_backend
+from .engine import pipeline
+from .engine.plan import TracePlan, check_window, trace_sequence
+from .engine.saturation import LevelRecorder
 from .errors import FlowtraceError
 from .io.formats import open_source, open_writer, output_kind
 from .io.grayscale import GrayscaleSource
@@ -20,12 +23,10 @@ from .io.own_files import output_names
 from .io.sources import ArraySource, default_probe_workers
 from .io.writers import ArrayWriter, ListWriter
 from .io.zarr_store import chunk_files, is_zarr_path
-from .manifest import Manifest, source_identity
 from .options import FLOWTRACE, FLOWTRACE_ARRAY, split
-from .output_run import OutputRun, Segment, refuse_overwriting_input, source_files
-from .plan import TracePlan, check_window, trace_sequence
-from .saturation import LevelRecorder
-from .signals import stop_on_signals
+from .runs.manifest import Manifest, source_identity
+from .runs.output_run import OutputRun, Segment, refuse_overwriting_input, source_files
+from .runs.signals import stop_on_signals
 
 
 def _start(kwargs: dict, call: str):
@@ -225,7 +226,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     -----
     The output holds a manifest (``flowtrace.json`` in a folder,
     ``<file>.flowtrace.json`` beside a file) and, while the run lasts, a
-    lock; see :mod:`flowtrace_gpu.manifest`.
+    lock; see :mod:`flowtrace_gpu.runs.manifest`.
 
     Examples
     --------

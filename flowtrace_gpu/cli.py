@@ -196,7 +196,7 @@ def _demo(args) -> int:
 
 
 def _batch(args) -> int:
-    from .batch import BatchFailed, flowtrace_batch
+    from .scaleout.batch import BatchFailed, flowtrace_batch
 
     defaults = {opt.name: opt.default for opt in registry()}
     # Defaults are flowtrace's own; leaving them out lets the batch size max_cores.

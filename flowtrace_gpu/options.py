@@ -2,7 +2,7 @@
 
 An option is a dataclass field whose metadata holds an :class:`Option`: its
 one-line help, how it is checked, its command-line spelling and which public
-calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.plan.TraceOptions`
+calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.engine.plan.TraceOptions`
 (what each window shows: every call that makes images takes these) and
 :class:`RunOptions` (where frames come from and go, and how a run uses the
 machine). From these fields come the command line (:mod:`flowtrace_gpu.cli`),
@@ -174,7 +174,7 @@ def anything(name: str, value):
 
 def colormap_check(name: str, value):
     """A matplotlib colormap name or two or more colors, resolved now (see plan)."""
-    from .colors import resolve_colormap
+    from .kernels.colors import resolve_colormap
 
     return resolve_colormap(value)
 
@@ -231,7 +231,7 @@ class RunOptions:
 
 def registry() -> list[Option]:
     """Every option, image options first, with ``name`` and ``default`` filled in."""
-    from .plan import TraceOptions
+    from .engine.plan import TraceOptions
 
     found = []
     for cls in (TraceOptions, RunOptions):
@@ -244,14 +244,14 @@ def registry() -> list[Option]:
 
 def image_option_names() -> tuple[str, ...]:
     """Names of the options that shape the images (the fields of TraceOptions)."""
-    from .plan import TraceOptions
+    from .engine.plan import TraceOptions
 
     return tuple(f.name for f in dataclasses.fields(TraceOptions))
 
 
 def step_flags() -> tuple[str, ...]:
     """The on/off options that change what a window shows (the demo's and the tests' list)."""
-    from .plan import TraceOptions
+    from .engine.plan import TraceOptions
 
     return tuple(f.name for f in dataclasses.fields(TraceOptions)
                  if f.metadata["option"].is_flag and f.name != "grayscale")
@@ -263,7 +263,7 @@ def split(kwargs: dict, call: str = FLOWTRACE) -> tuple:
     Only the options ``call`` takes are read; the rest of ``kwargs``
     (positional parameters such as ``image_dir``) is ignored.
     """
-    from .plan import TraceOptions
+    from .engine.plan import TraceOptions
 
     image, run = {}, {}
     for opt in registry():

@@ -23,7 +23,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 @pytest.fixture(autouse=True)
 def _fresh_core_split(monkeypatch):
     """Each test's runs measure their thread split afresh (no earlier test's memory)."""
-    from flowtrace_gpu import core_split
+    from flowtrace_gpu.engine import thread_split as core_split
 
     monkeypatch.setattr(core_split, "_SETTLED", {})
 BACKENDS = available_backends()

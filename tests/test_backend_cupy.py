@@ -25,15 +25,16 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend, pipeline
+from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend
 from flowtrace_gpu.backends import BackendUnavailable, clear_cache
-from flowtrace_gpu.backends import _cupy_device as dev
-from flowtrace_gpu.backends import _cupy_kernels as ck
-from flowtrace_gpu.backends import _cupy_memory as mem
-from flowtrace_gpu.backends import cupy_backend as cb
+from flowtrace_gpu.backends.cupy import backend as cb
+from flowtrace_gpu.backends.cupy import device as dev
+from flowtrace_gpu.backends.cupy import kernels as ck
+from flowtrace_gpu.backends.cupy import memory as mem
+from flowtrace_gpu.engine import pipeline
+from flowtrace_gpu.engine.plan import TraceOptions, TracePlan, WeightMode
 from flowtrace_gpu.kernels.stretch import scale_to_uint8, stretch_to_uint8
 from flowtrace_gpu.kernels.window import prepare_stack, stack_shape, trace_window
-from flowtrace_gpu.plan import TraceOptions, TracePlan, WeightMode
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import REFERENCE, read_png, reference_cases

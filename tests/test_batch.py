@@ -11,10 +11,10 @@ import tifffile
 from test_long_runs import ENOSPC, fail_at
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_batch
-from flowtrace_gpu import batch as batch_module
-from flowtrace_gpu.batch import DONE, FAILED, SKIPPED, BatchFailed
 from flowtrace_gpu.cli import _batch_parser, main
 from flowtrace_gpu.options import registry
+from flowtrace_gpu.scaleout import batch as batch_module
+from flowtrace_gpu.scaleout.batch import DONE, FAILED, SKIPPED, BatchFailed
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import assert_same_images
@@ -151,7 +151,7 @@ def test_bad_input_fails_before_anything_starts(tmp_path, no_cluster, make, kwar
 def test_a_second_batch_rewrites_nothing_and_finishes_what_was_half_done(client, tmp_path,
                                                                           monkeypatch):
     from flowtrace_gpu.io.writers import PngFolderWriter
-    from flowtrace_gpu.manifest import read_manifest
+    from flowtrace_gpu.runs.manifest import read_manifest
 
     write_archive(tmp_path / "archive", n=3)
     sources = str(tmp_path / "archive" / "*.tif")

@@ -5,9 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from flowtrace_gpu import core_split, get_backend, pipeline
-from flowtrace_gpu.core_split import CoreSplit, decide, timed_cpu
-from flowtrace_gpu.plan import TracePlan
+from flowtrace_gpu import get_backend
+from flowtrace_gpu.engine import pipeline
+from flowtrace_gpu.engine import thread_split as core_split
+from flowtrace_gpu.engine.plan import TracePlan
+from flowtrace_gpu.engine.thread_split import CoreSplit, decide, timed_cpu
 
 
 @pytest.mark.parametrize("threads,workers,kernel,waited,io_cpu,ceiling,expected", [

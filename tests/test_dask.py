@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from test_properties import movies
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array, flowtrace_dask
-from flowtrace_gpu.plan import NORMALIZE_MODES
+from flowtrace_gpu.engine.plan import NORMALIZE_MODES
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import BACKENDS
@@ -113,7 +113,7 @@ def test_global_saturate_on_a_brightening_movie(saturate, dtype):
 
 
 def test_level_shares_add_up_to_the_in_order_run_histogram():
-    from flowtrace_gpu.saturation import LevelRecorder, LevelShare, run_tops
+    from flowtrace_gpu.engine.saturation import LevelRecorder, LevelShare, run_tops
 
     rng = np.random.default_rng(4)
     images = rng.random((40, 6, 7)) * np.geomspace(0.01, 100, 40)[:, None, None]
@@ -244,7 +244,7 @@ def test_importing_the_package_does_not_import_dask():
 def client():
     import distributed
 
-    from flowtrace_gpu.batch import local_cluster
+    from flowtrace_gpu.scaleout.batch import local_cluster
 
     with local_cluster(2) as cluster, distributed.Client(cluster) as c:
         yield c
@@ -269,7 +269,7 @@ def test_on_two_worker_processes(client, tmp_path):
 
 @pytest.mark.slow
 def test_workers_run_with_the_malloc_settings(client):
-    from flowtrace_gpu.batch import worker_environ
+    from flowtrace_gpu.scaleout.batch import worker_environ
 
     expected = {k: str(v) for k, v in worker_environ().items()}
     seen = client.run(lambda: {k: __import__("os").environ.get(k) for k in expected})

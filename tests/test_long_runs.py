@@ -29,9 +29,9 @@ from flowtrace_gpu.cli import main
 from flowtrace_gpu.io import own_files, writers
 from flowtrace_gpu.io.sources import ImageFolderSource
 from flowtrace_gpu.io.tiff_stack import TiffStackWriter
-from flowtrace_gpu.lock import OutputLock, this_host
-from flowtrace_gpu.manifest import Manifest, read_manifest, to_ranges
-from flowtrace_gpu.output_run import OutputRun
+from flowtrace_gpu.runs.lock import OutputLock, this_host
+from flowtrace_gpu.runs.manifest import Manifest, read_manifest, to_ranges
+from flowtrace_gpu.runs.output_run import OutputRun
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import assert_same_images, read_png
@@ -404,7 +404,7 @@ def test_os_errors_before_the_first_image_are_refusals(movie_dir, tmp_path, monk
     d, _ = movie_dir
     out = tmp_path / "out"
     if call == 0:  # the lock
-        from flowtrace_gpu import lock
+        from flowtrace_gpu.runs import lock
         monkeypatch.setattr(lock, "_write_holder", fail_at(lock._write_holder, 0, ENOSPC))
         pattern = r"cannot lock the output: no space left on device writing .*flowtrace\.lock"
     else:  # the first manifest
@@ -557,7 +557,7 @@ def test_a_live_run_holds_the_output_and_a_dead_ones_lock_is_taken_over(movie_di
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from flowtrace_gpu.lock import OutputLock
+            from flowtrace_gpu.runs.lock import OutputLock
             OutputLock({str(out / 'flowtrace.lock')!r}).acquire()
             print('held', flush=True)
             time.sleep(60)

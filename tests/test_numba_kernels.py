@@ -26,18 +26,18 @@ from hypothesis import strategies as st  # noqa: E402
 
 from flowtrace_gpu import config  # noqa: E402
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
-from flowtrace_gpu.backends import numba_backend as nb  # noqa: E402
-from flowtrace_gpu.backends import numba_projectors as npj  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
-from flowtrace_gpu.backends.numba_median_state import (  # noqa: E402
+from flowtrace_gpu.backends.numba import backend as nb  # noqa: E402
+from flowtrace_gpu.backends.numba import projectors as npj  # noqa: E402
+from flowtrace_gpu.backends.numba.median_state import (  # noqa: E402
     BlockedMedian,
     make_median,
     resolve_method,
     sorted_block,
 )
-from flowtrace_gpu.kernels import numba_project as nproj  # noqa: E402
-from flowtrace_gpu.kernels import numba_sliding as nsl  # noqa: E402
-from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.kernels.numba import project as nproj  # noqa: E402
+from flowtrace_gpu.kernels.numba import sliding as nsl  # noqa: E402
 
 from naive import naive_stretch, naive_to_dtype, naive_trace_ext  # noqa: E402
 

@@ -8,6 +8,7 @@ import pytest
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.cli import _demo_parser, _parser
+from flowtrace_gpu.engine.plan import TraceOptions
 from flowtrace_gpu.options import (
     FLOWTRACE,
     FLOWTRACE_ARRAY,
@@ -18,7 +19,6 @@ from flowtrace_gpu.options import (
     registry,
     step_flags,
 )
-from flowtrace_gpu.plan import TraceOptions
 
 CALLS = {FLOWTRACE: flowtrace, FLOWTRACE_ARRAY: flowtrace_array, FLOWTRACE_DASK: flowtrace_dask}
 #: Parameters that are not options: what to trace and where to (and a call's own extras).

@@ -17,10 +17,10 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from flowtrace_gpu import config  # noqa: E402
-from flowtrace_gpu.backends import numba_color_state as ncs  # noqa: E402
-from flowtrace_gpu.backends import numba_projectors as npj  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
-from flowtrace_gpu.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.backends.numba import color_state as ncs  # noqa: E402
+from flowtrace_gpu.backends.numba import projectors as npj  # noqa: E402
+from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from naive import naive_trace_ext  # noqa: E402
@@ -220,7 +220,7 @@ def test_records_plan_and_method_choice():
 
 # --- the adaptive median -----------------------------------------------------------
 
-from flowtrace_gpu.backends.numba_adaptive_median import AdaptiveMedian, band_can_win  # noqa: E402
+from flowtrace_gpu.backends.numba.adaptive_median import AdaptiveMedian, band_can_win  # noqa: E402
 
 
 def median_stream(med, frames):
@@ -280,7 +280,7 @@ def test_adaptive_median_switches_to_the_cheaper_method():
         pass
     assert (med.mode == 0).all()
     # every block ends on the method the model prefers, within the tolerance
-    from flowtrace_gpu.kernels import numba_median_adaptive as nma
+    from flowtrace_gpu.kernels.numba import median_adaptive as nma
 
     for mode, rate in zip(med.mode, med.rate):
         band = nma.band_cost(rate, f, med.costs)

@@ -9,8 +9,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from flowtrace_gpu import flowtrace_array, get_backend, pipeline
-from flowtrace_gpu.plan import TraceOptions, TracePlan
+from flowtrace_gpu import flowtrace_array, get_backend
+from flowtrace_gpu.engine import pipeline
+from flowtrace_gpu.engine.plan import TraceOptions, TracePlan
 
 from conftest import BACKENDS
 from naive import naive_trace
@@ -111,7 +112,7 @@ def test_a_batch_fits_in_the_prefetch_and_the_write_backlog(monkeypatch, batch):
     # f - 2 + 3 batches consumed); only a prefetch of a batch then lets the
     # reader get a batch further. With the backlog of one image it stalls on
     # batch 1 a batch earlier, however far the reader may run ahead.
-    from flowtrace_gpu.backends.cupy_backend import CupyBackend
+    from flowtrace_gpu.backends.cupy.backend import CupyBackend
 
     monkeypatch.setenv("FLOWTRACE_WRITERS", "1")
     monkeypatch.setenv("FLOWTRACE_WRITE_QUEUE", "1")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from flowtrace_gpu import config
 from flowtrace_gpu.io import huffman, png
-from flowtrace_gpu.kernels import numba_huffman
+from flowtrace_gpu.kernels.numba import huffman as numba_huffman
 
 
 def _inflate(stream) -> bytes:

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from flowtrace_gpu import get_backend, pipeline
+from flowtrace_gpu import get_backend
+from flowtrace_gpu.engine import pipeline
+from flowtrace_gpu.engine.plan import TraceOptions, TracePlan
 from flowtrace_gpu.io.formats import open_source
-from flowtrace_gpu.plan import TraceOptions, TracePlan
 
 from camera_writers import pack_bits
 

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array
+from flowtrace_gpu.engine.saturation import LevelRecorder
 from flowtrace_gpu.kernels import saturate as ks
-from flowtrace_gpu.saturation import LevelRecorder
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import BACKENDS
@@ -75,8 +75,9 @@ def test_level_recorder_gets_the_images_in_order():
     # several writer threads and writes of uneven length.
     import time
 
-    from flowtrace_gpu import get_backend, pipeline
-    from flowtrace_gpu.plan import TracePlan
+    from flowtrace_gpu import get_backend
+    from flowtrace_gpu.engine import pipeline
+    from flowtrace_gpu.engine.plan import TracePlan
 
     class Slow(LevelRecorder):
         def __init__(self):
@@ -130,7 +131,7 @@ def test_saturate_needs_a_stretch():
        top=st.floats(1e-3, 1e6), bins=st.sampled_from([1, 7, 4096]))
 def test_numba_histogram_equals_the_reference(values, top, bins):
     pytest.importorskip("numba")
-    from flowtrace_gpu.kernels import numba_saturate
+    from flowtrace_gpu.kernels.numba import saturate as numba_saturate
 
     array = np.array(values, np.float64)
     expected = ks.histogram(array.copy(), top, bins, np)

@@ -89,7 +89,7 @@ def test_zarr_errors_name_the_path(tmp_path):
 def test_zarr_output_resumes_image_by_image(tmp_path, monkeypatch):
     from flowtrace_gpu import IncompleteRunError
     from flowtrace_gpu.io.zarr_store import ZarrWriter, chunk_file
-    from flowtrace_gpu.manifest import manifest_path, read_manifest
+    from flowtrace_gpu.runs.manifest import manifest_path, read_manifest
 
     movie = synthetic_movie(40, (12, 16), seed=12)
     write_zarr(tmp_path / "rec.zarr", movie, (8, 12, 16))

@@ -17,8 +17,8 @@ from .base import Backend
 
 #: name -> module holding ``load()``
 _MODULES = {
-    "cupy": "flowtrace_gpu.backends.cupy_backend",
-    "numba": "flowtrace_gpu.backends.numba_backend",
+    "cupy": "flowtrace_gpu.backends.cupy.backend",
+    "numba": "flowtrace_gpu.backends.numba.backend",
     "numpy": "flowtrace_gpu.backends.numpy_backend",
 }
 
@@ -87,7 +87,7 @@ def get_backend(name: str | Backend = "auto", device: int | None = None) -> Back
         return name
     backend = _resolve(name)
     if device is not None and backend.name == "cupy" and device != getattr(backend, "device", None):
-        from .cupy_backend import CupyBackend
+        from .cupy.backend import CupyBackend
 
         backend = CupyBackend(device=device)
     return backend

@@ -1,7 +1,7 @@
 """The backend protocol and the brute-force ring projector every backend can use.
 
 A backend owns only arrays and kernels. The pipeline hands it a
-:class:`~flowtrace_gpu.plan.TracePlan`, gets a *projector* back, pushes
+:class:`~flowtrace_gpu.engine.plan.TracePlan`, gets a *projector* back, pushes
 frames into it one at a time and asks for the image of the window that ends
 at the last frame pushed.
 """
@@ -12,8 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from flowtrace_gpu.kernels.stretch import finalize
-from flowtrace_gpu.kernels.window import trace_window
+from ..kernels.stretch import finalize
+from ..kernels.window import trace_window
 
 
 class Projector(Protocol):

@@ -2,7 +2,7 @@
 
 What zlib writes with the ``Z_HUFFMAN_ONLY`` strategy; the loops (the
 histogram, the code lengths, the coding pass) are Numba kernels in
-:mod:`flowtrace_gpu.kernels.numba_huffman`, the block's header is built here.
+:mod:`flowtrace_gpu.kernels.numba.huffman`, the block's header is built here.
 :class:`HuffmanBlock` knows the stream's exact size from the histogram
 alone, so a writer can choose between storing, this, and full deflate before
 coding anything (:func:`flowtrace_gpu.io.png._code`).
@@ -25,9 +25,9 @@ _CL_EXTRA = {16: 2, 17: 3, 18: 7}
 def code_lengths(freqs, limit: int) -> np.ndarray:
     """Huffman code lengths of at most ``limit`` bits, 0 for symbols never used.
 
-    See :func:`flowtrace_gpu.kernels.numba_huffman.code_lengths`.
+    See :func:`flowtrace_gpu.kernels.numba.huffman.code_lengths`.
     """
-    from ..kernels import numba_huffman
+    from ..kernels.numba import huffman as numba_huffman
 
     return numba_huffman.code_lengths(np.asarray(freqs, dtype=np.int64), limit)
 
@@ -151,7 +151,7 @@ def huffman_zlib(data, adler32=None, block=None) -> np.ndarray:
     ndarray of uint8
         The stream (what ``zlib.decompress`` inflates to ``data``).
     """
-    from ..kernels import numba_huffman  # Numba: imported when first needed
+    from ..kernels.numba import huffman as numba_huffman  # Numba: imported when first needed
 
     raw = np.frombuffer(memoryview(data).cast("B"), np.uint8)
     even = raw.size - raw.size % 2

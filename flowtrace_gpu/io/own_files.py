@@ -6,7 +6,7 @@ Four kinds, each recognizable by name so that no run ever reads one as a frame:
   (or ``.tif``), see :func:`output_names`;
 - **single-file outputs** (a ``.tif`` stack, a video) of any name: each has
   its manifest beside it, ``<file>.flowtrace.json``
-  (:mod:`flowtrace_gpu.manifest`), which marks the file as an output;
+  (:mod:`flowtrace_gpu.runs.manifest`), which marks the file as an output;
 - the **manifest and lock** of an output (``flowtrace.json`` /
   ``flowtrace.lock`` in a folder output, ``<file>.flowtrace.json`` /
   ``<file>.flowtrace.lock`` beside a file), never image files;
@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from ..errors import FlowtraceError
-from ..lock import process_alive, this_host
-from ..manifest import BESIDE_MANIFEST
+from ..runs.lock import process_alive, this_host
+from ..runs.manifest import BESIDE_MANIFEST
 
 #: Images of a folder output (also the TIFFs of ``format='tiff'``).
 OUTPUT_NAME = re.compile(r"_streamlines_frames\d+\.(png|tiff?)$", re.IGNORECASE)

@@ -160,7 +160,7 @@ def _verdict(sample, level: int) -> str:
         return "stored"
     if sample is None:
         return "deflate"
-    from ..kernels import numba_huffman  # Numba loads with the first large image
+    from ..kernels.numba import huffman as numba_huffman  # Numba loads with the first large image
 
     lz77 = len(isal_stream(sample, level)) / len(sample)
     literal = huffman.literal_ratio(numba_huffman.histogram(np.frombuffer(sample, np.uint8)))
@@ -176,7 +176,7 @@ def _code(view: memoryview, verdict: str, level: int, stored):
     if verdict == "stored":
         return stored()
     if verdict == "huffman":
-        from ..kernels import numba_huffman
+        from ..kernels.numba import huffman as numba_huffman
 
         block = huffman.HuffmanBlock(numba_huffman.histogram(np.frombuffer(view, np.uint8)))
         if block.stream_size() > config.get("png_store_above") * len(view):

@@ -1,0 +1,313 @@
+"""What a run will compute, decided once and shared by every backend.
+
+Validation and planning live here so that each backend owns only its
+kernels: a :class:`TracePlan` fixes the window length, the per-window steps,
+the color weights and the output shape before the first frame is read.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from ..errors import FlowtraceError
+from ..kernels.colors import colormap_colors, fade_weights, ramp_colors
+from ..options import (
+    check_fields,
+    colormap_check,
+    colormap_text,
+    flag,
+    one_of,
+    option,
+    optional,
+    percent_below_100,
+    whole,
+)
+
+#: How windows are laid over the frames (see :func:`trace_sequence`).
+WINDOW_SCHEMES = ("original", "sliding")
+
+#: How projections become output values (see README, "Scaling").
+NORMALIZE_MODES = ("frame", "global", "none")
+
+#: What a projector returns, decided by the plan: 'frame' (8-bit, each image
+#: stretched on its own), 'fixed' (8-bit, one given peak for every image),
+#: 'none' (raw values in the input dtype) and 'float' (the float64
+#: projection, for measuring the global peak).
+SCALINGS = ("frame", "fixed", "none", "float")
+
+
+class WeightMode(enum.IntEnum):
+    """How :attr:`TracePlan.colors` weights a window's frames: one encoding for every backend."""
+
+    #: No weights.
+    NONE = 0
+    #: (K,) weights (``fade_tails`` alone): every channel of frame j times ``w[j]``.
+    SCALAR = 1
+    #: (K, 3) colors on RGB frames: channel c of frame j times ``w[j, c]``.
+    CHANNELS = 2
+    #: (K, 3) colors on gray frames: frame j becomes the RGB ``w[j] * value``.
+    TINT = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceOptions:
+    """What each window shows: the per-window steps, in the original's order.
+
+    Each field is a user option declared once (:mod:`flowtrace_gpu.options`):
+    its help, check and command-line flag live in the field's metadata.
+    Build it by keyword; values are checked (and normalized) on creation.
+    """
+
+    subtract_first: bool = option(
+        False, "subtract each window's first frame from its frames", flag,
+        cli="--subtract-first")
+    subtract_median: bool = option(
+        False, "subtract each window's per-pixel median (removes the still background)", flag,
+        cli="--subtract-median")
+    take_diff: bool = option(
+        False, "trace the diff_order-th difference of the window's frames along time", flag,
+        cli="--take-diff")
+    diff_order: int = option(
+        1, "order of take_diff", whole(1), cli="--diff-order", cli_type=int, metavar="N")
+    add_first_frame: bool = option(
+        False, "add the window's raw first frame back before projecting", flag,
+        cli="--add-first-frame")
+    color_series: bool = option(
+        False, "tint frame j by its time in the window, purple (90, 10, 250) -> orange "
+               "(255, 153, 0); RGB out", flag, cli="--color-series")
+    colormap: object = option(
+        None, "with color_series: a matplotlib colormap name ('viridis') or two or more "
+              "colors ('#5a0afa,#ff9900' on the command line)", optional(colormap_check),
+        cli="--colormap", cli_type=colormap_text, metavar="MAP")
+    fade_tails: bool = option(
+        False, "weight frame j of K by j/(K-1): older frames fade (the MATLAB flowtrace's "
+               "option)", flag, cli="--fade-tails")
+    invert_color: bool = option(
+        False, "dark particles on a light background: 255 - min (16-bit: 65535 - min, or "
+               "2**bit_depth - 1)", flag, cli="--invert-color")
+    windows: str = option(
+        "sliding", "'sliding': every window of F consecutive frames (N-F+1 images); "
+                   "'original': the original's windows, which skip frame F (N-F images)",
+        one_of(*WINDOW_SCHEMES), cli="--windows", cli_type=str, choices=WINDOW_SCHEMES)
+    normalize: str = option(
+        "frame", "'frame': each image stretched to 255 (the original; flickers); 'global': "
+                 "one scale for the whole run (reads the frames twice); 'none': raw values "
+                 "in the input's dtype", one_of(*NORMALIZE_MODES), cli="--normalize",
+        cli_type=str, choices=NORMALIZE_MODES)
+    saturate: float = option(
+        0.0, "percent of values allowed to saturate: the stretch maps the (100-P)th "
+             "percentile of each image ('frame') or of all images ('global') to 255 and "
+             "clips above; 0: the brightest value, as the original", percent_below_100,
+        cli="--saturate", cli_type=float, metavar="P")
+    bit_depth: int | None = option(
+        None, "bits really used by integer frames (10, 12): invert_color uses "
+              "2**bit_depth - 1; default from the camera file", optional(whole(1, 16)),
+        cli="--bit-depth", cli_type=int, metavar="BITS")
+    grayscale: bool = option(
+        False, "trace the luma (BT.601) of color frames instead of each channel", flag,
+        cli="--grayscale")
+
+    def __post_init__(self):
+        if self.colormap is not None and not self.color_series:
+            raise FlowtraceError("colormap colors the time series: pass color_series=True too")
+        check_fields(self)  # resolves a colormap now: a bad name fails before any frame
+        if self.saturate and self.normalize == "none":
+            raise FlowtraceError(
+                f"saturate={self.saturate} sets how images are stretched, but "
+                "normalize='none' writes the raw values; use normalize='frame' or 'global'")
+
+    def stack_length(self, frames_to_merge: int) -> int:
+        """Frames left in a window after ``take_diff`` and ``add_first_frame``."""
+        k = frames_to_merge
+        if self.take_diff:
+            k -= self.diff_order
+        if self.add_first_frame:
+            k += 1
+        return k
+
+
+def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
+                 options: TraceOptions) -> int:
+    """Validate ``frames_to_merge`` against the options and the frames available.
+
+    ``n_frames`` is the count after ``frames_to_skip`` (None when unknown, as
+    for a generator). Returns ``frames_to_merge`` as an int.
+    """
+    f = whole(1)("frames_to_merge", frames_to_merge)
+    if n_frames is not None:
+        if n_frames < 1:
+            raise FlowtraceError("no frames to trace")
+        if f > n_frames:
+            after = f" after frames_to_skip={frames_to_skip}" if frames_to_skip > 1 else ""
+            raise FlowtraceError(
+                f"frames_to_merge={f} but only {n_frames} frames remain{after}; "
+                f"use at most {n_frames}"
+            )
+    if options.take_diff and options.diff_order >= f:
+        raise FlowtraceError(
+            f"diff_order={options.diff_order} leaves no frames in a window of "
+            f"frames_to_merge={f}; use diff_order < {f} or a longer window"
+        )
+    return f
+
+
+def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "sliding"):
+    """Indices of the frames that windows slide over, in order.
+
+    ``'sliding'`` keeps every frame: window i holds frames i .. i+F-1, and
+    there are N-F+1 windows. ``'original'`` reproduces the original
+    flowtrace, which fills its first window with frames 0..F-1 and then
+    reads frame i+F for window i, so frame F is never read: windows slide
+    over the frames with frame F removed (N-F windows; with N == F, where the
+    original writes nothing, the one window of all frames). Either way
+    output i is named after frame i. With ``n_frames`` None (a stream of
+    unknown length) the indices come as an endless iterator.
+    """
+    if n_frames is None:
+        if windows == "original":
+            return itertools.chain(range(frames_to_merge), itertools.count(frames_to_merge + 1))
+        return itertools.count()
+    indices = list(range(n_frames))
+    if windows == "original" and n_frames > frames_to_merge:
+        del indices[frames_to_merge]
+    return indices
+
+
+@dataclass(frozen=True)
+class TracePlan:
+    """Everything a backend needs to turn windows of frames into images.
+
+    Parameters
+    ----------
+    frames_to_merge : int
+        Window length F.
+    frame_shape : tuple of int
+        (H, W) for grayscale or (H, W, C) for color frames.
+    dtype : numpy.dtype
+        Input frame dtype.
+    options : TraceOptions
+        The per-window steps.
+    """
+
+    frames_to_merge: int
+    frame_shape: tuple
+    dtype: np.dtype
+    options: TraceOptions = field(default_factory=TraceOptions)
+    #: One of SCALINGS; None derives it from ``options.normalize``.
+    scaling: str | None = None
+    #: The one peak every image is scaled by when ``scaling == 'fixed'``.
+    peak: float | None = None
+
+    def __post_init__(self):
+        if self.scaling is None:
+            derived = {"frame": "frame", "global": "float", "none": "none"}[self.options.normalize]
+            object.__setattr__(self, "scaling", derived)
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        if self.scaling == "fixed" and self.peak is None:
+            raise ValueError("scaling='fixed' needs the peak")
+        object.__setattr__(self, "dtype", np.dtype(self.dtype))
+        object.__setattr__(self, "frame_shape", tuple(int(s) for s in self.frame_shape))
+        if len(self.frame_shape) not in (2, 3):
+            raise FlowtraceError(
+                f"frames must be 2-D (H, W) or 3-D (H, W, channels), got shape {self.frame_shape}"
+            )
+        if self.dtype.kind not in "uif" and self.dtype.kind != "b":
+            raise FlowtraceError(
+                f"frames must have an integer or float dtype, got {self.dtype}; "
+                "convert them with numpy.asarray(frames, dtype=...)"
+            )
+        if self.options.color_series and self.is_color_input and self.frame_shape[2] != 3:
+            raise FlowtraceError(
+                f"color_series tints grayscale or RGB frames, got {self.frame_shape[2]} channels "
+                f"(frame shape {self.frame_shape}); drop the extra channels or color_series"
+            )
+        bits = self.options.bit_depth
+        if bits is not None and (self.dtype.kind not in "ui" or bits > 8 * self.dtype.itemsize):
+            raise FlowtraceError(
+                f"bit_depth={bits} does not fit {self.dtype} frames; bit_depth describes "
+                f"integer frames of at least that many bits (e.g. 12-bit data in uint16)"
+            )
+        check_window(self.frames_to_merge, None, 1, self.options)
+
+    @property
+    def stack_length(self) -> int:
+        """K: frames in a window after diff and add_first_frame."""
+        return self.options.stack_length(self.frames_to_merge)
+
+    @property
+    def is_color_input(self) -> bool:
+        return len(self.frame_shape) == 3
+
+    @cached_property  # read for every window by kernels.window: build it once
+    def colors(self) -> np.ndarray | None:
+        """Per-frame weights of the window's K frames, oldest first, or None.
+
+        (K, 3) with ``color_series`` (times the fade with ``fade_tails``),
+        (K,) with ``fade_tails`` alone. The original's default ramp keeps its
+        extra 1/255 factor, which the 8-bit stretch cancels, so its products
+        round exactly as the original's; with ``normalize='none'`` colors
+        are in 0-1.
+        """
+        opts = self.options
+        k = self.stack_length
+        weights = None
+        if opts.color_series:
+            if opts.colormap is not None:
+                weights = colormap_colors(opts.colormap, k)
+            elif self.scaling == "none":
+                weights = ramp_colors(k) * 255.0
+            else:
+                weights = ramp_colors(k)
+        if opts.fade_tails:
+            fade = fade_weights(k)
+            weights = fade if weights is None else weights * fade[:, None]
+        return weights
+
+    @property
+    def weight_mode(self) -> WeightMode:
+        """How :attr:`colors` applies to the frames (see :class:`WeightMode`)."""
+        weights = self.colors
+        if weights is None:
+            return WeightMode.NONE
+        if weights.ndim == 1:
+            return WeightMode.SCALAR
+        return WeightMode.CHANNELS if self.is_color_input else WeightMode.TINT
+
+    @property
+    def out_shape(self) -> tuple:
+        """Shape of one output image."""
+        if self.options.color_series and not self.is_color_input:
+            return self.frame_shape + (3,)
+        return self.frame_shape
+
+    @property
+    def image_dtype(self) -> np.dtype:
+        """dtype of the images a run delivers: uint8, or the input's with ``normalize='none'``."""
+        if self.options.normalize == "none" and self.dtype.kind != "b":
+            return self.dtype
+        return np.dtype(np.uint8)
+
+    @property
+    def out_dtype(self) -> np.dtype:
+        """dtype of what a projector returns: the image's, or float64 when measuring."""
+        return np.dtype(np.float64) if self.scaling == "float" else self.image_dtype
+
+    @property
+    def invert_offset(self) -> float:
+        """``invert_color`` computes ``invert_offset - min``.
+
+        255, as the original, for 8-bit and float frames; the dtype's maximum
+        for wider integers, where 255 - min would be negative everywhere;
+        ``2**bit_depth - 1`` when ``bit_depth`` is given.
+        """
+        if self.options.bit_depth is not None:
+            return float(2 ** self.options.bit_depth - 1)
+        if self.dtype.kind in "ui" and self.dtype.itemsize > 1:
+            return float(np.iinfo(self.dtype).max)
+        return 255.0
