@@ -30,7 +30,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .color_brute import _each, _pad_weights, fold_window
+from .color_brute import _each, fold_window
 from .color_stretch import _stretch3, _stretch_row
 from .project import _to_uint8
 
@@ -92,8 +92,8 @@ def _diff_rows(ring, start, base, m, order, rows):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, add_first, proj,
-                  peaks, bsize, sc_shift, sc_best, sc_diff):
+def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, w32q, per_value, add_first,
+                  proj, peaks, bsize, sc_shift, sc_best, sc_diff):
     """``B = max_j (x_j - s) * w[j]`` of every value in float32 into ``proj``; each block's
     largest into ``peaks``.
 
@@ -131,7 +131,6 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
     ncol = 1 if per_value else w32.shape[1]
     nblocks = (n + bsize - 1) // bsize
     nrows = f - diff_order
-    w32q = _pad_weights(w32, nrows)
     for blk in prange(nblocks):
         base = blk * bsize
         m = min(bsize, n - base)
@@ -169,7 +168,8 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
                    proj[1, base:base + m], proj[2, base:base + m], best[1 - k], m)
             peaks[blk] = _peak_float(best[1 - k], m)
         else:
-            proj[0, base:base + m] = best[k, :m]
+            for j in range(m):
+                proj[0, base + j] = best[k, j]
             peaks[blk] = _peak_float(best[k], m)
 
 
