@@ -139,6 +139,22 @@ class PeakRecorder:
         return 0.0 if self.peak is None else self.peak
 
 
+class _LazyBar:
+    """A progress bar made on its first update (closing one never made does nothing)."""
+
+    def __init__(self, make):
+        self._make, self._bar = make, None
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is None:
+            self._bar = self._make()
+        self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
         prefetch: int | None = None, progress: bool = False, desc: str = "flowtrace",
         first_index: int = 0, keep=None):
@@ -212,8 +228,10 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
                               initargs=(config.get("writer_nice"),)) if n_writers else None
     backlog: deque = deque()
     max_backlog = max(1, batch, n_writers * int(config.get("write_queue_per_writer")))
-    bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
-               file=sys.stderr, dynamic_ncols=True, leave=True)
+    # The bar appears with the first image: the first window may compile kernels
+    # (said on a line of its own), and a bar at 0 % meanwhile reads as a hang.
+    bar = _LazyBar(lambda: tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
+                                file=sys.stderr, dynamic_ncols=True, leave=True))
 
     def emit(index, image, many=False) -> None:
         """Hand image ``index`` (``many``: images ``index, index + 1, ...``) to the writer."""
