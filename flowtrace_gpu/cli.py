@@ -1,4 +1,5 @@
-"""Command line: ``flowtrace SOURCE FRAMES [OUT] [options]``, ``flowtrace demo`` and ``flowtrace batch``.
+"""Command line: ``flowtrace SOURCE FRAMES [OUT] [options]``, ``flowtrace demo``, ``flowtrace batch``
+and ``flowtrace warmup``.
 
 Every option flag comes from the option registry (:mod:`flowtrace_gpu.options`),
 so the command line, the Python calls and README's table cannot drift apart.
@@ -107,6 +108,30 @@ def _batch_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warmup_parser() -> argparse.ArgumentParser:
+    from .warmup import DEFAULT_CHANNELS, DEFAULT_DTYPES, DEFAULT_OPTIONS
+
+    p = argparse.ArgumentParser(
+        prog="flowtrace warmup",
+        description="Compile the CPU kernels of the common paths and cache them, so that "
+                    "first runs start at once (a path not warmed compiles on its first run). "
+                    "Runs each path on a tiny synthetic movie, in several processes at once.",
+        epilog="Example: flowtrace warmup --dtypes uint16 --options subtract_median,"
+               "subtract_median+color_series --jobs 4")
+    p.add_argument("--dtypes", default=",".join(DEFAULT_DTYPES), metavar="LIST",
+                   help="frame dtypes (default %(default)s)")
+    p.add_argument("--options", default=None, metavar="LIST",
+                   help="option sets, comma-separated, each '+'-joined (default: each option "
+                        "alone and the common pairs: " + ",".join(o or "default" for o in DEFAULT_OPTIONS)
+                        + ")")
+    p.add_argument("--channels", default=",".join(DEFAULT_CHANNELS), metavar="LIST",
+                   help="gray and/or rgb frames (default %(default)s)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes compiling at once (default: the machine's cores)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -119,6 +144,8 @@ def main(argv=None) -> int:
             return _demo(_demo_parser().parse_args(argv[1:]))
         if argv[:1] == ["batch"]:
             return _batch(_batch_parser().parse_args(argv[1:]))
+        if argv[:1] == ["warmup"]:
+            return _warmup(_warmup_parser().parse_args(argv[1:]))
         args = _parser().parse_args(argv)
         if args.progress is False:
             notes.setLevel(logging.WARNING)
@@ -192,6 +219,22 @@ def _demo(args) -> int:
     result = run_demo(args.out_dir, **sizes, **options)
     print(f"flowtrace demo: traced {result['n_frames']} synthetic frames into "
           f"{result['n_images']} images in {result['pathlines']}; preview: {result['preview']}")
+    return 0
+
+
+def _warmup(args) -> int:
+    from .warmup import DEFAULT_OPTIONS, warmup
+
+    def items(text):
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    options = DEFAULT_OPTIONS if args.options is None else items(args.options)
+    result = warmup(options, items(args.dtypes), items(args.channels), jobs=args.jobs,
+                    progress=not args.quiet)
+    kind, folder = result["cache"]
+    print(f"flowtrace warmup: {result['paths']} paths ready in {result['seconds']:.0f} s "
+          f"({result['compiled']} functions compiled, {result['recompiled']} again on the "
+          f"check); kernels cached in {folder} ({kind})", file=sys.stderr)
     return 0
 
 
