@@ -122,14 +122,17 @@ def _window_rows(ring, start, nrows, shift, diff, w32q, ncol, best, base, m):
     Row ``start`` of ``ring`` is the window's oldest (the rows wrap around
     the ring); row j's values are frame j less ``shift``, or with ``diff``
     frame j + 1 less frame j (the first differences, formed as they are
-    read). Rows are taken four at a time (:func:`_rows3`), the last group
-    padded (see :func:`pad_weights`). Returns which of each column's two
+    read). ``shift`` and ``diff`` may be None: Numba then compiles no code
+    for them (a literal False would not spare the branch). Rows are taken
+    four at a time (:func:`_rows3`), the last group padded (see
+    :func:`pad_weights`). Returns which of each column's two
     accumulators holds the result.
     """
     f = ring.shape[0]
     last = nrows - 1
-    lag = 1 if diff else 0
-    k = 0
+    # ``diff`` None (not False) lets Numba drop the difference branch when compiling
+    lag = 1 if diff is not None and diff else 0
+    k = np.int64(0)  # not a literal 0: Numba would compile _fold4 for it too
     for j in range(0, nrows, 4):
         i1, i2, i3 = min(j + 1, last), min(j + 2, last), min(j + 3, last)
         r0 = ring[(start + j + lag) % f, base:base + m]
@@ -137,7 +140,7 @@ def _window_rows(ring, start, nrows, shift, diff, w32q, ncol, best, base, m):
         r2 = ring[(start + i2 + lag) % f, base:base + m]
         r3 = ring[(start + i3 + lag) % f, base:base + m]
         w4 = w32q[j:j + 4]
-        if diff:
+        if diff is not None and diff:
             _fold4(r0, r1, r2, r3, ring[(start + j) % f, base:base + m],
                    ring[(start + i1) % f, base:base + m], ring[(start + i2) % f, base:base + m],
                    ring[(start + i3) % f, base:base + m], w4, ncol, best, k, m)
@@ -158,30 +161,37 @@ def fold_window(rows, start, nrows, shift, diff, w32, w32q, per_value, base, rba
 
 
 @njit(cache=True, nogil=True)
-def _brute_block(ring, t, w32, w32q, w64, per_value, s32, scale, margins, out, flags, best,
-                 cols, base, m):
+def _brute_block(ring, t, w32q, w64, s32, scale, margins, out, flags, best, cols, base, m):
     """One block of :func:`color_brute`: fold the window, stretch, recompute the unsure.
 
-    Called with ``per_value`` a constant: Numba then compiles only its branch.
     Returns the number of values recomputed in float64.
     """
     f = ring.shape[0]
-    ncol = 1 if per_value else w32.shape[1]
+    ncol = w64.shape[1]
     for c in range(ncol):
         for j in range(m):
             best[2 * c, j] = 0.0
-    k = fold_window(ring, (t + 1) % f, f, None, False, w32, w32q, per_value, base, base,
-                    best, m)
+    k = _window_rows(ring, (t + 1) % f, f, None, None, w32q, ncol, best, base, m)
     for j in range(m):
         flags[j] = 0
-    if per_value:  # one margin for the three columns: the largest (margins[0])
-        return _finish_each(best[k], s32, margins[0], flags, cols[0], out[base:base + m], ring,
-                            t, base, w64, scale, m)
     cur = np.empty(ncol, np.int64)
     for c in range(ncol):
         cur[c] = k
     return _finish(best, cur, ncol, s32, margins, flags, cols, out[base * ncol:(base + m) * ncol],
                    ring, t, base, w64, scale, m)
+
+
+@njit(cache=True, nogil=True)
+def _brute_block_each(ring, t, w32, w64, s32, scale, margin, out, flags, best, col8, base, m):
+    """:func:`_brute_block` for RGB frames (:func:`color_brute_each`), value by value."""
+    f = ring.shape[0]
+    for j in range(m):
+        best[0, j] = 0.0
+    k = _fold_per_value(ring, (t + 1) % f, f, None, None, w32, base, base, best, m)
+    for j in range(m):
+        flags[j] = 0
+    return _finish_each(best[k], s32, margin, flags, col8, out[base:base + m], ring, t, base,
+                        w64, scale, m)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -218,9 +228,8 @@ def color_brute(ring, t, w32, w32q, w64, scale, margins, out, counts, sc_flags, 
     for blk in prange(nblocks):
         base = blk * bsize
         tid = numba.get_thread_id()
-        nexact[blk] = _brute_block(ring, t, w32, w32q, w64, False, s32, scale, margins, out,
-                                   sc_flags[tid], sc_best[tid], sc_cols[tid], base,
-                                   min(bsize, n - base))
+        nexact[blk] = _brute_block(ring, t, w32q, w64, s32, scale, margins, out, sc_flags[tid],
+                                   sc_best[tid], sc_cols[tid], base, min(bsize, n - base))
     total = 0
     for blk in range(nblocks):
         total += nexact[blk]
@@ -243,9 +252,9 @@ def color_brute_each(ring, t, w32, w32q, w64, scale, margins, out, counts, sc_fl
     for blk in prange(nblocks):
         base = blk * bsize
         tid = numba.get_thread_id()
-        nexact[blk] = _brute_block(ring, t, w32, w32q, w64, True, s32, scale, margins, out,
-                                   sc_flags[tid], sc_best[tid], sc_cols[tid], base,
-                                   min(bsize, n - base))
+        nexact[blk] = _brute_block_each(ring, t, w32, w64, s32, scale, np.float32(margins[0]),
+                                        out, sc_flags[tid], sc_best[tid], sc_cols[tid, 0], base,
+                                        min(bsize, n - base))
     total = 0
     for blk in range(nblocks):
         total += nexact[blk]
@@ -263,7 +272,7 @@ def _fold_per_value(rows, start, nrows, shift, diff, w32, base, rbase, best, m):
     for j in range(nrows):
         for i in range(m):
             wrow[i] = w32[j, (base + i) % 3]
-        if diff:
+        if diff is not None and diff:
             _each(rows[(start + j + 1) % f, rbase:rbase + m], rows[(start + j) % f,
                   rbase:rbase + m], wrow, best[k], best[1 - k], m)
         else:

@@ -142,7 +142,7 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, w32q, per_va
         if diff_order > 1:
             rows = sc_diff[tid].reshape((f, bsize))
             _diff_rows(ring, start, base, m, diff_order, rows)
-            k = fold_window(rows, 0, nrows, None, False, w32, w32q, per_value, base, 0, best, m)
+            k = fold_window(rows, 0, nrows, None, None, w32, w32q, per_value, base, 0, best, m)
         elif diff_order == 1 or shift_mode == 0:
             # no shift (the unshifted row kernels pay no subtraction), or the first
             # differences, formed as the rows are read
@@ -150,7 +150,7 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, w32q, per_va
                             base, best, m)
         else:
             _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
-            k = fold_window(ring, start, nrows, s, False, w32, w32q, per_value, base, base, best,
+            k = fold_window(ring, start, nrows, s, None, w32, w32q, per_value, base, base, best,
                             m)
         if add_first:  # the raw first frame, unshifted, weighted by row F - d
             first = ring[start, base:base + m]

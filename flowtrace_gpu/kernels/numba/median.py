@@ -86,7 +86,7 @@ def _build_sorted(ring, skip, xv, first, s, m):
     over every block the rows would stream from memory F times.
     """
     f = ring.shape[0]
-    count = 0
+    count = np.int64(0)  # not a literal 0: Numba would compile _insert_value for it too
     for r in range(f):
         if r != skip:
             row = ring[r, first:first + m]

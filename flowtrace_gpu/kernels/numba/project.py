@@ -730,7 +730,7 @@ def _columns(ring, start, diff_order, lo, hi, sub_first, sub_median, add_first,
         col = np.empty(f + 1, np.float64)
         peak = -np.inf
         for p in range(c * chunk, min(c * chunk + chunk, n)):
-            k = 0
+            k = np.int64(0)  # no literal 0: one compile of _reduce
             for r in range(start, f):
                 col[k] = np.float64(ring[r, p])
                 k += 1
@@ -767,9 +767,9 @@ def _columns(ring, start, diff_order, lo, hi, sub_first, sub_median, add_first,
                     if e > peak:
                         peak = e
             else:
-                wcol = -1
+                wcol = np.int64(-1)
                 if wmode == WeightMode.SCALAR:
-                    wcol = 0
+                    wcol = np.int64(0)
                 elif wmode == WeightMode.CHANNELS:
                     wcol = p % 3
                 e = _reduce(col, k, weights, wcol, is_max)
