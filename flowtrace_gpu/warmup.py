@@ -165,6 +165,8 @@ def warmup(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHAN
     context = multiprocessing.get_context("spawn")
     # The check runs in fresh processes: the first ones hold their kernels in memory.
     for label, key in (("compiling kernels", "compiled"), ("checking the cache", "recompiled")):
+        if key == "recompiled" and not totals["compiled"]:
+            break  # all loaded from the cache: nothing written, nothing to check
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
             futures = [pool.submit(run_one, *task) for task in todo]
             with tqdm(total=len(todo), desc=label, unit="path", disable=not progress) as bar:

@@ -369,9 +369,10 @@ class PlainProjector(_SlidingExtreme):
         add_first = self.plan.options.add_first_frame
         if not add_first or self.d == 0:  # the first frame is in the window already
             scale = self._scale()
-            # 8-bit values: the float32 stretch where it is exact for all 256
-            use32 = buf.dtype == np.uint8 and nproj.f32_stretch_exact(
-                0, 255, 0 if self.is_max else 1, self.offset, scale)
+            # 8-bit values: the float32 stretch where it is exact for all 256 (None:
+            # never, and not compiled)
+            use32 = nproj.f32_stretch_exact(0, 255, 0 if self.is_max else 1, self.offset,
+                                            scale) if buf.dtype == np.uint8 else None
             nproj.project_plain_scaled(buf, prefix, s1, self.is_max, self.offset, scale,
                                        out, self.chunk, use32)
             return

@@ -259,8 +259,10 @@ def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk, use
         As for :func:`project_plain`.
     scale : float
         What :func:`project_plain` multiplies by (``255 / peak``, or 1).
-    use32 : bool
-        Stretch in float32 (for 8-bit values, where it is exact).
+    use32 : bool or None
+        Stretch in float32 (for 8-bit values, where it is exact); None where
+        the float32 stretch never applies (wider values): Numba then
+        compiles only the float64 one.
     """
     n = out.shape[0]
     nchunks = (n + chunk - 1) // chunk
@@ -273,7 +275,7 @@ def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk, use
         stop = min(start + chunk, n)
         pre = prefix[start:stop]
         suf = buf[srow, start:stop] if has_suffix else pre
-        if use32:
+        if use32 is not None and use32:
             _plain_run(out[start:stop], pre, suf, is_max, o32, s32, np.float32)
         else:
             _plain_run(out[start:stop], pre, suf, is_max, offset, scale, np.float64)
@@ -472,14 +474,15 @@ def _half_run(res, h, scale, ft):
 def stretch_half(half, scale, out, chunk, use32):
     """The 8-bit image of ``half / 2`` (see :func:`project_sliding_half`).
 
-    With ``use32``, in float32 (see :func:`f32_stretch_exact`, form 2).
+    With ``use32``, in float32 (see :func:`f32_stretch_exact`, form 2); None
+    where that never applies (compiles only the float64 stretch).
     """
     n = half.shape[0]
     s32 = np.float32(scale)
     for c in prange((n + chunk - 1) // chunk):
         start = c * chunk
         stop = min(start + chunk, n)
-        if use32:
+        if use32 is not None and use32:
             _half_run(out[start:stop], half[start:stop], s32, np.float32)
         else:
             _half_run(out[start:stop], half[start:stop], scale, np.float64)
@@ -534,11 +537,12 @@ def stretch_twice(half, peaks, scale_mode, scale, out, chunk, first, last):
     blocks' peaks of ``half / 2``), 1 multiplies by ``scale``. In float32
     where :func:`f32_stretch_exact` (form 2) passes for every value from
     ``first`` to ``last`` (the values ``half`` can hold; none when
-    ``first > last``), else in float64.
+    ``first > last``: the float32 stretch is then not even compiled), else
+    in float64.
     """
     if scale_mode == 0:
         scale = _stretch_scale(peaks)
-    use32 = first <= last and f32_stretch_exact(first, last, 2, 0.0, float(scale))
+    use32 = f32_stretch_exact(first, last, 2, 0.0, float(scale)) if first <= last else None
     stretch_half(half, scale, out, chunk, use32)
 
 
