@@ -208,7 +208,7 @@ def test_nowhere_to_cache_auto_says_why_it_passes_over_numba(locked_install):
     assert "upgrade" not in done.stderr
 
 
-def test_cold_bench_records_the_load(tmp_path):
+def test_cold_bench_child_lists_what_compiled(tmp_path):
     """bench_cold's child measures a path and lists what compiled (a compile on a cold cache)."""
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "bench_cold.py"), "--child", "invert_color",
