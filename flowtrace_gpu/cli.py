@@ -109,7 +109,7 @@ def _batch_parser() -> argparse.ArgumentParser:
 
 
 def _warmup_parser() -> argparse.ArgumentParser:
-    from .warmup import DEFAULT_CHANNELS, DEFAULT_DTYPES, DEFAULT_OPTIONS
+    from .warmup import DEFAULT_CHANNELS, DEFAULT_DTYPES, DEFAULT_LENGTHS, DEFAULT_OPTIONS
 
     p = argparse.ArgumentParser(
         prog="flowtrace warmup",
@@ -126,6 +126,10 @@ def _warmup_parser() -> argparse.ArgumentParser:
                         + ")")
     p.add_argument("--channels", default=",".join(DEFAULT_CHANNELS), metavar="LIST",
                    help="gray and/or rgb frames (default %(default)s)")
+    p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), metavar="LIST",
+                   help="window lengths (default %(default)s: short windows and the adaptive "
+                        "median's; add 128 for color_series/fade_tails over windows of 128+ "
+                        "frames)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="processes compiling at once (default: the machine's cores)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -229,8 +233,12 @@ def _warmup(args) -> int:
         return [item.strip() for item in text.split(",") if item.strip()]
 
     options = DEFAULT_OPTIONS if args.options is None else items(args.options)
+    try:
+        lengths = [int(n) for n in items(args.lengths)]
+    except ValueError:
+        raise FlowtraceError(f"warmup: --lengths takes whole numbers, got {args.lengths!r}") from None
     result = warmup(options, items(args.dtypes), items(args.channels), jobs=args.jobs,
-                    progress=not args.quiet)
+                    progress=not args.quiet, lengths=lengths)
     kind, folder = result["cache"]
     print(f"flowtrace warmup: {result['paths']} paths ready in {result['seconds']:.0f} s "
           f"({result['compiled']} functions compiled, {result['recompiled']} again on the "

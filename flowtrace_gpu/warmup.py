@@ -7,8 +7,10 @@ runs each path once on a tiny synthetic movie, through
 :func:`~flowtrace_gpu.flowtrace_array` as a user's run would, so every
 kernel those runs call is compiled and cached. Paths: each option alone and
 the common pairs (:data:`DEFAULT_OPTIONS`), on gray and RGB frames of each
-dtype, at a short window and, where the method changes with F, at the
-lengths where it does (the adaptive median, the records color path).
+dtype, at the window lengths asked for (:data:`DEFAULT_LENGTHS`: short
+windows, and the adaptive median's from ``median_band_min_f``), each where
+it changes the path: a length from ``color_records_min_f`` on (128) adds the
+records color path of long windows.
 
 A second warmup only loads the kernels: seconds.
 """
@@ -29,6 +31,9 @@ DEFAULT_OPTIONS = (
 )
 DEFAULT_DTYPES = ("uint8", "uint16")
 DEFAULT_CHANNELS = ("gray", "rgb")
+#: Window lengths warmed by default: 10 (every path of short windows) and 40 (uint8
+#: subtract_median takes the adaptive median from median_band_min_f = 40).
+DEFAULT_LENGTHS = (10, 40)
 
 
 def parse_options(text: str) -> dict:
@@ -59,26 +64,35 @@ def parse_options(text: str) -> dict:
     return kwargs
 
 
-def lengths_for(kwargs: dict) -> list[int]:
-    """Window lengths at which the path's kernels differ: short, and where 'auto' switches."""
+def lengths_for(kwargs: dict, lengths=DEFAULT_LENGTHS) -> list[int]:
+    """Of ``lengths``, those at which the path's kernels differ: the shortest, and for each
+    switch of an 'auto' method with F (adaptive median, records color path) the
+    shortest length past it that ``lengths`` holds."""
     from . import config
 
-    lengths = [10]
+    lengths = sorted({int(n) for n in lengths})
+    chosen = {lengths[0]}
+    switches = []
     if kwargs.get("subtract_median"):
-        lengths.append(int(config.get("median_band_min_f")))
+        switches.append(int(config.get("median_band_min_f")))
     if kwargs.get("color_series") or kwargs.get("fade_tails"):
-        lengths.append(int(config.get("color_records_min_f")))
-    return sorted(set(lengths))
+        switches.append(int(config.get("color_records_min_f")))
+    for switch in switches:
+        past = [n for n in lengths if n >= switch]
+        if past:
+            chosen.add(past[0])
+    return sorted(chosen)
 
 
-def tasks(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHANNELS) -> list:
+def tasks(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHANNELS,
+          lengths=DEFAULT_LENGTHS) -> list:
     """Every (options text, dtype, channels, F) to run, the slowest-to-compile first."""
     out = []
     for text in options:
         kwargs = parse_options(text)
         for dtype in dtypes:
             for chan in channels:
-                for f in lengths_for(kwargs):
+                for f in lengths_for(kwargs, lengths):
                     out.append((text, dtype, chan, f))
     # color paths compile longest: start them first so the pool ends together
     return sorted(out, key=lambda t: ("color" not in t[0] and "fade" not in t[0], t[3] != 10))
@@ -118,7 +132,7 @@ def _worker_init() -> None:
 
 
 def warmup(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHANNELS,
-           jobs: int | None = None, progress: bool = True) -> dict:
+           jobs: int | None = None, progress: bool = True, lengths=DEFAULT_LENGTHS) -> dict:
     """Compile and cache the kernels of the given paths; return a summary.
 
     Parameters
@@ -133,6 +147,8 @@ def warmup(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHAN
         Processes compiling at once; default the machine's cores.
     progress : bool
         A progress bar on stderr.
+    lengths : sequence of int
+        Window lengths (:func:`lengths_for` keeps those that change a path).
 
     Returns
     -------
@@ -155,7 +171,9 @@ def warmup(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHAN
             np.dtype(dtype)
         except TypeError:
             raise FlowtraceError(f"warmup: unknown dtype {dtype!r}; e.g. uint8, uint16, float32") from None
-    todo = tasks(options, dtypes, channels)
+    if not lengths or min(int(n) for n in lengths) < 2:
+        raise FlowtraceError(f"warmup: window lengths must be 2 or more, got {list(lengths)}")
+    todo = tasks(options, dtypes, channels, lengths)
     jobs = max(1, int(jobs or os.cpu_count() or 1))
     start = time.perf_counter()
     totals = {"paths": len(todo), "compiled": 0, "recompiled": 0}

@@ -115,7 +115,10 @@ def test_warmup_rejects_an_unknown_option():
         parse_options("subtract_mean")
     # the median path at the adaptive median's length too; RGB and gray for each dtype
     assert {t[3] for t in tasks(["subtract_median"], ["uint8"], ["gray"])} == {10, 40}
-    assert len(tasks(["", "color_series"], ["uint8", "uint16"], ["gray", "rgb"])) == 12
+    assert len(tasks(["", "color_series"], ["uint8", "uint16"], ["gray", "rgb"])) == 8
+    # a long window adds the records color path, and only where colors are asked for
+    long = tasks(["", "color_series"], ["uint8"], ["gray"], lengths=(10, 40, 200))
+    assert sorted(t[3] for t in long) == [10, 10, 200]
 
 
 # --- a read-only install run by a user who cannot write home ----------------------------
