@@ -75,6 +75,7 @@ def read_recording(path) -> list[tuple]:
         "name": Path(path).name,
         "metadata": metadata,
         "rgb": rgb,
+        "axis_labels": ("t", "y", "x"),
         "contrast_limits": contrast_limits(source.dtype, source.bit_depth, frames),
     }
     return [(data, kwargs, "image")]
@@ -145,6 +146,8 @@ class FrameCache:
         self._lock = threading.Lock()
         self._cursor = None
         self._next = 0
+        #: Frames read from the source so far (not from the cache).
+        self.reads = 0
         # A video decoder reaches a later frame by decoding on; restarting it
         # would decode from the first frame again.
         self._decodes_on = hasattr(source, "_decode")
@@ -179,6 +182,7 @@ class FrameCache:
                 self.close()
                 raise
             self._next += 1
+            self.reads += 1
             if self._next > index:
                 return frame
 
