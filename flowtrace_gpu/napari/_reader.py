@@ -10,9 +10,11 @@ contrast limits come from the bit depth, never from a scan of the pixels.
 from __future__ import annotations
 
 import math
+import operator
 import os
 import threading
 import uuid
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
@@ -102,6 +104,43 @@ def contrast_limits(dtype, bit_depth: int | None, frames=None) -> tuple[float, f
     return (low, high) if high > low else (low, low + 1.0)
 
 
+#: The frame cache behind each lazy array this reader made, by the array's dask name.
+_CACHES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def frame_window(data, start: int, stop: int):
+    """Frames ``start:stop`` of a lazy array this reader made, as an array-like; else None.
+
+    What the preview hands to ``flowtrace_array``: it reads each frame from
+    the cache when the trace asks for it, with no dask graph and no
+    ``(F, H, W)`` copy, which cost 3-4 times the trace itself for a 1 MP,
+    F = 30 window (``bench/bench_preview.py``).
+    """
+    frames = _CACHES.get(getattr(data, "name", None))
+    if frames is None or tuple(data.shape) != (frames.n_frames,) + frames.frame_shape:
+        return None
+    return FrameWindow(frames, start, stop)
+
+
+class FrameWindow:
+    """Frames ``start:stop`` of a :class:`FrameCache`, indexed from 0 (shape, dtype, ``[i]``)."""
+
+    def __init__(self, frames: FrameCache, start: int, stop: int):
+        self._frames = frames
+        self._start = start
+        self.shape = (stop - start,) + frames.frame_shape
+        self.dtype = frames.dtype
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        index = operator.index(index)
+        if not -self.shape[0] <= index < self.shape[0]:
+            raise IndexError(f"frame {index} of a window of {self.shape[0]}")
+        return self._frames.frame(self._start + index % self.shape[0])
+
+
 def lazy_frames(frames: FrameCache):
     """A dask array ``(N, H, W[, C])`` whose chunk i is frame i, read when computed."""
     import dask.array as da
@@ -115,8 +154,10 @@ def lazy_frames(frames: FrameCache):
 
     meta = np.empty((0,) * len(shape), dtype=frames.dtype)
     # A fixed name: tokenizing the closure would hash the cache's frames.
-    return da.map_blocks(block, chunks=chunks, dtype=frames.dtype, meta=meta,
+    data = da.map_blocks(block, chunks=chunks, dtype=frames.dtype, meta=meta,
                          name=f"flowtrace-frames-{uuid.uuid4().hex}")
+    _CACHES[data.name] = frames
+    return data
 
 
 class FrameCache:

@@ -43,7 +43,7 @@ from qtpy.QtCore import QTimer
 
 from .. import FlowtraceError, available_backends, flowtrace_array
 from ..options import FLOWTRACE, FLOWTRACE_ARRAY, image_option_names, registry, split
-from ._reader import SOURCE_KEY, contrast_limits
+from ._reader import SOURCE_KEY, contrast_limits, frame_window
 
 #: Names of the layers the widget writes.
 PREVIEW_LAYER = "pathlines"
@@ -69,7 +69,9 @@ def option_widget(opt):
         return ComboBox(choices=list(opt.choices), value=opt.default,
                         nullable=opt.default is None, **common)
     if opt.is_flag and isinstance(opt.default, bool):
-        return CheckBox(value=opt.default, text=opt.name, **common)
+        box = CheckBox(value=opt.default, **common)
+        box.native.setText(opt.name)  # the keyword as spelled in the API (magicgui drops the _)
+        return box
     if opt.default is None:
         return LineEdit(value="", **common)
     if opt.cli_type is int:
@@ -362,11 +364,14 @@ def preview_image(data, start: int, stop: int, frames_to_merge: int, options: di
     returned, not raised: the widget shows its message.
     """
     try:
-        window = data[start:stop]
-        if hasattr(window, "compute"):  # a lazy layer: read here, on this worker thread
-            window = window.compute(scheduler="synchronous")
-        return flowtrace_array(np.asarray(window), frames_to_merge, backend=backend,
-                               progress=False, **options)[0]
+        window = frame_window(data, start, stop)  # this plugin's layer: straight from its cache
+        if window is None:
+            window = data[start:stop]
+            if hasattr(window, "compute"):  # another lazy layer: read here, on this thread
+                window = window.compute(scheduler="synchronous")
+            window = np.asarray(window)
+        return flowtrace_array(window, frames_to_merge, backend=backend, progress=False,
+                               **options)[0]
     except FlowtraceError as exc:
         return exc
 
