@@ -179,8 +179,7 @@ SETTINGS: dict[str, Setting] = {
     # reread nothing within this; a 1 MP 16-bit frame is 2 MiB.
     "napari_cache_mib": Setting(
         256, "MiB of recently read frames each recording opened in napari keeps (the "
-             "flowtrace-gpu plugin's reader); 0 keeps none",
-        env="FLOWTRACE_NAPARI_CACHE_MIB", minimum=0, maximum=2**20),
+             "flowtrace-gpu plugin's reader); 0 keeps one", minimum=0, maximum=2**20),
     # Noisy images barely shrink, and deflating them costs several times
     # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(

@@ -189,6 +189,24 @@ def test_reader_reads_only_the_frames_asked_for(tmp_path):
     assert frames.reads == 7 and len(frames._kept) <= 8
 
 
+def test_preview_window_reads_one_new_frame_per_step(tmp_path):
+    from flowtrace_gpu.napari._reader import frame_window, read_recording
+
+    movie = synthetic_movie(40, (16, 16), seed=1)
+    tifffile.imwrite(tmp_path / "s.tif", movie)
+    (data, _, _), = read_recording(str(tmp_path / "s.tif"))
+    assert frame_window(movie, 0, 4) is None  # not a layer of this reader
+    frames = frame_window(data, 0, 1)._frames
+    frames.capacity = 2  # a budget shorter than the window
+    reads = 0
+    for start in range(10, 14):
+        window = frame_window(data, start, start + 12)
+        np.testing.assert_array_equal(flowtrace_array(window, 12)[0],
+                                      flowtrace_array(movie[start:start + 12], 12)[0])
+        assert frames.reads - reads == (12 if start == 10 else 1)
+        reads = frames.reads
+
+
 def test_bayer_cine_metadata_names_its_pattern():
     if not REAL.is_dir():
         pytest.skip(f"real camera files not found at {REAL}")

@@ -119,6 +119,8 @@ def frame_window(data, start: int, stop: int):
     frames = _CACHES.get(getattr(data, "name", None))
     if frames is None or tuple(data.shape) != (frames.n_frames,) + frames.frame_shape:
         return None
+    # A window slid by one frame rereads one frame only if the cache holds a window and one.
+    frames.capacity = max(frames.capacity, stop - start + 1)
     return FrameWindow(frames, start, stop)
 
 

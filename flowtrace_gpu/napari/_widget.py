@@ -311,7 +311,8 @@ class Pathlines(Container):
             self.viewer.add_image(image, name=PREVIEW_LAYER, rgb=rgb, contrast_limits=limits)
         else:
             layer.data = image
-            layer.contrast_limits = limits
+            if tuple(layer.contrast_limits) != limits:
+                layer.contrast_limits = limits
 
     def _legend(self, image):
         """The color_series legend to show beside the preview, or None.
@@ -423,9 +424,17 @@ class TraceAll(Container):
         super().__init__(widgets=[output, *map(option_widget, self._run_options), run, cancel,
                                   self._status], labels=True)
         self.native.setWindowTitle("Trace all")
+        self.native.setMinimumWidth(460)
+        try:  # a window of its own: in the viewer's theme
+            from napari.qt import get_stylesheet
+
+            self.native.setStyleSheet(get_stylesheet(pathlines.viewer.theme))
+        except (ImportError, AttributeError, KeyError):
+            pass
         self._worker = None
         self._state = None
         self._bar = None
+        self._default = None  # the output prepare() proposed, until the user changes it
         self._timer = QTimer()
         self._timer.setInterval(100)
         self._timer.timeout.connect(self._poll)
@@ -443,12 +452,13 @@ class TraceAll(Container):
         layer = self._pathlines.source_layer.value
         path = (getattr(layer, "metadata", {}) or {}).get(SOURCE_KEY)
         self.output.enabled = path is not None
-        if path is not None and not str(self.output.value).strip(".") and not self.running:
+        untouched = not str(self.output.value).strip(".") or self.output.value == self._default
+        if path is not None and untouched and not self.running:
             source = Path(path)
             folder = source if source.is_dir() else source.parent
             stem = source.name if source.is_dir() else source.stem
             frames = self._pathlines.frames_to_merge.value
-            self.output.value = folder / f"{stem}_pathlines_F{frames}"
+            self.output.value = self._default = folder / f"{stem}_pathlines_F{frames}"
 
     def job(self) -> dict:
         """The run the dialog and the widget describe (checked only by the run itself)."""
