@@ -53,9 +53,13 @@ def _napari():
     return napari
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def gui():
-    """napari, with a display to open windows on (checked before Qt starts)."""
+    """napari, with a display to open windows on.
+
+    Session-scoped, so that it is checked before pytest-qt's session-wide
+    QApplication starts (without a display, Qt aborts the process).
+    """
     napari = _napari()
     _need(bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
           "no display (install Xvfb: pytest-xvfb then starts one)")
@@ -294,7 +298,7 @@ def _settle(qtbot, widget):
 
 def test_pathlines_follow_the_slider_and_the_options(viewer, qtbot):
     if not REAL.is_dir():
-        _need(False, f"real camera files not found at {REAL}")
+        pytest.skip(f"real camera files not found at {REAL} (they live in ../shared)")
     path = REAL / "cine_781.cine"
     frames = np.load(REAL / "cine_781.pims.npy")
     layer, = viewer.open(str(path), plugin="flowtrace-gpu")
