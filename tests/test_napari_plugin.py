@@ -460,3 +460,17 @@ def test_trace_all_of_an_in_memory_layer_adds_a_layer(viewer, qtbot):
     assert dialog.outcome == "done", dialog.status.value
     np.testing.assert_array_equal(viewer.layers["movie pathlines (all)"].data,
                                   flowtrace_array(movie, 6, fade_tails=True))
+
+
+def test_napari_progress_cancel_stops_an_in_memory_run(viewer, qtbot):
+    movie = synthetic_movie(800, (96, 96), seed=9)
+    viewer.add_image(movie, name="movie")
+    widget = _dock(viewer)
+    widget.frames_to_merge.value = 40
+    widget.subtract_median.value = True
+    dialog = _trace_all(widget, qtbot, max_cores=1)
+    qtbot.waitUntil(lambda: dialog._state.n > 0 or not dialog.running, timeout=SETTLE_MS)
+    dialog._bar.cancel()  # the Cancel of napari's activity panel
+    qtbot.waitUntil(lambda: not dialog.running, timeout=SETTLE_MS)
+    assert dialog.outcome == "cancelled", dialog.status.value
+    assert "movie pathlines (all)" not in viewer.layers

@@ -180,7 +180,7 @@ class Pathlines(Container):
         """Image layers with time on axis 0 (at least 3 axes, RGB's channel not counted)."""
         return [layer for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Image) and layer.ndim >= 3
-                and layer.name not in (PREVIEW_LAYER, LEGEND_LAYER)] \
+                and not layer.multiscale and layer.name not in (PREVIEW_LAYER, LEGEND_LAYER)] \
             if hasattr(self, "viewer") else []
 
     def _layers_changed(self, *_):
