@@ -23,6 +23,7 @@ import numpy as np
 from .. import config
 from ..io import suffixes
 from ..io.formats import open_source
+from ..io.sources import default_probe_workers
 from ..io.zarr_store import is_zarr_path
 
 #: ``layer.metadata`` key of the recording's path: what ``Trace all...`` traces.
@@ -60,7 +61,7 @@ def read_recording(path) -> list[tuple]:
     """
     if isinstance(path, (list, tuple)):
         path = path[0]
-    source = open_source(path)
+    source = open_source(path, probe_workers=default_probe_workers())  # a folder's headers
     frames = FrameCache(source, int(config.get("napari_cache_mib")) * 2**20)
     data = lazy_frames(frames)
     rgb = len(source.frame_shape) == 3
