@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config
+from . import config
+from ._version import __version__
 from .backends import get_backend
 from .engine import pipeline
-from .engine.plan import TracePlan, check_window, trace_sequence
+from .engine.plan import plan_run
 from .engine.saturation import LevelRecorder
 from .errors import FlowtraceError
 from .io.formats import open_source, open_writer, output_kind
@@ -35,17 +36,6 @@ def _start(kwargs: dict, call: str):
     options, run = split(kwargs, call)
     workers = max(1, min(run.max_cores, os.cpu_count() or 1)) if run.use_parallel else 0
     return options, run, workers
-
-
-def _plan(source, frames_to_merge, frames_to_skip, options):
-    """The plan, the frame indices windows slide over, and the number of images (or None)."""
-    f = check_window(frames_to_merge, source.n_frames, frames_to_skip, options)
-    if options.bit_depth is None and source.bit_depth is not None and source.dtype.itemsize > 1:
-        options = replace(options, bit_depth=source.bit_depth)  # e.g. a 12-bit camera file
-    plan = TracePlan(f, source.frame_shape, source.dtype, options)
-    sequence = trace_sequence(source.n_frames, f, options.windows)
-    n_out = None if source.n_frames is None else len(sequence) - f + 1
-    return plan, sequence, n_out
 
 
 def _frames(source, indices):
@@ -109,7 +99,7 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress)
 def _measure(source, sequence, n_out, plan, backend, **kwargs) -> float:
     """The global peak: one pass that traces without writing (normalize='global')."""
     percent = plan.options.saturate
-    recorder = LevelRecorder(percent, backend.name) if percent else pipeline.PeakRecorder()
+    recorder = LevelRecorder(percent, backend) if percent else pipeline.PeakRecorder()
     return _pass(source, sequence, plan, backend, recorder, n_out, desc="measuring", **kwargs)
 
 
@@ -244,7 +234,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     skip = run.frames_to_skip
     source = open_source(image_dir, skip, grayscale=options.grayscale,
                          probe_workers=default_probe_workers() if workers else 1)
-    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
+    plan, sequence, n_out = plan_run(source, frames_to_merge, skip, options)
     if plan.image_dtype not in (np.uint8, np.uint16):
         raise FlowtraceError(
             f"normalize='none' keeps the frames' {plan.image_dtype} values, which image files "
@@ -353,7 +343,7 @@ grayscale
         source = IterableSource(frames, skip)
     if options.grayscale and len(source.frame_shape) == 3:
         source = GrayscaleSource(source)
-    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
+    plan, sequence, n_out = plan_run(source, frames_to_merge, skip, options)
     engine = get_backend(run.backend, run.device)
     if n_out is None:
         writer = ListWriter()

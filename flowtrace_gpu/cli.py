@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 
-from . import __version__
+from ._version import __version__
 from .errors import FlowtraceError, IncompleteRunError, RunInterrupted
 from .options import image_option_names, registry, step_flags
 
@@ -183,7 +183,7 @@ def _trace(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .synthetic import run_demo
 
     options = _options(args)
     if not any(options[name] for name in step_flags()):

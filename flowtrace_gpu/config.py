@@ -82,7 +82,7 @@ SETTINGS: dict[str, Setting] = {
         0, "added to the writer threads' nice value (Linux): 19 lets compute, when it is "
            "the bottleneck, run first on a machine of its own (README, Performance)",
         env="FLOWTRACE_WRITER_NICE", minimum=0, maximum=19),
-    # See flowtrace_gpu/core_split.py: 0 lets the run move one thread at a
+    # See flowtrace_gpu/engine/thread_split.py: 0 lets the run move one thread at a
     # time between compute and I/O, following what each costs.
     "compute_threads": Setting(
         0, "kernel threads of a run; 0: start at half the cores and follow the measured "

@@ -32,6 +32,7 @@ from fractions import Fraction
 import numpy as np
 
 from .errors import FlowtraceError
+from .kernels.colors import resolve_colormap
 
 #: The public calls options belong to.
 FLOWTRACE = "flowtrace"
@@ -174,8 +175,6 @@ def anything(name: str, value):
 
 def colormap_check(name: str, value):
     """A matplotlib colormap name or two or more colors, resolved now (see plan)."""
-    from .kernels.colors import resolve_colormap
-
     return resolve_colormap(value)
 
 
@@ -184,6 +183,92 @@ def colormap_text(text: str):
     if "," not in text:
         return text
     return [part.strip() for part in text.split(",")]
+
+
+# ---------------------------------------------------------- image options
+
+#: How windows are laid over the frames (see :func:`trace_sequence`).
+WINDOW_SCHEMES = ("original", "sliding")
+
+#: How projections become output values (see README, "Scaling").
+NORMALIZE_MODES = ("frame", "global", "none")
+
+@dataclass(frozen=True, kw_only=True)
+class TraceOptions:
+    """What each window shows: the per-window steps, in the original's order.
+
+    Each field is a user option declared once (:mod:`flowtrace_gpu.options`):
+    its help, check and command-line flag live in the field's metadata.
+    Build it by keyword; values are checked (and normalized) on creation.
+    """
+
+    subtract_first: bool = option(
+        False, "subtract each window's first frame from its frames", flag,
+        cli="--subtract-first")
+    subtract_median: bool = option(
+        False, "subtract each window's per-pixel median (removes the still background)", flag,
+        cli="--subtract-median")
+    take_diff: bool = option(
+        False, "trace the diff_order-th difference of the window's frames along time", flag,
+        cli="--take-diff")
+    diff_order: int = option(
+        1, "order of take_diff", whole(1), cli="--diff-order", cli_type=int, metavar="N")
+    add_first_frame: bool = option(
+        False, "add the window's raw first frame back before projecting", flag,
+        cli="--add-first-frame")
+    color_series: bool = option(
+        False, "tint frame j by its time in the window, purple (90, 10, 250) -> orange "
+               "(255, 153, 0); RGB out", flag, cli="--color-series")
+    colormap: object = option(
+        None, "with color_series: a matplotlib colormap name ('viridis') or two or more "
+              "colors ('#5a0afa,#ff9900' on the command line)", optional(colormap_check),
+        cli="--colormap", cli_type=colormap_text, metavar="MAP")
+    fade_tails: bool = option(
+        False, "weight frame j of K by j/(K-1): older frames fade (the MATLAB flowtrace's "
+               "option)", flag, cli="--fade-tails")
+    invert_color: bool = option(
+        False, "dark particles on a light background: 255 - min (16-bit: 65535 - min, or "
+               "2**bit_depth - 1)", flag, cli="--invert-color")
+    windows: str = option(
+        "sliding", "'sliding': every window of F consecutive frames (N-F+1 images); "
+                   "'original': the original's windows, which skip frame F (N-F images)",
+        one_of(*WINDOW_SCHEMES), cli="--windows", cli_type=str, choices=WINDOW_SCHEMES)
+    normalize: str = option(
+        "frame", "'frame': each image stretched to 255 (the original; flickers); 'global': "
+                 "one scale for the whole run (reads the frames twice); 'none': raw values "
+                 "in the input's dtype", one_of(*NORMALIZE_MODES), cli="--normalize",
+        cli_type=str, choices=NORMALIZE_MODES)
+    saturate: float = option(
+        0.0, "percent of values allowed to saturate: the stretch maps the (100-P)th "
+             "percentile of each image ('frame') or of all images ('global') to 255 and "
+             "clips above; 0: the brightest value, as the original", percent_below_100,
+        cli="--saturate", cli_type=float, metavar="P")
+    bit_depth: int | None = option(
+        None, "bits really used by integer frames (10, 12): invert_color uses "
+              "2**bit_depth - 1; default from the camera file", optional(whole(1, 16)),
+        cli="--bit-depth", cli_type=int, metavar="BITS")
+    grayscale: bool = option(
+        False, "trace the luma (BT.601) of color frames instead of each channel", flag,
+        cli="--grayscale")
+
+    def __post_init__(self):
+        if self.colormap is not None and not self.color_series:
+            raise FlowtraceError("colormap colors the time series: pass color_series=True too")
+        check_fields(self)  # resolves a colormap now: a bad name fails before any frame
+        if self.saturate and self.normalize == "none":
+            raise FlowtraceError(
+                f"saturate={self.saturate} sets how images are stretched, but "
+                "normalize='none' writes the raw values; use normalize='frame' or 'global'")
+
+    def stack_length(self, frames_to_merge: int) -> int:
+        """Frames left in a window after ``take_diff`` and ``add_first_frame``."""
+        k = frames_to_merge
+        if self.take_diff:
+            k -= self.diff_order
+        if self.add_first_frame:
+            k += 1
+        return k
+
 
 
 # ------------------------------------------------------------ run options
@@ -231,8 +316,6 @@ class RunOptions:
 
 def registry() -> list[Option]:
     """Every option, image options first, with ``name`` and ``default`` filled in."""
-    from .engine.plan import TraceOptions
-
     found = []
     for cls in (TraceOptions, RunOptions):
         for f in dataclasses.fields(cls):
@@ -244,15 +327,11 @@ def registry() -> list[Option]:
 
 def image_option_names() -> tuple[str, ...]:
     """Names of the options that shape the images (the fields of TraceOptions)."""
-    from .engine.plan import TraceOptions
-
     return tuple(f.name for f in dataclasses.fields(TraceOptions))
 
 
 def step_flags() -> tuple[str, ...]:
     """The on/off options that change what a window shows (the demo's and the tests' list)."""
-    from .engine.plan import TraceOptions
-
     return tuple(f.name for f in dataclasses.fields(TraceOptions)
                  if f.metadata["option"].is_flag and f.name != "grayscale")
 
@@ -263,8 +342,6 @@ def split(kwargs: dict, call: str = FLOWTRACE) -> tuple:
     Only the options ``call`` takes are read; the rest of ``kwargs``
     (positional parameters such as ``image_dir``) is ignored.
     """
-    from .engine.plan import TraceOptions
-
     image, run = {}, {}
     for opt in registry():
         if call in opt.calls and opt.name in kwargs:
@@ -312,6 +389,7 @@ check_frames_to_merge = whole(1)
 __all__ = [
     "Option",
     "RunOptions",
+    "TraceOptions",
     "check_fields",
     "image_option_names",
     "markdown_table",

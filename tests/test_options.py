@@ -8,12 +8,12 @@ import pytest
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.cli import _demo_parser, _parser
-from flowtrace_gpu.engine.plan import TraceOptions
 from flowtrace_gpu.options import (
     FLOWTRACE,
     FLOWTRACE_ARRAY,
     FLOWTRACE_DASK,
     IMAGE_CALLS,
+    TraceOptions,  # noqa: E402
     image_option_names,
     markdown_table,
     registry,

@@ -20,7 +20,8 @@ from flowtrace_gpu import config  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
 from flowtrace_gpu.backends.numba import color_state as ncs  # noqa: E402
 from flowtrace_gpu.backends.numba import projectors as npj  # noqa: E402
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.engine.plan import TracePlan  # noqa: E402
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from naive import naive_trace_ext  # noqa: E402

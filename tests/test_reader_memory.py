@@ -16,8 +16,9 @@ import tifffile
 
 from flowtrace_gpu import get_backend
 from flowtrace_gpu.engine import pipeline
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan
+from flowtrace_gpu.engine.plan import TracePlan
 from flowtrace_gpu.io.formats import open_source
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 
 from camera_writers import pack_bits
 

@@ -7,128 +7,21 @@ the color weights and the output shape before the first frame is read.
 
 from __future__ import annotations
 
-import enum
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
 from ..errors import FlowtraceError
-from ..kernels.colors import colormap_colors, fade_weights, ramp_colors
-from ..options import (
-    check_fields,
-    colormap_check,
-    colormap_text,
-    flag,
-    one_of,
-    option,
-    optional,
-    percent_below_100,
-    whole,
-)
-
-#: How windows are laid over the frames (see :func:`trace_sequence`).
-WINDOW_SCHEMES = ("original", "sliding")
-
-#: How projections become output values (see README, "Scaling").
-NORMALIZE_MODES = ("frame", "global", "none")
+from ..kernels.colors import WeightMode, colormap_colors, fade_weights, ramp_colors
+from ..options import TraceOptions, whole
 
 #: What a projector returns, decided by the plan: 'frame' (8-bit, each image
 #: stretched on its own), 'fixed' (8-bit, one given peak for every image),
 #: 'none' (raw values in the input dtype) and 'float' (the float64
 #: projection, for measuring the global peak).
 SCALINGS = ("frame", "fixed", "none", "float")
-
-
-class WeightMode(enum.IntEnum):
-    """How :attr:`TracePlan.colors` weights a window's frames: one encoding for every backend."""
-
-    #: No weights.
-    NONE = 0
-    #: (K,) weights (``fade_tails`` alone): every channel of frame j times ``w[j]``.
-    SCALAR = 1
-    #: (K, 3) colors on RGB frames: channel c of frame j times ``w[j, c]``.
-    CHANNELS = 2
-    #: (K, 3) colors on gray frames: frame j becomes the RGB ``w[j] * value``.
-    TINT = 3
-
-
-@dataclass(frozen=True, kw_only=True)
-class TraceOptions:
-    """What each window shows: the per-window steps, in the original's order.
-
-    Each field is a user option declared once (:mod:`flowtrace_gpu.options`):
-    its help, check and command-line flag live in the field's metadata.
-    Build it by keyword; values are checked (and normalized) on creation.
-    """
-
-    subtract_first: bool = option(
-        False, "subtract each window's first frame from its frames", flag,
-        cli="--subtract-first")
-    subtract_median: bool = option(
-        False, "subtract each window's per-pixel median (removes the still background)", flag,
-        cli="--subtract-median")
-    take_diff: bool = option(
-        False, "trace the diff_order-th difference of the window's frames along time", flag,
-        cli="--take-diff")
-    diff_order: int = option(
-        1, "order of take_diff", whole(1), cli="--diff-order", cli_type=int, metavar="N")
-    add_first_frame: bool = option(
-        False, "add the window's raw first frame back before projecting", flag,
-        cli="--add-first-frame")
-    color_series: bool = option(
-        False, "tint frame j by its time in the window, purple (90, 10, 250) -> orange "
-               "(255, 153, 0); RGB out", flag, cli="--color-series")
-    colormap: object = option(
-        None, "with color_series: a matplotlib colormap name ('viridis') or two or more "
-              "colors ('#5a0afa,#ff9900' on the command line)", optional(colormap_check),
-        cli="--colormap", cli_type=colormap_text, metavar="MAP")
-    fade_tails: bool = option(
-        False, "weight frame j of K by j/(K-1): older frames fade (the MATLAB flowtrace's "
-               "option)", flag, cli="--fade-tails")
-    invert_color: bool = option(
-        False, "dark particles on a light background: 255 - min (16-bit: 65535 - min, or "
-               "2**bit_depth - 1)", flag, cli="--invert-color")
-    windows: str = option(
-        "sliding", "'sliding': every window of F consecutive frames (N-F+1 images); "
-                   "'original': the original's windows, which skip frame F (N-F images)",
-        one_of(*WINDOW_SCHEMES), cli="--windows", cli_type=str, choices=WINDOW_SCHEMES)
-    normalize: str = option(
-        "frame", "'frame': each image stretched to 255 (the original; flickers); 'global': "
-                 "one scale for the whole run (reads the frames twice); 'none': raw values "
-                 "in the input's dtype", one_of(*NORMALIZE_MODES), cli="--normalize",
-        cli_type=str, choices=NORMALIZE_MODES)
-    saturate: float = option(
-        0.0, "percent of values allowed to saturate: the stretch maps the (100-P)th "
-             "percentile of each image ('frame') or of all images ('global') to 255 and "
-             "clips above; 0: the brightest value, as the original", percent_below_100,
-        cli="--saturate", cli_type=float, metavar="P")
-    bit_depth: int | None = option(
-        None, "bits really used by integer frames (10, 12): invert_color uses "
-              "2**bit_depth - 1; default from the camera file", optional(whole(1, 16)),
-        cli="--bit-depth", cli_type=int, metavar="BITS")
-    grayscale: bool = option(
-        False, "trace the luma (BT.601) of color frames instead of each channel", flag,
-        cli="--grayscale")
-
-    def __post_init__(self):
-        if self.colormap is not None and not self.color_series:
-            raise FlowtraceError("colormap colors the time series: pass color_series=True too")
-        check_fields(self)  # resolves a colormap now: a bad name fails before any frame
-        if self.saturate and self.normalize == "none":
-            raise FlowtraceError(
-                f"saturate={self.saturate} sets how images are stretched, but "
-                "normalize='none' writes the raw values; use normalize='frame' or 'global'")
-
-    def stack_length(self, frames_to_merge: int) -> int:
-        """Frames left in a window after ``take_diff`` and ``add_first_frame``."""
-        k = frames_to_merge
-        if self.take_diff:
-            k -= self.diff_order
-        if self.add_first_frame:
-            k += 1
-        return k
 
 
 def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
@@ -311,3 +204,28 @@ class TracePlan:
         if self.dtype.kind in "ui" and self.dtype.itemsize > 1:
             return float(np.iinfo(self.dtype).max)
         return 255.0
+
+
+def plan_run(source, frames_to_merge, frames_to_skip: int, options: TraceOptions):
+    """The plan of a run over ``source``, the frame indices its windows slide
+    over, and the number of images (None for a source of unknown length).
+
+    Parameters
+    ----------
+    source : flowtrace_gpu.io.sources.FrameSource
+        Where frames come from (its ``n_frames``, ``frame_shape``, ``dtype``
+        and ``bit_depth``), after ``frames_to_skip``.
+    frames_to_merge : int
+        F, checked here.
+    frames_to_skip : int
+        Named in the error when too few frames are left.
+    options : TraceOptions
+        A camera file's bit depth fills ``bit_depth`` where unset.
+    """
+    f = check_window(frames_to_merge, source.n_frames, frames_to_skip, options)
+    if options.bit_depth is None and source.bit_depth is not None and source.dtype.itemsize > 1:
+        options = replace(options, bit_depth=source.bit_depth)  # e.g. a 12-bit camera file
+    plan = TracePlan(f, source.frame_shape, source.dtype, options)
+    sequence = trace_sequence(source.n_frames, f, options.windows)
+    n_out = None if source.n_frames is None else len(sequence) - f + 1
+    return plan, sequence, n_out

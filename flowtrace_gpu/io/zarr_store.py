@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FlowtraceError
-from ..extras import require_dask
+from ..errors import FlowtraceError, require_dask
 from . import suffixes
 from .boundary import first_line
 from .recording import RecordingSource

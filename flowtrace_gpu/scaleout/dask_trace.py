@@ -28,11 +28,12 @@ import numpy as np
 from .. import config
 from ..backends import AUTO_ORDER, Backend, get_backend
 from ..engine.pipeline import trace_frames
+from ..engine.plan import plan_run
 from ..engine.saturation import LevelShare, run_tops
-from ..errors import FlowtraceError
-from ..extras import require_dask
+from ..errors import FlowtraceError, require_dask
 from ..io.grayscale import GrayscaleSource, luma
 from ..io.sources import ArraySource
+from ..io.writers import ArrayWriter
 from ..kernels.saturate import RUN_BINS, level
 from ..options import FLOWTRACE_DASK, split, whole
 
@@ -103,8 +104,6 @@ grayscale
     >>> images.compute().dtype
     dtype('uint8')
     """
-    from ..api import _plan
-
     da = require_dask("dask.array", "flowtrace_dask")
     config.validate()
     options, run = split(locals(), FLOWTRACE_DASK)
@@ -117,7 +116,7 @@ grayscale
     source = ArraySource(x, skip)  # shape and dtype only: nothing is read
     if options.grayscale and len(source.frame_shape) == 3:
         source = GrayscaleSource(source)
-    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
+    plan, sequence, n_out = plan_run(source, frames_to_merge, skip, options)
     f = plan.frames_to_merge
 
     if skip > 1:
@@ -184,8 +183,9 @@ def _map_windows(da, func, x, f, *, dtype, chunks, **kwargs):
 def _block_images(frames, *, plan, backend, device):
     """A task: the images of the windows that start in this block."""
     engine = get_backend(backend, device)
+    images = np.empty((len(frames) - plan.frames_to_merge + 1,) + plan.out_shape, plan.out_dtype)
     with parallel_kernel_guard(engine):
-        return trace_frames(frames, plan, engine)
+        return trace_frames(frames, plan, engine, ArrayWriter(images))
 
 
 def _image_peaks(frames, *, plan, backend, device):
@@ -199,7 +199,7 @@ def _image_peaks(frames, *, plan, backend, device):
 def _level_share(frames, block_info=None, *, plan, tops, before, backend, device):
     """A task: this block's share of the run histogram, as a (1, bins) array."""
     engine = get_backend(backend, device)
-    share = LevelShare(tops, before[block_info[None]["chunk-location"][0]], engine.name)
+    share = LevelShare(tops, before[block_info[None]["chunk-location"][0]], engine)
     with parallel_kernel_guard(engine):
         return trace_frames(frames, plan, engine, share)[None]
 

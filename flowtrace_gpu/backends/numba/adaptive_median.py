@@ -1,12 +1,12 @@
 """The sliding median that chooses its method per block of pixels, on the data at hand.
 
 :class:`AdaptiveMedian` keeps the state of
-:mod:`kernels.numba_median_adaptive` (uint8 frames): every block of pixels
+:mod:`kernels.numba.median_adaptive` (uint8 frames): every block of pixels
 runs the band histogram or the blocked sorted window and switches when its
 measured band recount rate says the other is cheaper by more than the
 ``median_switch`` tolerance. It exposes the window's two middle order
 statistics as ``lo`` and ``hi`` after each ``push``, like the other
-sliding-median states (:mod:`.numba_median_state`).
+sliding-median states (:mod:`.median_state`).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class AdaptiveMedian(SlidingMedian):
         ``lo``/``hi`` are valid from ``t = F - 1`` on. ``fused``: the
         arguments ``(half, pre, suf, has_suffix, is_max, ioffset2,
         block_peak)`` with which the update also forms twice the
-        ``subtract_median`` projection (:func:`kernels.numba_median_adaptive
+        ``subtract_median`` projection (:func:`kernels.numba.median_adaptive
         .adaptive_update`).
         """
         if t < self.f - 1:

@@ -218,7 +218,7 @@ def _block_half(s, k1, k2, is_max, ioffset2, h, m):
     The window's maximum (minimum) is its top (bottom) row, so the
     projection needs no sliding extreme: ``h = 2 * max - lo - hi``, or for
     ``invert_color`` ``2 * offset - (2 * min - lo - hi)``, the same integers
-    :func:`kernels.numba_project.project_sliding_half` forms. Returns the
+    :func:`kernels.numba.project.project_sliding_half` forms. Returns the
     largest ``h``.
     """
     top = s[s.shape[0] - 1] if is_max else s[0]
@@ -242,7 +242,7 @@ def blocked_update_half(xold, xnew, srt, k1, k2, is_max, ioffset2, half, block_p
     ``half`` and half the largest value of each block to ``block_peak``
     while the block is in cache, instead of the order statistics: the
     projection is then only the stretch
-    (:func:`kernels.numba_project.stretch_half`). With ``update`` False
+    (:func:`kernels.numba.project.stretch_half`). With ``update`` False
     the rows are only read (the first window, after
     :func:`blocked_build`). Integer frames of at most 16 bits.
     """
