@@ -29,9 +29,10 @@ test: $(VENV)/.installed-test
 test-quick: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m "not slow"
 
-## make lint: ruff (rules in pyproject.toml); CI fails on any finding
+## make lint: ruff and the import layers (both in pyproject.toml); CI fails on any finding
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## make bench: kernel and end-to-end benchmarks; tables on stdout, JSON in bench/results/
 bench: $(VENV)/.installed-test
@@ -40,7 +41,7 @@ bench: $(VENV)/.installed-test
 bench-quick: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py --quick
 
-## make wheel-check: the built wheel carries flowtrace_gpu.kernels
+## make wheel-check: every module imports from the built wheel, outside the source tree
 wheel-check: $(VENV)/.installed-test
 	bash .ci/wheel_check.sh
 
