@@ -39,15 +39,6 @@ def _kernels():
     return numba_median_adaptive
 
 
-def band_can_win(f: int, bins: int = 16) -> bool:
-    """Whether the band can be the cheaper method at F (a rate of 0) by the tolerance.
-
-    Below that F the sorted window always wins and adapting costs for nothing.
-    """
-    band = COSTS["band_narrow" if bins <= 8 else "band"]
-    return band * config.get("median_switch") < COSTS["sorted"] + COSTS["sorted_f"] * f
-
-
 class AdaptiveMedian(SlidingMedian):
     """Band histogram or blocked sorted window per block, switching as the data asks.
 
