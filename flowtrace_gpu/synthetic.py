@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from .api import flowtrace
+from .io.own_files import write_atomically
 from .io.png import encode_png
-from .io.writers import prepare_out_dir, write_atomically
+from .io.writers import prepare_out_dir
 
 
 def cellular_velocity(x, y, size, cells=2, speed=1.0):

@@ -158,7 +158,7 @@ class VideoWriter(StreamedFileWriter):
 
     def _open(self, image: np.ndarray):
         height, width = image.shape[:2]
-        container = _av().open(str(self.partial.tmp), mode="w")
+        container = _av().open(self.partial.file, mode="w")
         stream = container.add_stream("libx264", rate=self.rate)
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"

@@ -3,9 +3,10 @@
 A writer receives ``write(index, image)`` calls, from several threads at
 once when its ``parallel`` attribute is true, else from one thread in index
 order; ``close()`` returns the result and ``abort()`` cleans up after an
-error. Each file is written under a temporary name
-(:func:`flowtrace_gpu.io.own_files.temp_path`) and renamed into place, so an
-interrupted run never leaves a half-written image. Single-file
+error. Each file is written under a temporary name this process has just
+created exclusively (:func:`flowtrace_gpu.io.own_files.create_temp`) and
+renamed into place, so an interrupted run never leaves a half-written image
+and no planted link is written through. Single-file
 writers (TIFF stack, video) live with their formats and are chosen by
 :func:`flowtrace_gpu.io.formats.open_writer`.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from .. import config
 from ..errors import FlowtraceError
-from .own_files import temp_path
+from .own_files import create_temp, write_atomically
 from .png import png_parts
 
 
@@ -66,20 +67,28 @@ def prepare_out_file(out_file) -> Path:
 
 
 class PartialFile:
-    """A temporary name beside ``path``, renamed to ``path`` on :meth:`commit`.
+    """A new temporary file beside ``path``, renamed to ``path`` on :meth:`commit`.
 
-    If the owner is dropped (or the interpreter exits) before ``commit``, the
-    temporary file is removed, so a failed run never leaves a half-written
-    output. The temporary name (:func:`~flowtrace_gpu.io.own_files.temp_path`)
-    keeps ``path``'s suffix, as encoders pick the container from it.
+    The temporary file is created at once, exclusively
+    (:func:`~flowtrace_gpu.io.own_files.create_temp`), and stays open as
+    :attr:`file`: encoders write into that file object, never to a path
+    they open themselves, so a link planted at any name cannot redirect
+    them. Its name keeps ``path``'s suffix, as encoders pick the container
+    from it. If the owner is dropped (or the interpreter exits) before
+    ``commit``, the temporary file is removed, so a failed run never leaves
+    a half-written output.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = temp_path(self.path, keep_suffix=True)
-        self._finalizer = weakref.finalize(self, _remove, self.tmp)
+        fd, self.tmp = create_temp(self.path, keep_suffix=True)
+        #: The open temporary file (binary, read-write); its ``name`` is :attr:`tmp`.
+        self.file = os.fdopen(fd, "w+b")
+        self.file.raw.name = str(self.tmp)  # encoders that pick the container by name see it
+        self._finalizer = weakref.finalize(self, _remove, self.file, self.tmp)
 
     def commit(self) -> Path:
+        self.file.close()
         os.replace(self.tmp, self.path)
         self._finalizer.detach()
         return self.path
@@ -88,7 +97,11 @@ class PartialFile:
         self._finalizer()
 
 
-def _remove(path: Path) -> None:
+def _remove(file, path: Path) -> None:
+    try:
+        file.close()
+    except OSError:
+        pass
     try:
         path.unlink(missing_ok=True)
     except OSError:
@@ -161,21 +174,6 @@ class StreamedFileWriter:
             except Exception:  # the file goes anyway
                 pass
         self.partial.discard()
-
-
-def write_atomically(path: Path, data) -> None:
-    """Write ``data`` (bytes, or a list of buffers) to ``path`` via a temporary file."""
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            if isinstance(data, list):
-                fh.writelines(data)
-            else:
-                fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class PngFolderWriter:
