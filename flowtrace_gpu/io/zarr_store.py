@@ -22,6 +22,7 @@ import contextlib
 import functools
 import math
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -263,6 +264,9 @@ def prepare_zarr_out(out) -> Path:
             "array there would replace them: give a new path or remove the folder")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (p.parent, p) if p.is_dir() else (p.parent,):
+            with tempfile.TemporaryFile(dir=folder):  # its manifest and lock go beside it
+                pass
     except OSError as exc:
         raise FlowtraceError(
             f"cannot write {str(p)!r} ({exc.strerror or exc}); choose a location you can write to"

@@ -26,6 +26,7 @@ starts it over (with a note), and resuming one that is complete does nothing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -227,9 +228,10 @@ class OutputRun:
         try:
             self.lock.acquire()
         except OSError as exc:
+            fix = ("choose an output you can write to" if exc.errno in (errno.EACCES, errno.EPERM,
+                   errno.EROFS) else "make room or choose another output")
             raise FlowtraceError(
-                f"cannot lock the output: {describe_os_error(exc, self.lock.path)}; make room "
-                "or choose another output") from None
+                f"cannot lock the output: {describe_os_error(exc, self.lock.path)}; {fix}") from None
         try:
             self._remove_debris()
             self._start_record()
