@@ -154,7 +154,7 @@ class VideoWriter(StreamedFileWriter):
         self._stream = None
 
     def _check(self, image: np.ndarray) -> None:
-        check_video_dtype(image.dtype, self.partial.path)
+        check_video_dtype(image.dtype, self.path)
 
     def _open(self, image: np.ndarray):
         height, width = image.shape[:2]

@@ -111,18 +111,21 @@ def _remove(file, path: Path) -> None:
 class StreamedFileWriter:
     """Base of the writers that stream every image, in index order, into one file.
 
-    The file is written under a temporary name (:class:`PartialFile`) and
+    The file is written under a temporary name (:class:`PartialFile`,
+    created with the first image, once the run holds the output's lock) and
     appears at its path only when :meth:`close` has checked that all
     ``n_images`` arrived; after an error :meth:`abort` removes it.
     Subclasses say how to check an image (``_check``), open the encoder on
-    the first image (``_open``, returning a handle with ``close()``), append
-    an image (``_append``) and finish the file (``_finish``).
+    the first image (``_open``, writing into ``self.partial.file`` and
+    returning a handle with ``close()``), append an image (``_append``) and
+    finish the file (``_finish``).
     """
 
     parallel = False  # one file handle: images in order
 
     def __init__(self, path: Path, n_images: int):
-        self.partial = PartialFile(path)
+        self.path = Path(path)
+        self.partial: PartialFile | None = None
         self.n_images = n_images
         self._handle = None
         self._next = 0
@@ -144,6 +147,8 @@ class StreamedFileWriter:
             raise RuntimeError(f"{type(self).__name__} got image {index}, expected {self._next}")
         self._check(image)
         if self._handle is None:
+            if self.partial is None:
+                self.partial = PartialFile(self.path)
             self._handle = self._open(image)
         self._append(image)
         self._next += 1
@@ -152,7 +157,7 @@ class StreamedFileWriter:
         """Finish the file and move it into place; returns its path."""
         if self._handle is None:
             self.abort()
-            raise FlowtraceError(f"no images were written, so {self.partial.path} was not created")
+            raise FlowtraceError(f"no images were written, so {self.path} was not created")
         try:
             self._finish()
         except BaseException:
@@ -161,7 +166,7 @@ class StreamedFileWriter:
         if self._next != self.n_images:
             self.partial.discard()
             raise FlowtraceError(
-                f"{self.partial.path}: {self._next} of {self.n_images} images arrived; "
+                f"{self.path}: {self._next} of {self.n_images} images arrived; "
                 "nothing was written"
             )
         return self.partial.commit()
@@ -173,7 +178,8 @@ class StreamedFileWriter:
                 self._handle.close()
             except Exception:  # the file goes anyway
                 pass
-        self.partial.discard()
+        if self.partial is not None:
+            self.partial.discard()
 
 
 class PngFolderWriter:
