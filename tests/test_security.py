@@ -310,6 +310,9 @@ def test_a_link_as_the_manifest_is_replaced_not_written_through(movie, tmp_path,
     before = snapshot(victim)
     with pytest.raises(FlowtraceError, match=r"manifest .* is a symbolic link .*delete"):
         trace(movie, out, resume=True, **kwargs)  # a resume reads no manifest through a link
+    fmt = ["--format", kwargs["format"]] if kwargs else []
+    assert main([str(movie), str(F), str(out), "--backend", "numpy", "-q", "--resume", *fmt]) == 2
+    assert "symbolic link" in one_line(capsys.readouterr().err)
     trace(movie, out, **kwargs)
     assert not manifest.is_symlink() and read_manifest(out).is_complete
     assert snapshot(victim) == before
