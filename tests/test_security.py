@@ -481,3 +481,25 @@ def test_written_files_are_new_files_of_this_process(movie, tmp_path):
         assert stat.S_ISREG(st.st_mode) and st.st_nlink == 1
     assert not [p for p in out.iterdir() if own_files.is_temporary(p.name)]
     assert np.all([p.stat().st_size > 0 for p in result])
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_write_in_tree_writes_exclusively_and_refuses_links(tmp_path, victim, monkeypatch, relative):
+    monkeypatch.setattr(own_files, "_DIR_FD", relative)  # False: the path-based fallback (Windows)
+    root = tmp_path / "store"
+    root.mkdir()
+    own_files.write_in_tree(root, "c/0/0", b"chunk")
+    assert (root / "c/0/0").read_bytes() == b"chunk"
+    with pytest.raises(FileExistsError):
+        own_files.write_in_tree(root, "c/0/0", b"other", exclusive=True)
+    own_files.write_in_tree(root, "c/0/0", [b"new ", b"chunk"])
+    assert (root / "c/0/0").read_bytes() == b"new chunk"
+    assert sorted(p.name for p in (root / "c/0").iterdir()) == ["0"]  # no temporary file left
+    with pytest.raises(ValueError):
+        own_files.write_in_tree(root, "../escape", b"x")
+    if relative:
+        (root / "c/1").symlink_to(victim, target_is_directory=True)
+        before = snapshot(victim)
+        with pytest.raises(FlowtraceError, match=r"c/1 is a symbolic link to .*delete"):
+            own_files.write_in_tree(root, "c/1/0", b"chunk")
+        assert snapshot(victim) == before

@@ -60,6 +60,7 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _EXCLUSIVE = os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0)
 _SUBFOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_DIR_FD = {os.open, os.mkdir, os.rename, os.link, os.unlink} <= os.supports_dir_fd
 
 
 def this_host() -> str:
@@ -170,6 +171,13 @@ def write_in_tree(root, key: str, data, exclusive: bool = False) -> None:
     parts = [p for p in key.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise ValueError(f"not a key inside the store: {key!r}")
+    if not _DIR_FD:  # e.g. Windows: no folder-relative calls (and no links to speak of)
+        path = Path(root, *parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if exclusive and path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path))
+        write_atomically(path, data)
+        return
     folder = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
     try:
         for i, part in enumerate(parts[:-1]):
