@@ -7,11 +7,14 @@ shipping data.
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
 from .api import flowtrace
+from .io.own_files import write_atomically
 from .io.png import encode_png
-from .io.writers import prepare_out_dir, write_atomically
+from .io.writers import prepare_out_dir
 
 
 def cellular_velocity(x, y, size, cells=2, speed=1.0):
@@ -135,7 +138,9 @@ def run_demo(out_dir="demo_output", *, n_frames: int = DEMO_FRAMES, size: int = 
     frames_dir = prepare_out_dir(out / "frames")
     movie = synthetic_movie(n_frames, (size, size), seed=0)
     for i, frame in enumerate(movie):
-        tifffile.imwrite(frames_dir / f"frame{i:04d}.tif", frame)
+        buffer = io.BytesIO()  # written as every output is: never through a link
+        tifffile.imwrite(buffer, frame)
+        write_atomically(frames_dir / f"frame{i:04d}.tif", buffer.getvalue())
     options.setdefault("subtract_median", True)
     images = flowtrace(frames_dir, window, out / "pathlines", **options)
 

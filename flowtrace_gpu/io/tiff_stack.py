@@ -20,8 +20,9 @@ import numpy as np
 from ..errors import FlowtraceError
 from . import suffixes
 from .images import TIME_SERIES_HINT, check_tiff_extent, read_tiff_page, tiff_layout, tiff_samples
+from .own_files import write_atomically
 from .recording import RecordingSource, read_block
-from .writers import StreamedFileWriter, write_atomically
+from .writers import StreamedFileWriter
 
 # Above this a classic TIFF's 32-bit offsets overflow: switch to BigTIFF.
 _CLASSIC_LIMIT = 2**32 - 2**25
@@ -165,7 +166,7 @@ class TiffStackWriter(StreamedFileWriter):
         big = image.nbytes * self.n_images > _CLASSIC_LIMIT
         # ImageJ's format holds gray uint8/uint16 and RGB uint8 only.
         imagej = not big and (image.ndim == 2 or (image.shape[2] == 3 and image.dtype == np.uint8))
-        return tifffile.TiffWriter(self.partial.tmp, bigtiff=big, imagej=imagej)
+        return tifffile.TiffWriter(self.partial.file, bigtiff=big, imagej=imagej)
 
     def _append(self, image: np.ndarray) -> None:
         self._handle.write(image, contiguous=True, photometric=_photometric(image))

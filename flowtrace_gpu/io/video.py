@@ -154,11 +154,11 @@ class VideoWriter(StreamedFileWriter):
         self._stream = None
 
     def _check(self, image: np.ndarray) -> None:
-        check_video_dtype(image.dtype, self.partial.path)
+        check_video_dtype(image.dtype, self.path)
 
     def _open(self, image: np.ndarray):
         height, width = image.shape[:2]
-        container = _av().open(str(self.partial.tmp), mode="w")
+        container = _av().open(self.partial.file, mode="w")
         stream = container.add_stream("libx264", rate=self.rate)
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"
