@@ -6,7 +6,7 @@ calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.engine.plan.Tra
 (what each window shows: every call that makes images takes these) and
 :class:`RunOptions` (where frames come from and go, and how a run uses the
 machine). From these fields come the command line (:mod:`flowtrace_gpu.cli`),
-the README's options table (:func:`markdown_table`, checked by a test), the
+the docs' options table (:func:`markdown_table`, rendered when the site is built), the
 option lists of the demo and the tests, and a test that holds the explicit
 keyword signatures of :func:`~flowtrace_gpu.flowtrace`,
 :func:`~flowtrace_gpu.flowtrace_array` and :func:`~flowtrace_gpu.flowtrace_dask`
@@ -288,7 +288,7 @@ def _markdown_default(opt: Option) -> str:
 
 
 def markdown_table() -> str:
-    """The options as the Markdown table README shows (a test checks README has it)."""
+    """The options as the Markdown table the docs show (docs/guide/options.md)."""
     lines = ["| option | command line | default | what it does |", "|---|---|---|---|"]
     for opt in registry():
         cli = opt.cli if opt.cli else "—"

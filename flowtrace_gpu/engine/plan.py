@@ -31,7 +31,7 @@ from ..options import (
 #: How windows are laid over the frames (see :func:`trace_sequence`).
 WINDOW_SCHEMES = ("original", "sliding")
 
-#: How projections become output values (see README, "Scaling").
+#: How projections become output values (docs/guide/scaling.md).
 NORMALIZE_MODES = ("frame", "global", "none")
 
 #: What a projector returns, decided by the plan: 'frame' (8-bit, each image

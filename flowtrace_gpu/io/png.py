@@ -8,7 +8,7 @@ noisy images, which LZ77 barely shortens, with a Huffman code of their bytes
 alone (:mod:`flowtrace_gpu.io.huffman`), and deflates the rest with ISA-L
 (``isal``) at level 1, or zlib at ``level``. The result is a standard PNG
 (zlib stream in IDAT, CRCs) that every reader opens; none of this changes a
-pixel, only file size. Figures: ``python bench/bench_png.py`` and README.
+pixel, only file size. Figures: ``python bench/bench_png.py``; why: docs/design/png.md.
 """
 
 from __future__ import annotations

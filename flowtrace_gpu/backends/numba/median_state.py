@@ -27,8 +27,8 @@ from ... import config
 # "median_sorted_bytes" (sorted_block); "median_band_min_f", the shortest window for
 # which 'auto' lets blocks of uint8 frames run the band histogram (the
 # adaptive median; below it the sorted window, fused with the projection,
-# is never more than the ``median_switch`` tolerance slower: the measured
-# crossover is F = 30-45, bench/bench_median.py, README "Performance");
+# is never more than the ``median_switch`` tolerance slower: see
+# bench/bench_median.py for the crossover);
 # "band_bins", the band's width of the 'band' method (8 bins: 2550 rebuilds
 # per 1 MP frame at F = 30 where 16 bins need 241).
 
