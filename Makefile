@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-quick lint bench bench-quick wheel-check clean
+.PHONY: demo test test-quick lint docs gallery bench bench-quick wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,18 @@ test-quick: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	@touch $@
+
+## make docs: the docs site into site/ (mkdocs build --strict: any warning fails)
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict
+
+## make gallery: redraw docs/gallery/ and docs/gallery.md (the demo, the real recordings)
+gallery: $(VENV)/.installed
+	$(BIN)/python docs/gallery.py
+
 ## make bench: kernel and end-to-end benchmarks; tables on stdout, JSON in bench/results/
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/run_all.py
@@ -45,4 +57,4 @@ wheel-check: $(VENV)/.installed-test
 	bash .ci/wheel_check.sh
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info demo_output bench/results
+	rm -rf $(VENV) build dist *.egg-info demo_output bench/results site

@@ -8,6 +8,8 @@ the variable and the allowed values, not a crash in a worker thread.
 Settings without a variable are internal constants kept here so that every
 knob is in one place; tests and benchmarks may pass other values explicitly.
 
+Examples
+--------
 >>> from flowtrace_gpu import config
 >>> config.DEFAULTS["prefetch"]
 8

@@ -12,6 +12,8 @@ keyword signatures of :func:`~flowtrace_gpu.flowtrace`,
 :func:`~flowtrace_gpu.flowtrace_array` and :func:`~flowtrace_gpu.flowtrace_dask`
 against them.
 
+Examples
+--------
 >>> from flowtrace_gpu.options import registry
 >>> [o.name for o in registry()][:3]
 ['subtract_first', 'subtract_median', 'take_diff']
