@@ -165,14 +165,6 @@ def test_bad_environment_variable_is_refused_before_any_output(tmp_path, monkeyp
         flowtrace_array(movie, 2)
 
 
-def test_config_table_lists_every_environment_variable():
-    from flowtrace_gpu import config
-
-    table = config.table()
-    for var in config.ENV_VARS:
-        assert f"`{var}`" in table
-
-
 # ------------------------------------------------------------------ corrupt files (readers)
 
 def _set_tiff_tag(path, tag, value, page=0):
