@@ -39,7 +39,7 @@ $(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
 
 ## make docs: the docs site into site/ (mkdocs build --strict: any warning fails)
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 ## make gallery: redraw docs/gallery/ and docs/gallery.md (the demo, the real recordings)
 gallery: $(VENV)/.installed

@@ -1,8 +1,9 @@
 """The docs against the code: README.md and docs/ say what the package does.
 
 - Every ```python block of README.md and docs/**/*.md runs (in a folder holding
-  a small sample_data/), and the values its comments state are checked: a
-  ``print(...)  # VALUE`` line must print VALUE, and ``name = ...  # (shape) dtype``
+  a small sample_data/ of 40 frames), and the values its comments state are
+  checked: a ``print(...)  # VALUE`` line must print VALUE (text after " — " is
+  an explanation), and ``name = ...  # (shape) dtype``
   must give an array of that shape (and dtype).
 - Every ``flowtrace ...`` command line in their ```bash blocks parses.
 - The generated parts of the pages (options, environment variables, ``--help``,
@@ -89,6 +90,7 @@ def checked_source(block: str) -> str:
 
 
 def _check_print(expected, *args):
+    expected = expected.split(" — ")[0]
     got = " ".join(str(a) for a in args)
     assert got.split() == expected.split(), f"printed {got!r}, the comment says {expected!r}"
 
@@ -121,6 +123,7 @@ def test_stated_values_become_checks():
     assert "__check_print__('3', len(x))" in source
     with pytest.raises(AssertionError, match="comment says"):
         exec(checked_source("print(1 + 1)  # 3\n"), {"__check_print__": _check_print})
+    exec(checked_source("print(1 + 1)  # 2 — one and one\n"), {"__check_print__": _check_print})
 
 
 @pytest.mark.parametrize("name,block", PYTHON, ids=[n for n, _ in PYTHON])
