@@ -104,15 +104,22 @@ def _gpu(data: dict) -> str:
 def _kernels(data: dict) -> str:
     results = data["results"]
     columns = sorted({c for row in results.values() for c in row if isinstance(row[c], dict)})
+    threads = data.get("threads")
+    on = (f"{threads[0]} thread" + ("s" if threads[0] > 1 else "") if threads and len(threads) == 1
+          else "the thread counts in the columns" if threads else "all cores")
     lines = [f"{data['shape'][0]}×{data['shape'][1]} frames, ms per output image on a resident "
-             f"window, steady state (mean of {data['repeats']} interleaved rounds).", "",
-             "| movie | dtype | op | F | " + " | ".join(columns) + " | NumPy reference |",
-             "|---|---|---|---|" + "---|" * len(columns) + "---|"]
+             f"window, steady state (mean of {data['repeats']} interleaved rounds), on {on}.", "",
+             "| movie | dtype | op | F | " + " | ".join(columns) + " |",
+             "|---|---|---|---|" + "---|" * len(columns)]
+    reference = any("reference_ms" in row for row in results.values())
+    if reference:
+        lines[-2] += " NumPy reference |"
+        lines[-1] += "---|"
     for key, row in results.items():
         movie, dtype, op, f = key.split("/")
         cells = " | ".join(_num(row[c]["ms"]) if c in row else "—" for c in columns)
-        lines.append(f"| {movie} | {dtype} | {op} | {f[1:]} | {cells} | "
-                     f"{_num(row.get('reference_ms'))} |")
+        ref = f" {_num(row.get('reference_ms'))} |" if reference else ""
+        lines.append(f"| {movie} | {dtype} | {op} | {f[1:]} | {cells} |{ref}")
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@
   a small sample_data/ of 40 frames), and the values its comments state are
   checked: a ``print(...)  # VALUE`` line must print VALUE (text after " — " is
   an explanation), and ``name = ...  # (shape) dtype``
-  must give an array of that shape (and dtype).
+  must give an array of that shape (and dtype). A block that cannot run in a
+  test (a GUI) says why in ``<!-- not run: why -->`` right above it, and compiles.
 - Every ``flowtrace ...`` command line in their ```bash blocks parses.
 - The generated parts of the pages (options, environment variables, ``--help``,
   performance tables) come from the code, and README's performance table is
@@ -36,16 +37,25 @@ def _rel(path: Path) -> str:
     return str(path.relative_to(ROOT))
 
 
-def _blocks(lang: str) -> list[tuple[str, str]]:
+#: Put right above a ```python block that cannot run in a test (a GUI, a cluster of
+#: one's own): ``<!-- not run: why -->``. Such a block must still compile.
+NOT_RUN = re.compile(r"<!-- not run: (.*?) -->\n$")
+
+
+def _blocks(lang: str, *, runnable: bool = True) -> list[tuple[str, str]]:
     found = []
     for page in PAGES:
-        for i, block in enumerate(re.findall(rf"^```{lang}\n(.*?)^```", page.read_text(),
-                                             flags=re.S | re.M)):
-            found.append((f"{_rel(page)}#{lang}{i}", block))
+        text = page.read_text()
+        fences = re.finditer(rf"^```{lang}\n(.*?)^```", text, flags=re.S | re.M)
+        for i, m in enumerate(fences):
+            marked = NOT_RUN.search(text[max(0, m.start() - 200):m.start()])
+            if marked is None if runnable else marked is not None:
+                found.append((f"{_rel(page)}#{lang}{i}", m.group(1)))
     return found
 
 
 PYTHON = _blocks("python")
+PYTHON_NOT_RUN = _blocks("python", runnable=False)
 BASH = _blocks("bash")
 
 
@@ -130,6 +140,14 @@ def test_stated_values_become_checks():
 def test_example_runs_and_states_true_values(name, block, sample_folder):
     code = compile(checked_source(block), name, "exec")
     exec(code, {"__check_print__": _check_print, "__check_shape__": _check_shape})
+
+
+def test_examples_that_are_not_run_compile_and_say_why():
+    for name, block in PYTHON_NOT_RUN:
+        page = ROOT / name.split("#")[0]
+        assert all(m.strip() for m in re.findall(r"<!-- not run: (.*?) -->", page.read_text()))
+        compile(block, name, "exec")
+    assert len(PYTHON_NOT_RUN) <= len(PYTHON) // 4, "most examples must run"
 
 
 def _command_lines():
