@@ -32,12 +32,9 @@ from ... import config
 # "band_bins", the band's width of the 'band' method (8 bins: 2550 rebuilds
 # per 1 MP frame at F = 30 where 16 bins need 241).
 
-# A full 256-bin histogram and a scalar insertion sort were removed: 'auto'
-# never picked them, and at F = 300, where they might win, they were slower
-# (bench/bench_median.py, 512x512, one thread: 11.5 and 59 ms per frame
-# against the band's 3.2 ms on uint8; the sort 89 ms against the blocked
-# window's 24 ms on uint16). Only on int8 frames at F >~ 400, which the
-# band cannot count, did the histogram win.
+# No full 256-bin histogram and no scalar insertion sort: 'auto' would not
+# pick them, and even at long windows they lose to the band and the blocked
+# window (bench/bench_median.py).
 METHODS = ("auto", "band", "blocked", "adaptive")
 
 
