@@ -191,8 +191,8 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         complete images are kept untouched and only the missing ones are
         computed, equal bit for bit to an uninterrupted run's. Refused,
         saying what differs, if the options or the source changed. A
-        single-file output (TIFF stack, video) is started over. See README,
-        "Long runs".
+        single-file output (TIFF stack, video) is started over. See
+        docs/guide/long-runs.md.
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Command line: ``flowtrace SOURCE FRAMES [OUT] [options]``, ``flowtrace demo`` and ``flowtrace batch``.
 
 Every option flag comes from the option registry (:mod:`flowtrace_gpu.options`),
-so the command line, the Python calls and README's table cannot drift apart.
+so the command line, the Python calls and the docs' table cannot drift apart.
 Every failure is one line on stderr, no traceback: bad input exits with status
 2 before anything is written; a run stopped by a frame it cannot read or a
 disk it cannot write exits with 1, saying how many images are complete; SIGINT

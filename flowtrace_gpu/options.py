@@ -6,12 +6,14 @@ calls take it. Two dataclasses hold them: :class:`~flowtrace_gpu.engine.plan.Tra
 (what each window shows: every call that makes images takes these) and
 :class:`RunOptions` (where frames come from and go, and how a run uses the
 machine). From these fields come the command line (:mod:`flowtrace_gpu.cli`),
-the README's options table (:func:`markdown_table`, checked by a test), the
+the docs' options table (:func:`markdown_table`, rendered when the site is built), the
 option lists of the demo and the tests, and a test that holds the explicit
 keyword signatures of :func:`~flowtrace_gpu.flowtrace`,
 :func:`~flowtrace_gpu.flowtrace_array` and :func:`~flowtrace_gpu.flowtrace_dask`
 against them.
 
+Examples
+--------
 >>> from flowtrace_gpu.options import registry
 >>> [o.name for o in registry()][:3]
 ['subtract_first', 'subtract_median', 'take_diff']
@@ -190,7 +192,7 @@ def colormap_text(text: str):
 #: How windows are laid over the frames (see :func:`trace_sequence`).
 WINDOW_SCHEMES = ("original", "sliding")
 
-#: How projections become output values (see README, "Scaling").
+#: How projections become output values (docs/guide/scaling.md).
 NORMALIZE_MODES = ("frame", "global", "none")
 
 @dataclass(frozen=True, kw_only=True)
@@ -365,7 +367,7 @@ def _markdown_default(opt: Option) -> str:
 
 
 def markdown_table() -> str:
-    """The options as the Markdown table README shows (a test checks README has it)."""
+    """The options as the Markdown table the docs show (docs/guide/options.md)."""
     lines = ["| option | command line | default | what it does |", "|---|---|---|---|"]
     for opt in registry():
         cli = opt.cli if opt.cli else "—"

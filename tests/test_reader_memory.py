@@ -2,7 +2,7 @@
 
 A memory-mapped file's pages count in the process's resident memory (RSS)
 while the mapping lives, so a long run over a mapped stack looked as large as
-the file to schedulers that count RSS (README, "Memory";
+the file to schedulers that count RSS (docs/guide/recordings.md, "Memory";
 ``bench/bench_reader_memory.py`` measures it).
 """
 

@@ -44,7 +44,7 @@ def read_block(handle, offset: int, nbytes: int) -> np.ndarray:
     Read, not memory-mapped: the pages of a mapped file count in the
     process's resident memory (RSS) while the mapping lives, so a long run
     would look as large as the file to job schedulers that count RSS
-    (README, "Memory"). Raises ValueError where the file ends first.
+    (docs/guide/recordings.md, "Memory"). Raises ValueError where the file ends first.
     """
     block = np.empty(nbytes, np.uint8)
     view, filled = memoryview(block), 0

@@ -6,7 +6,7 @@ array; otherwise one page is decoded per frame. A stack is never loaded
 whole, and never memory-mapped: pages of a mapped file count in the
 process's resident memory (RSS) for as long as the mapping lives, which
 makes a long run look as large as the file to a job scheduler that counts
-RSS, though the process itself holds only the window (README, "Memory").
+RSS, though the process itself holds only the window (docs/guide/recordings.md, "Memory").
 """
 
 from __future__ import annotations

@@ -361,8 +361,8 @@ class CupyProjector:
 class BatchedCupyProjector(CupyProjector):
     """A :class:`CupyProjector` that takes frames and gives images ``batch`` at a time.
 
-    One frame at a time, a 1 MP frame costs ~0.5 ms of Python in some
-    fifteen CuPy calls against ~0.1 ms of kernel (README, "On a GPU").
+    One frame at a time, a frame costs far more Python in some fifteen CuPy
+    calls than kernel time (``python bench/bench_io_threads.py --profile cupy``).
     In batches, frames go up in one copy per batch and images come down in
     one: :meth:`push_many` and :meth:`project_many`, which the pipeline calls
     when ``batch > 1``. Without a stack (no ordered step but

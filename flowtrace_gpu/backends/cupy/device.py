@@ -17,7 +17,7 @@ OTHER_BACKENDS = "or use backend='numba' or backend='numpy'"
 
 
 def _import_cupy():
-    """The ``cupy`` module (imported on first call)."""
+    """The ``cupy`` module (imported when first needed)."""
     return importlib.import_module("cupy")
 
 

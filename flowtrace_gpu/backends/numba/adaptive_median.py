@@ -19,7 +19,7 @@ from ... import config
 from .median_state import SlidingMedian
 
 #: The cost model, per pixel per frame, in nanoseconds on one thread of the
-#: development machine (bench/bench_median.py, README "Performance"): the
+#: development machine (bench/bench_median.py): the
 #: band histogram's pass, its recount of a pixel (fixed + per frame of F),
 #: the sorted window's merge (fixed + per frame of F). Only their ratios
 #: matter: they decide when a block switches.

@@ -27,17 +27,14 @@ from ... import config
 # "median_sorted_bytes" (sorted_block); "median_band_min_f", the shortest window for
 # which 'auto' lets blocks of uint8 frames run the band histogram (the
 # adaptive median; below it the sorted window, fused with the projection,
-# is never more than the ``median_switch`` tolerance slower: the measured
-# crossover is F = 30-45, bench/bench_median.py, README "Performance");
+# is never more than the ``median_switch`` tolerance slower: see
+# bench/bench_median.py for the crossover);
 # "band_bins", the band's width of the 'band' method (8 bins: 2550 rebuilds
 # per 1 MP frame at F = 30 where 16 bins need 241).
 
-# A full 256-bin histogram and a scalar insertion sort were removed: 'auto'
-# never picked them, and at F = 300, where they might win, they were slower
-# (bench/bench_median.py, 512x512, one thread: 11.5 and 59 ms per frame
-# against the band's 3.2 ms on uint8; the sort 89 ms against the blocked
-# window's 24 ms on uint16). Only on int8 frames at F >~ 400, which the
-# band cannot count, did the histogram win.
+# No full 256-bin histogram and no scalar insertion sort: 'auto' would not
+# pick them, and even at long windows they lose to the band and the blocked
+# window (bench/bench_median.py).
 METHODS = ("auto", "band", "blocked", "adaptive")
 
 

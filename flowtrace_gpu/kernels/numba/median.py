@@ -203,8 +203,8 @@ def _merge_block(s, xo, xv, prev, m):
     if f == 1:
         s[0, :m] = xv
     else:
-        # The row loops live in helpers: inlined in the prange body,
-        # Numba 0.68 left them scalar (20x slower).
+        # The row loops live in helpers: inlined in the prange body, Numba
+        # leaves them scalar.
         _first_row(s[0], s[1], xo, xv, prev, m)
         for k in range(1, f - 1):
             _mid_row(s[k], s[k + 1], xo, xv, prev, m)
@@ -448,8 +448,7 @@ def band_block(ring, skip, xv, first, m, s, bs, bl, lo_c, hi_c, sc, cs, idx, k1,
     else:
         _band_prep(ring[skip, first:first + m], xv, bs, bl, sc[0], sc[1], cs,
                    sc[2], sc[3], ct, m)
-        # One bin per call: fusing four bins per pass ran 1.6x faster in
-        # L1 but 10 % slower here, where the pass is memory-bound.
+        # One bin per call: the pass is memory-bound, so fusing bins does not pay.
         for k in range(s.shape[0]):
             _band_row(s[k], np.uint8(k), sc[0], sc[1], cs, sc[2], sc[3], ct(k1), ct(k2),
                       ct, m)
