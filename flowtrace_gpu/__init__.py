@@ -8,7 +8,9 @@ recordings and videos), :func:`flowtrace_array` (arrays in memory),
 :func:`flowtrace_dask` (a lazy dask array) and :func:`flowtrace_batch` (an
 archive on a dask cluster; both need the ``[dask]`` extra, imported only
 when called), :class:`FlowtraceError` (and its mid-run kind
-:class:`IncompleteRunError`), :class:`RunInterrupted`, and the backend helpers;
+:class:`IncompleteRunError`), :class:`RunInterrupted`, the backend helpers,
+:func:`recording_info` (what a recording holds) and :func:`time_legend` (the
+colors of a window's frames, as an image);
 plus two modules of
 declarations, :mod:`flowtrace_gpu.options` (every user option) and
 :mod:`flowtrace_gpu.config` (every tunable and its environment variable); and
@@ -22,6 +24,8 @@ __version__ = "0.1.0"  # before the imports: the manifest records it
 from .api import flowtrace, flowtrace_array  # noqa: E402
 from .backends import available_backends, get_backend  # noqa: E402
 from .errors import FlowtraceError, IncompleteRunError, RunInterrupted  # noqa: E402
+from .info import recording_info  # noqa: E402
+from .legend import time_legend  # noqa: E402
 from .scaleout.batch import flowtrace_batch  # noqa: E402
 from .scaleout.dask_trace import flowtrace_dask  # noqa: E402
 
@@ -35,5 +39,7 @@ __all__ = [
     "flowtrace_batch",
     "flowtrace_dask",
     "get_backend",
+    "recording_info",
+    "time_legend",
     "__version__",
 ]

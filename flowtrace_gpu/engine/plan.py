@@ -132,18 +132,20 @@ class TraceOptions:
 
 
 def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
-                 options: TraceOptions) -> int:
+                 options: TraceOptions, where: str = "") -> int:
     """Validate ``frames_to_merge`` against the options and the frames available.
 
     ``n_frames`` is the count after ``frames_to_skip`` (None when unknown, as
-    for a generator). Returns ``frames_to_merge`` as an int.
+    for a generator); ``where`` says which frames those are (e.g. ``' (frames
+    2000 to 2999 of 10000)'``). Returns ``frames_to_merge`` as an int.
     """
     f = whole(1)("frames_to_merge", frames_to_merge)
     if n_frames is not None:
         if n_frames < 1:
-            raise FlowtraceError("no frames to trace")
+            raise FlowtraceError(f"no frames to trace{where}")
         if f > n_frames:
             after = f" after frames_to_skip={frames_to_skip}" if frames_to_skip > 1 else ""
+            after += where
             raise FlowtraceError(
                 f"frames_to_merge={f} but only {n_frames} frames remain{after}; "
                 f"use at most {n_frames}"
@@ -176,6 +178,53 @@ def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "s
     if windows == "original" and n_frames > frames_to_merge:
         del indices[frames_to_merge]
     return indices
+
+
+def step_sequence(sequence, frames_to_merge: int, window_step: int):
+    """The frames to push for an image of every ``window_step``-th window, and their stride.
+
+    Image k is the window starting at ``sequence[k * window_step]``. Returns
+    ``(frames, stride)``: in ``frames``, image k is the window starting at
+    position ``k * stride``. Frames no kept window holds are left out, so a
+    step above F reads only each kept window's F frames (the windows between
+    two groups are computed and dropped: F - 1 of them, fewer than a step).
+
+    >>> step_sequence(list(range(10)), 3, 2)
+    ([0, 1, 2, 3, 4, 5, 6, 7, 8], 2)
+    >>> step_sequence(list(range(10)), 3, 4)
+    ([0, 1, 2, 4, 5, 6], 3)
+    """
+    f, step = frames_to_merge, window_step
+    stride = min(step, f)
+    if step == 1:
+        return sequence, 1
+    if not isinstance(sequence, list):  # a stream of unknown length
+        return _stepped_stream(iter(sequence), f, step), stride
+    n_images = len(range(0, len(sequence) - f + 1, step))
+    frames = []
+    for k in range(n_images):
+        frames += sequence[k * step:k * step + stride]
+    last = (n_images - 1) * step
+    return frames + sequence[last + stride:last + f], stride
+
+
+def _stepped_stream(frames, f: int, step: int):
+    if step <= f:
+        yield from frames
+        return
+    while True:
+        group = list(itertools.islice(frames, f))
+        yield from group
+        if len(group) < f or next(itertools.islice(frames, step - f - 1, None), None) is None:
+            return
+
+
+def images_of(n_frames: int | None, frames_to_merge: int, windows: str, window_step: int):
+    """Images a run makes of ``n_frames`` frames (None when unknown)."""
+    if n_frames is None:
+        return None
+    n_windows = len(trace_sequence(n_frames, frames_to_merge, windows)) - frames_to_merge + 1
+    return len(range(0, n_windows, window_step))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import FlowtraceError
 from . import suffixes
 from .images import TIME_SERIES_HINT, check_tiff_extent, read_tiff_page, tiff_layout, tiff_samples
-from .recording import RecordingSource, read_block
+from .recording import RecordingSource, read_block, region_rows
 from .writers import StreamedFileWriter, write_atomically
 
 # Above this a classic TIFF's 32-bit offsets overflow: switch to BigTIFF.
@@ -119,6 +119,12 @@ class TiffStackSource(RecordingSource):
             )
         return offset, frame_bytes, stored
 
+    def _rows_in_order(self) -> bool:
+        """Whether the stored frame's first axis is its rows (not planar color planes)."""
+        page = self._page
+        return (page.shape[0] == self.frame_shape[0]
+                and (page.samplesperpixel == 1 or page.planarconfig != 2))
+
     def _open_pass(self):
         if self._block is not None:
             return open(self.path, "rb", buffering=0)  # unbuffered: readinto fills the frame
@@ -126,11 +132,20 @@ class TiffStackSource(RecordingSource):
 
         return tifffile.TiffFile(self.path)  # one open file for the whole pass
 
-    def _read_raw(self, handle, raw):
+    def _read_raw(self, handle, raw, region=None):
         if self._block is not None:
             offset, frame_bytes, stored = self._block
-            block = read_block(handle, offset + raw * frame_bytes, frame_bytes)
-            return tiff_samples(block.view(stored).reshape(self._page.shape), self._page)
+            shape = tuple(self._page.shape)
+            if region is not None and self._rows_in_order():
+                # Only the crop's rows: each is a run of bytes in the stored frame.
+                first, stop = region_rows(region, shape[0])
+                row_bytes = frame_bytes // shape[0]
+                block = read_block(handle, offset + raw * frame_bytes + first * row_bytes,
+                                   (stop - first) * row_bytes)
+                shape = (stop - first,) + shape[1:]
+            else:
+                block = read_block(handle, offset + raw * frame_bytes, frame_bytes)
+            return tiff_samples(block.view(stored).reshape(shape), self._page)
         index = raw if self._every_page else handle.series[0].pages[raw].index
         return read_tiff_page(handle, self.path, index, (self.frame_shape, self.dtype))
 
