@@ -40,7 +40,8 @@ def _start(kwargs: dict, call: str):
 
 
 def _plan(source, frames_to_merge, frames_to_skip, options, window_step=1):
-    """The plan, the frames to push, their stride and the number of images (or None).
+    """The plan, the frames to push, their stride, the number of images (or None), and
+    every window's frames and count ``(sequence, n)`` (what ``normalize='global'`` measures).
 
     Image k is the window starting at position ``k * stride`` of the frames
     pushed (see :func:`~flowtrace_gpu.engine.plan.step_sequence`).
@@ -50,10 +51,13 @@ def _plan(source, frames_to_merge, frames_to_skip, options, window_step=1):
     if options.bit_depth is None and source.bit_depth is not None and source.dtype.itemsize > 1:
         options = replace(options, bit_depth=source.bit_depth)  # e.g. a 12-bit camera file
     plan = TracePlan(f, source.frame_shape, source.dtype, options)
-    sequence, stride = step_sequence(trace_sequence(source.n_frames, f, options.windows), f,
-                                     window_step)
+    every = trace_sequence(source.n_frames, f, options.windows)
+    if window_step == 1:
+        n_out = images_of(source.n_frames, f, options.windows, 1)
+        return plan, every, 1, n_out, (every, n_out)
+    sequence, stride = step_sequence(every, f, window_step)
     n_out = images_of(source.n_frames, f, options.windows, window_step)
-    return plan, sequence, stride, n_out
+    return plan, sequence, stride, n_out, (every, images_of(source.n_frames, f, options.windows, 1))
 
 
 class _Stepped:
@@ -133,7 +137,8 @@ def _pass(source, indices, plan, backend, writer, n_out, *, first=0, keep=None, 
         raise
 
 
-def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress, stride=1):
+def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress, stride=1,
+           every=None):
     """Run the pipeline for flowtrace_array; with normalize='global', a measuring pass first."""
     if plan.scaling == "float":
         if source.n_frames is None:
@@ -141,12 +146,13 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress,
                 "normalize='global' reads the frames twice, but an iterable of frames can be "
                 "read once; pass an array or a file, or use normalize='frame' or 'none'"
             )
-    kwargs = dict(workers=workers, progress=progress, stride=stride)
+    kwargs = dict(workers=workers, progress=progress)
     try:
-        if plan.scaling == "float":
+        if plan.scaling == "float":  # the scale of every window, whichever are kept
             plan = replace(plan, scaling="fixed",
-                           peak=_measure(source, sequence, n_out, plan, backend, **kwargs))
-        result = _pass(source, sequence, plan, backend, writer, n_out, **kwargs)
+                           peak=_measure(source, *(every or (sequence, n_out)), plan, backend,
+                                         **kwargs))
+        result = _pass(source, sequence, plan, backend, writer, n_out, stride=stride, **kwargs)
     except pipeline.FrameReadError as exc:
         raise exc.cause from None  # no files: the reader's own message says it all
     if n_out is None and len(result) == 0:
@@ -322,7 +328,8 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     source = open_source(image_dir, skip, grayscale=options.grayscale,
                          probe_workers=default_probe_workers() if workers else 1,
                          start=run.start, stop=run.stop, crop=run.crop)
-    plan, sequence, stride, n_out = _plan(source, frames_to_merge, skip, options, run.window_step)
+    plan, sequence, stride, n_out, every = _plan(source, frames_to_merge, skip, options,
+                                                 run.window_step)
     if plan.image_dtype not in (np.uint8, np.uint16):
         raise FlowtraceError(
             f"normalize='none' keeps the frames' {plan.image_dtype} values, which image files "
@@ -356,7 +363,7 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     with stop_on_signals(), OutputRun(out, kind, expected, resume=run.resume,
                                       image_paths=image_paths) as job:
         if job.todo:
-            _write_missing(job, source, sequence, n_out, plan, engine, writer,
+            _write_missing(job, source, sequence, n_out, plan, engine, writer, every=every,
                            workers=workers, progress=_progress(run), stride=stride)
         if run.legend:
             write_legend(legend_path(out, kind), plan, fps=run.fps or source.fps,
@@ -364,12 +371,12 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         return job.result()
 
 
-def _write_missing(job, source, sequence, n_out, plan, engine, writer, *, stride=1, **kwargs):
+def _write_missing(job, source, sequence, n_out, plan, engine, writer, *, stride=1, every=None,
+                   **kwargs):
     """Write the images ``job`` still needs: each stretch of them from F-1 frames before it."""
     if plan.scaling == "float":
         if job.peak is None:  # else resumed: the recorded peak keeps the bytes equal
-            job.set_peak(_measure(source, sequence, n_out, plan, engine, stride=stride,
-                                  **kwargs))
+            job.set_peak(_measure(source, *(every or (sequence, n_out)), plan, engine, **kwargs))
         plan = replace(plan, scaling="fixed", peak=job.peak)
     recording = job.wrap(writer)
     todo = set(job.todo)
@@ -444,14 +451,15 @@ grayscale
     source = select(source, run.start, run.stop, skip, run.crop)
     if options.grayscale and len(source.frame_shape) == 3:
         source = GrayscaleSource(source)
-    plan, sequence, stride, n_out = _plan(source, frames_to_merge, skip, options, run.window_step)
+    plan, sequence, stride, n_out, every = _plan(source, frames_to_merge, skip, options,
+                                                 run.window_step)
     engine = get_backend(run.backend, run.device)
     if n_out is None:
         writer = ListWriter()
     else:
         writer = ArrayWriter(np.empty((n_out,) + plan.out_shape, dtype=plan.image_dtype))
     return _trace(source, sequence, n_out, plan, engine, writer, workers=workers,
-                  progress=_progress(run), stride=stride)
+                  progress=_progress(run), stride=stride, every=every)
 
 
 def _progress(run) -> bool:

@@ -64,7 +64,11 @@ class RecordingInfo:
         ]
         if self.trigger is not None:
             when = f", at {self.trigger['time']}" if self.trigger.get("time") else ""
-            rows.append(("trigger", f"frame {self.trigger['frame']} of the file{when}"))
+            frame = self.trigger["frame"]
+            where = f"frame {frame} of the file" if 0 <= frame < self.frames else (
+                f"{frame} frames after the first stored (not in the file)" if frame > 0 else
+                f"{-frame} frames before the first stored (not in the file)")
+            rows.append(("trigger", where + when))
         if self.bayer_pattern is not None:
             rows.append(("Bayer", f"{self.bayer_pattern} (frames are demosaiced to RGB)"))
         rows.append(("on disk", _size(self.bytes_on_disk)))
@@ -90,8 +94,9 @@ def recording_info(source) -> RecordingInfo:
         ``bit_depth`` (bits used: the file's, else the dtype's); ``fps`` and
         ``duration`` in s (None where the file does not say);
         ``trigger`` (cine: ``{'frame': index in the file of the trigger
-        image, 'first_image_no': number of the first image stored, 'time':
-        ISO 8601 UTC}``, else None); ``bayer_pattern`` (raw Bayer cines,
+        image (outside 0..frames-1 where the file holds only frames before
+        or after it), 'first_image_no': number of the first image stored,
+        counted from the trigger, 'time': ISO 8601 UTC}``, else None); ``bayer_pattern`` (raw Bayer cines,
         else None); ``bytes_on_disk`` (every file read). ``to_dict()`` gives
         them as JSON values.
 
