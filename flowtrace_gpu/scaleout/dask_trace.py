@@ -70,6 +70,11 @@ grayscale
         images. ``normalize='global'`` computes the peak of every block
         first (a first compute, before this call returns), then returns
         the graph that writes with that one scale.
+    start, stop, crop, window_step
+        As for :func:`flowtrace_gpu.flowtrace_array`: the result equals
+        ``flowtrace_dask(frames[start:stop, top:top+height, left:left+width], ...)``
+        sliced ``[::window_step]``; the frames are sliced in the graph, so a
+        task reads only the region.
     block : int, optional
         Images per output chunk, at least ``frames_to_merge - 1`` (each
         task also reads the F-1 frames after its block, so the reading
