@@ -395,7 +395,7 @@ def _write_missing(job, source, sequence, n_out, plan, engine, writer, *, stride
 
 def _extensions(source, firsts):
     """The file extension of each output's frame, where frames are files (to tell apart f1.tif and f1.png)."""
-    files = getattr(getattr(source, "source", source), "files", None)
+    files = source_files(source) if hasattr(getattr(source, "source", source), "files") else None
     return None if files is None else [files[i].suffix for i in firsts]
 
 

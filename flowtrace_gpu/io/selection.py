@@ -112,15 +112,14 @@ class Selection(FrameSource):
         return self.source._label(self.start + i * self.skip)
 
     def note(self) -> str:
-        """Which frames these are, for messages: ``' (frames 2000 to 2999 of 10000)'``."""
-        if (self.start, self.stop, self.skip) == (0, None, 1):
+        """Which frames of the recording these are, for messages: ``' (frames 2000 to 2999 of 10000)'``."""
+        if (self.start, self.stop) == (0, None):
             return ""
         end = self.stop if self.stop is not None else self.recording_frames
         span = f"frames {self.start} to {end - 1}" if end is not None else \
             f"frames from {self.start}"
         of = f" of {self.recording_frames}" if self.recording_frames is not None else ""
-        every = f", every {self.skip}th" if self.skip > 1 else ""
-        return f" ({span}{of}{every})"
+        return f" ({span}{of})"
 
 
 def select(source: FrameSource, start: int = 0, stop: int | None = None, skip: int = 1,

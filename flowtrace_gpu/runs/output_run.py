@@ -47,7 +47,10 @@ PER_IMAGE_KINDS = FOLDER_KINDS + ("zarr",)
 
 def source_files(source) -> list[Path]:
     """Every file ``source`` reads (frames of a folder; a recording and its header)."""
-    source = getattr(source, "source", source)  # through a GrayscaleSource
+    # Through wrappers (a GrayscaleSource) to the first source that names its files:
+    # a selection of frames names those it reads.
+    while not (hasattr(source, "files") or hasattr(source, "path")) and hasattr(source, "source"):
+        source = source.source
     files = getattr(source, "files", None)
     if files is not None:
         return [Path(f) for f in files]

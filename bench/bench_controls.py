@@ -1,0 +1,100 @@
+"""Recording controls: what a crop and a frame range save, end to end.
+
+    python bench/bench_controls.py [--quick] [--frames N] [--size N]
+
+1. ``flowtrace`` of a 1 MP uncompressed TIFF stack into a PNG folder (numba,
+   F = 10): the whole frame against a quarter-area crop (half the rows, half
+   the columns, in the middle). The crop is applied while reading: only its
+   rows are read, a quarter of the pixels traced and written.
+2. A frame range: frames [start, stop) of the same stack, counting the frames
+   the reader decodes; it should be the range's own, ``stop - start`` (the F-1
+   frames before the last image's end are inside it), never the recording.
+
+Tables on stdout, JSON in bench/results/bench_controls.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import tifffile
+
+sys.path.insert(0, os.path.dirname(__file__))
+from flowtrace_gpu import flowtrace  # noqa: E402
+from flowtrace_gpu.io import tiff_stack  # noqa: E402
+from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
+
+from common import median_time, save, table  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer frames and repeats")
+    ap.add_argument("--frames", type=int, default=None, help="frames of the stack (default 120)")
+    ap.add_argument("--size", type=int, default=1024, help="frame side (default 1024: 1 MP)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 3)")
+    args = ap.parse_args(argv)
+    n = args.frames or (40 if args.quick else 120)
+    repeats = args.repeats or (1 if args.quick else 3)
+    size, f = args.size, 10
+    work = Path(tempfile.mkdtemp(prefix="bench_controls_"))
+    try:
+        stack = work / "stack.tif"
+        tifffile.imwrite(stack, synthetic_movie(n, (size, size), seed=5))
+        options = dict(backend="numba", progress=False)
+        flowtrace(stack, f, work / "warm", stop=f + 2, **options)  # compile the kernels
+
+        quarter = (size // 4, size // 4, size // 2, size // 2)
+        rows = []
+        for name, crop in (("whole frame", None), ("quarter-area crop", quarter)):
+            out = work / "out"
+
+            def run(crop=crop, out=out):
+                shutil.rmtree(out, ignore_errors=True)
+                flowtrace(stack, f, out, crop=crop, **options)
+
+            seconds = median_time(run, repeats=repeats)
+            rows.append({"case": name, "crop": str(crop), "s": seconds,
+                         "ms/image": 1e3 * seconds / (n - f + 1)})
+        speedup = rows[0]["s"] / rows[1]["s"]
+        print(f"flowtrace, {size}x{size} uint8 TIFF stack, {n} frames, F={f}, numba, PNG folder")
+        print(table(rows, ["case", "crop", "s", "ms/image"]))
+        print(f"crop speed-up: {speedup:.2f}x")
+
+        # A range reads its own frames: count the frames the reader decodes.
+        decoded = []
+        original = tiff_stack.TiffStackSource._read_raw
+
+        def counting(self, handle, raw, region=None):
+            decoded.append(raw)
+            return original(self, handle, raw, region)
+
+        tiff_stack.TiffStackSource._read_raw = counting
+        try:
+            start, stop = n // 2, n // 2 + 3 * f
+            out = work / "range"
+            shutil.rmtree(out, ignore_errors=True)
+            flowtrace(stack, f, out, start=start, stop=stop, **options)
+        finally:
+            tiff_stack.TiffStackSource._read_raw = original
+        range_row = {"start": start, "stop": stop, "images": stop - start - f + 1,
+                     "frames decoded": len(decoded), "first": min(decoded), "last": max(decoded),
+                     "recording frames": n}
+        print()
+        print(table([range_row], list(range_row)))
+        path = save("bench_controls", {
+            "command": "python bench/bench_controls.py" + (" --quick" if args.quick else ""),
+            "load_average": os.getloadavg(), "crop": rows, "crop_speedup": speedup,
+            "range": range_row})
+        print(f"\nload average {os.getloadavg()}; JSON: {path}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
