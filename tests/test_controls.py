@@ -405,3 +405,31 @@ def test_resumed_run_with_range_crop_and_step_is_bit_exact(tmp_path, monkeypatch
     result = flowtrace(tmp_path / "rec.tif", 6, out, resume=True, **chosen)
     assert [p.name for p in result] == [p.name for p in reference]
     assert [p.read_bytes() for p in result] == [p.read_bytes() for p in reference]
+
+
+# ------------------------------------------------------------ scale out
+
+def test_flowtrace_dask_takes_the_same_selection():
+    pytest.importorskip("dask")
+    import dask.array as da
+
+    from flowtrace_gpu import flowtrace_dask
+
+    movie = np.random.default_rng(11).integers(0, 256, (40, 9, 11), dtype=np.uint8)
+    for options in (dict(), dict(normalize="global", subtract_median=True),
+                    dict(windows="original", frames_to_skip=2)):
+        chosen = dict(start=4, stop=37, crop=(1, 2, 7, 8), window_step=3)
+        got = flowtrace_dask(da.from_array(movie, chunks=10), 4, block=6, **chosen,
+                             **options).compute()
+        expected = flowtrace_array(movie, 4, backend="numpy", **chosen, **options)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_flowtrace_batch_checks_and_passes_the_controls():
+    from flowtrace_gpu.scaleout.batch import check_options
+
+    chosen = dict(start=2, stop=20, crop=(0, 0, 4, 4), window_step=2, legend=True,
+                  color_series=True)
+    assert check_options(chosen) == chosen
+    with pytest.raises(FlowtraceError, match="window_step"):
+        check_options({"window_step": 0})
