@@ -229,6 +229,21 @@ def test_tiff_stack_crops(tmp_path, case):
     _assert_crops(open_source(tmp_path / "s.tif"), movie)
 
 
+def test_folder_and_video_crop_after_decoding(tmp_path):
+    from PIL import Image
+
+    movie = np.random.default_rng(3).integers(0, 256, (5, 8, 10, 3), dtype=np.uint8)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(movie):
+        Image.fromarray(frame).save(folder / f"f{i}.png")
+    _assert_crops(open_source(folder), movie)
+    tifffile.imwrite(tmp_path / "s.tif", movie, photometric="rgb")
+    flowtrace(tmp_path / "s.tif", 1, tmp_path / "v.mp4", normalize="none", progress=False)
+    video = open_source(tmp_path / "v.mp4")
+    _assert_crops(video, np.stack(list(video.frames(range(video.n_frames)))))
+
+
 class _ByteCounter:
     """``read_block`` of a module, counting the bytes read."""
 
@@ -433,3 +448,21 @@ def test_flowtrace_batch_checks_and_passes_the_controls():
     assert check_options(chosen) == chosen
     with pytest.raises(FlowtraceError, match="window_step"):
         check_options({"window_step": 0})
+
+
+def test_a_manifest_without_the_controls_resumes_as_their_defaults(tmp_path):
+    import json
+
+    movie = np.random.default_rng(12).integers(0, 256, (12, 5, 5), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rec.tif", movie)
+    out = tmp_path / "out"
+    paths = flowtrace(tmp_path / "rec.tif", 3, out, progress=False)
+    manifest = json.loads((out / "flowtrace.json").read_text())
+    for name in ("start", "stop", "crop", "window_step"):  # as an earlier version wrote it
+        del manifest["options"][name]
+    manifest["complete"] = [[0, 5]]
+    (out / "flowtrace.json").write_text(json.dumps(manifest))
+    paths[7].unlink()
+    assert flowtrace(tmp_path / "rec.tif", 3, out, resume=True, progress=False) == paths
+    with pytest.raises(FlowtraceError, match="start"):
+        flowtrace(tmp_path / "rec.tif", 3, out, resume=True, start=1, progress=False)
