@@ -215,16 +215,26 @@ def _assert_crops(source, frames):
         np.testing.assert_array_equal(got, frames[:, t:t + h, left:left + w], err_msg=str(region))
 
 
-@pytest.mark.parametrize("case", ["gray8", "gray16-be", "rgb", "planar-rgb", "compressed"])
+@pytest.mark.parametrize("case", ["gray8", "gray16-be", "rgb", "planar-rgb", "compressed",
+                                  "compressed-rgb", "zlib-16bit-predictor", "planar-compressed"])
 def test_tiff_stack_crops(tmp_path, case):
     rng = np.random.default_rng(1)
     dtype = np.uint16 if case == "gray16-be" else np.uint8
-    shape = (4, 7, 9, 3) if "rgb" in case else (4, 7, 9)
+    shape = (4, 7, 9, 3) if "rgb" in case or "planar" in case else (4, 7, 9)
     movie = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
-    kwargs = {"gray16-be": dict(byteorder=">"), "compressed": dict(compression="zlib"),
+    if case == "zlib-16bit-predictor":
+        dtype, shape = np.uint16, (4, 7, 9)
+        movie = rng.integers(0, 65535, shape, dtype=dtype)
+    kwargs = {"gray16-be": dict(byteorder=">"),
+              "compressed": dict(compression="zlib", rowsperstrip=2),
+              "compressed-rgb": dict(compression="zlib", rowsperstrip=3, photometric="rgb"),
+              "zlib-16bit-predictor": dict(compression="zlib", predictor=True, rowsperstrip=1,
+                                          byteorder=">"),
+              "planar-compressed": dict(compression="zlib", photometric="rgb",
+                                        planarconfig="separate", rowsperstrip=2),
               "planar-rgb": dict(photometric="rgb", planarconfig="separate"),
               "rgb": dict(photometric="rgb")}.get(case, {})
-    stored = np.moveaxis(movie, -1, -3) if case == "planar-rgb" else movie
+    stored = np.moveaxis(movie, -1, -3) if case.startswith("planar") else movie
     tifffile.imwrite(tmp_path / "s.tif", stored, **{"photometric": "minisblack", **kwargs})
     _assert_crops(open_source(tmp_path / "s.tif"), movie)
 
@@ -266,6 +276,31 @@ def test_tiff_stack_reads_only_the_rows_of_the_crop(tmp_path, monkeypatch):
     got = np.stack(list(source.frames(range(5))))
     np.testing.assert_array_equal(got, movie[:, 10:18, 5:9])
     assert counter.bytes == 5 * 8 * 30 * 2  # the 8 rows, whole, of each frame
+
+
+def test_compressed_tiff_stack_decodes_only_the_strips_of_the_crop(tmp_path, monkeypatch):
+    import tifffile as tf
+
+    movie = np.random.default_rng(3).integers(0, 255, (3, 40, 12), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "z.tif", movie, compression="zlib", rowsperstrip=4,
+                     photometric="minisblack")
+    decoded = []
+    cached = tf.TiffPage.__dict__["decode"]  # a cached property giving the page's decoder
+
+    def decoder(self):
+        inner = cached.func(self)
+
+        def counting(data, index, **kwargs):
+            decoded.append(index)
+            return inner(data, index, **kwargs)
+
+        return counting
+
+    source = open_source(tmp_path / "z.tif", crop=(9, 2, 6, 5))  # rows 9-14: strips 2 and 3
+    monkeypatch.setattr(tf.TiffPage, "decode", property(decoder))
+    got = np.stack(list(source.frames(range(3))))
+    np.testing.assert_array_equal(got, movie[:, 9:15, 2:7])
+    assert decoded == [2, 3] * 3
 
 
 def _mraw(tmp_path, values, bits):
