@@ -244,8 +244,9 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     grayscale : bool
         Trace the luma of color frames (BT.601) instead of each channel.
     start, stop : int, default 0 and None
-        Trace the frames ``[start, stop)`` of the recording (``stop`` None:
-        to the end), taken before ``frames_to_skip`` and windowing. Images
+        Trace the frames ``[start, stop)`` of the recording (``stop`` None
+        or past the end: to the end), taken before ``frames_to_skip`` and
+        windowing. Images
         keep the names of their windows' first frames.
     crop : (top, left, height, width), optional
         Trace only this region, in pixels of the frame as displayed. It is
