@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import numbers
@@ -64,6 +65,9 @@ class Option:
     choices: tuple | None = None
     #: The flag turns the option off (``--no-parallel`` sets ``use_parallel=False``).
     negate: bool = False
+    #: A run option that decides which images a run makes (frames, region, windows):
+    #: recorded in an output's manifest, so that ``resume`` refuses a change.
+    recorded: bool = False
     #: Filled in by :func:`registry` from the dataclass field.
     name: str = ""
     default: object = None
@@ -168,6 +172,35 @@ def frame_rate(name: str, value) -> float:
             f"with denominators up to {VIDEO_RATE_DENOMINATOR}); give at least "
             f"1/{VIDEO_RATE_DENOMINATOR - 1} fps")
     return number
+
+
+def crop_box(name: str, value) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)``: whole numbers, top and left >= 0, height and width >= 1.
+
+    Whether the box lies inside the frame is checked against the recording
+    (:mod:`flowtrace_gpu.io.selection`), whose size is known only then.
+    """
+    try:
+        parts = tuple(value)
+    except TypeError:
+        parts = ()
+    if isinstance(value, (str, bytes)) or len(parts) != 4:
+        raise FlowtraceError(
+            f"{name} must be (top, left, height, width) in pixels, got {value!r}")
+    top, left = (whole(0)(f"{name} {part}", v) for part, v in zip(("top", "left"), parts[:2]))
+    height, width = (whole(1)(f"{name} {part}", v)
+                     for part, v in zip(("height", "width"), parts[2:]))
+    return top, left, height, width
+
+
+def crop_text(text: str) -> tuple[int, ...]:
+    """The command line's crop: ``TOP,LEFT,HEIGHT,WIDTH``."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--crop takes TOP,LEFT,HEIGHT,WIDTH in pixels (e.g. 0,0,512,512), got {text!r}"
+        ) from None
 
 
 def anything(name: str, value):
@@ -279,9 +312,24 @@ class TraceOptions:
 class RunOptions:
     """Where frames come from and go, and how a run uses the machine."""
 
+    start: int = option(
+        0, "first frame of the recording to trace (frames [start, stop), taken before "
+           "frames_to_skip; outputs keep the names of their first frames)", whole(0),
+        recorded=True, cli="--start", cli_type=int, metavar="N")
+    stop: int | None = option(
+        None, "frame to stop before; default the end of the recording", optional(whole(0)),
+        recorded=True, cli="--stop", cli_type=int, metavar="N")
+    crop: tuple | None = option(
+        None, "(top, left, height, width) in pixels of the frame as displayed: only that "
+              "region is read and traced", optional(crop_box),
+        recorded=True, cli="--crop", cli_type=crop_text, metavar="TOP,LEFT,HEIGHT,WIDTH")
     frames_to_skip: int = option(
         1, "keep every n-th frame, starting with the first, before windowing", whole(1),
-        cli="--frames-to-skip", cli_type=int, metavar="N")
+        recorded=True, cli="--frames-to-skip", cli_type=int, metavar="N")
+    window_step: int = option(
+        1, "an image for every n-th window only: image k covers the window that starts at "
+           "k*n (n = F: non-overlapping groups of F frames)", whole(1),
+        recorded=True, cli="--window-step", cli_type=int, metavar="N")
     format: str | None = option(
         None, "output kind: 'png' (default for a folder), 'tiff' (one TIFF per window "
               "in a folder, 16 bits kept) or 'video'; default from the output path",
@@ -307,6 +355,10 @@ class RunOptions:
     progress: bool | None = option(
         None, "progress bar on stderr; default: only when stderr is a terminal",
         optional(flag), calls=BOTH, cli="--quiet", cli_short="-q", negate=True)
+    legend: bool = option(
+        False, "with color_series or fade_tails: write the time legend of a window's colors "
+               "(legend.png in a folder output, <out>.legend.png beside a file)", flag,
+        calls=(FLOWTRACE,), cli="--legend")
     resume: bool = option(
         False, "finish an output an earlier run with the same options left incomplete: "
                "complete images are kept, only missing ones computed (see Long runs)",
@@ -314,6 +366,16 @@ class RunOptions:
 
     def __post_init__(self):
         check_fields(self)
+
+
+def recorded_options(run: RunOptions) -> dict:
+    """The run options a manifest records (``recorded``), by name, as JSON holds them."""
+    found = {}
+    for f in dataclasses.fields(run):
+        if f.metadata["option"].recorded:
+            value = getattr(run, f.name)
+            found[f.name] = list(value) if isinstance(value, tuple) else value
+    return found
 
 
 def registry() -> list[Option]:
@@ -395,6 +457,7 @@ __all__ = [
     "check_fields",
     "image_option_names",
     "markdown_table",
+    "recorded_options",
     "registry",
     "split",
     "step_flags",

@@ -175,8 +175,9 @@ def test_command_line_parses(name, argv):
 
     if {"--help", "-h", "--version"} & set(argv):
         return
-    parser = {"demo": cli._demo_parser, "batch": cli._batch_parser}.get(argv[0], cli._parser)
-    args = argv[1:] if argv[0] in ("demo", "batch") else argv
+    parser, args = cli._parser, argv
+    if argv[0] in cli.subcommands():
+        parser, args = cli.subcommands()[argv[0]][0], argv[1:]
     try:
         parser().parse_args(args)
     except SystemExit as exc:

@@ -184,7 +184,8 @@ def test_resume_reads_only_the_frames_of_missing_windows(movie_dir, tmp_path, mo
     before = stamps(out, [n for n in names if (out / n).exists()])
     reads = []
     original = ImageFolderSource._read
-    monkeypatch.setattr(ImageFolderSource, "_read", lambda self, i: reads.append(i) or original(self, i))
+    monkeypatch.setattr(ImageFolderSource, "_read",
+                        lambda self, i, region=None: reads.append(i) or original(self, i, region))
     flowtrace(d, 5, out, backend="numpy", progress=False, resume=True)
     assert sorted(reads) == [3, 4, 5, 6, 7, 8, 30, 31, 32, 33, 34]
     assert file_bytes(reference) == expected

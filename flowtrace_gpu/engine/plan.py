@@ -25,18 +25,20 @@ SCALINGS = ("frame", "fixed", "none", "float")
 
 
 def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
-                 options: TraceOptions) -> int:
+                 options: TraceOptions, where: str = "") -> int:
     """Validate ``frames_to_merge`` against the options and the frames available.
 
     ``n_frames`` is the count after ``frames_to_skip`` (None when unknown, as
-    for a generator). Returns ``frames_to_merge`` as an int.
+    for a generator); ``where`` says which frames those are (e.g. ``' (frames
+    2000 to 2999 of 10000)'``). Returns ``frames_to_merge`` as an int.
     """
     f = whole(1)("frames_to_merge", frames_to_merge)
     if n_frames is not None:
         if n_frames < 1:
-            raise FlowtraceError("no frames to trace")
+            raise FlowtraceError(f"no frames to trace{where}")
         if f > n_frames:
             after = f" after frames_to_skip={frames_to_skip}" if frames_to_skip > 1 else ""
+            after += where
             raise FlowtraceError(
                 f"frames_to_merge={f} but only {n_frames} frames remain{after}; "
                 f"use at most {n_frames}"
@@ -69,6 +71,53 @@ def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "s
     if windows == "original" and n_frames > frames_to_merge:
         del indices[frames_to_merge]
     return indices
+
+
+def step_sequence(sequence, frames_to_merge: int, window_step: int):
+    """The frames to push for an image of every ``window_step``-th window, and their stride.
+
+    Image k is the window starting at ``sequence[k * window_step]``. Returns
+    ``(frames, stride)``: in ``frames``, image k is the window starting at
+    position ``k * stride``. Frames no kept window holds are left out, so a
+    step above F reads only each kept window's F frames (the windows between
+    two groups are computed and dropped: F - 1 of them, fewer than a step).
+
+    >>> step_sequence(list(range(10)), 3, 2)
+    ([0, 1, 2, 3, 4, 5, 6, 7, 8], 2)
+    >>> step_sequence(list(range(10)), 3, 4)
+    ([0, 1, 2, 4, 5, 6], 3)
+    """
+    f, step = frames_to_merge, window_step
+    stride = min(step, f)
+    if step == 1:
+        return sequence, 1
+    if not isinstance(sequence, list):  # a stream of unknown length
+        return _stepped_stream(iter(sequence), f, step), stride
+    n_images = len(range(0, len(sequence) - f + 1, step))
+    frames = []
+    for k in range(n_images):
+        frames += sequence[k * step:k * step + stride]
+    last = (n_images - 1) * step
+    return frames + sequence[last + stride:last + f], stride
+
+
+def _stepped_stream(frames, f: int, step: int):
+    if step <= f:
+        yield from frames
+        return
+    while True:
+        group = list(itertools.islice(frames, f))
+        yield from group
+        if len(group) < f or next(itertools.islice(frames, step - f - 1, None), None) is None:
+            return
+
+
+def images_of(n_frames: int | None, frames_to_merge: int, windows: str, window_step: int):
+    """Images a run makes of ``n_frames`` frames (None when unknown)."""
+    if n_frames is None:
+        return None
+    n_windows = len(trace_sequence(n_frames, frames_to_merge, windows)) - frames_to_merge + 1
+    return len(range(0, n_windows, window_step))
 
 
 @dataclass(frozen=True)
@@ -206,9 +255,16 @@ class TracePlan:
         return 255.0
 
 
-def plan_run(source, frames_to_merge, frames_to_skip: int, options: TraceOptions):
-    """The plan of a run over ``source``, the frame indices its windows slide
-    over, and the number of images (None for a source of unknown length).
+def plan_run(source, frames_to_merge, frames_to_skip: int, options: TraceOptions,
+             window_step: int = 1):
+    """The plan of a run over ``source``: ``(plan, sequence, stride, n_out, every)``.
+
+    ``sequence`` holds the frame indices to push and ``stride`` their
+    windows' step (image k is the window starting at position
+    ``k * stride`` of the frames pushed, see :func:`step_sequence`);
+    ``n_out`` is the number of images (None for a source of unknown
+    length); ``every`` is every window's frames and count ``(sequence, n)``,
+    what ``normalize='global'`` measures.
 
     Parameters
     ----------
@@ -221,11 +277,18 @@ def plan_run(source, frames_to_merge, frames_to_skip: int, options: TraceOptions
         Named in the error when too few frames are left.
     options : TraceOptions
         A camera file's bit depth fills ``bit_depth`` where unset.
+    window_step : int
+        Images for every ``window_step``-th window only.
     """
-    f = check_window(frames_to_merge, source.n_frames, frames_to_skip, options)
+    where = source.note() if hasattr(source, "note") else ""
+    f = check_window(frames_to_merge, source.n_frames, frames_to_skip, options, where)
     if options.bit_depth is None and source.bit_depth is not None and source.dtype.itemsize > 1:
         options = replace(options, bit_depth=source.bit_depth)  # e.g. a 12-bit camera file
     plan = TracePlan(f, source.frame_shape, source.dtype, options)
-    sequence = trace_sequence(source.n_frames, f, options.windows)
-    n_out = None if source.n_frames is None else len(sequence) - f + 1
-    return plan, sequence, n_out
+    every = trace_sequence(source.n_frames, f, options.windows)
+    if window_step == 1:
+        n_out = images_of(source.n_frames, f, options.windows, 1)
+        return plan, every, 1, n_out, (every, n_out)
+    sequence, stride = step_sequence(every, f, window_step)
+    n_out = images_of(source.n_frames, f, options.windows, window_step)
+    return plan, sequence, stride, n_out, (every, images_of(source.n_frames, f, options.windows, 1))

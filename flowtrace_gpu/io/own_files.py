@@ -1,12 +1,14 @@
 """The files flowtrace itself writes: how they are named, created and recognized.
 
-Four kinds, each recognizable by name so that no run ever reads one as a frame:
+Five kinds, each recognizable by name so that no run ever reads one as a frame:
 
 - **images** of a folder output: ``<frame name>_streamlines_frames<F>.png``
   (or ``.tif``), see :func:`output_names`;
 - **single-file outputs** (a ``.tif`` stack, a video) of any name: each has
   its manifest beside it, ``<file>.flowtrace.json``
   (:mod:`flowtrace_gpu.runs.manifest`), which marks the file as an output;
+- the **time legend** of an output (``legend.png`` in a folder output,
+  ``<file>.legend.png`` beside a file), beside that output's manifest;
 - the **manifest and lock** of an output (``flowtrace.json`` /
   ``flowtrace.lock`` in a folder output, ``<file>.flowtrace.json`` /
   ``<file>.flowtrace.lock`` beside a file; names in
@@ -43,7 +45,7 @@ import stat
 from pathlib import Path
 
 from ..errors import FlowtraceError
-from .suffixes import BESIDE_MANIFEST
+from .suffixes import BESIDE_LEGEND, BESIDE_MANIFEST, FOLDER_MANIFEST, LEGEND_NAME
 
 #: Images of a folder output (also the TIFFs of ``format='tiff'``).
 OUTPUT_NAME = re.compile(r"_streamlines_frames\d+\.(png|tiff?)$", re.IGNORECASE)
@@ -310,6 +312,11 @@ def own_file_names(folder) -> set[str]:
             own.add(name)
         elif name.endswith(BESIDE_MANIFEST):
             own.add(name[: -len(BESIDE_MANIFEST)])  # the single-file output it describes
+    # A legend counts as ours beside the output it belongs to (recognized by its manifest).
+    if LEGEND_NAME in names and FOLDER_MANIFEST in names:
+        own.add(LEGEND_NAME)
+    own.update(name for name in names if name.endswith(BESIDE_LEGEND)
+               and name[: -len(BESIDE_LEGEND)] + BESIDE_MANIFEST in names)
     return own
 
 

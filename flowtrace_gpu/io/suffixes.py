@@ -55,6 +55,9 @@ ARRAY_SUFFIXES = ZARR
 FOLDER_MANIFEST = "flowtrace.json"
 FOLDER_LOCK = "flowtrace.lock"
 BESIDE_MANIFEST = ".flowtrace.json"
+#: The time legend of a folder output, and the suffix of one beside a file output.
+LEGEND_NAME = "legend.png"
+BESIDE_LEGEND = ".legend.png"
 BESIDE_LOCK = ".flowtrace.lock"
 #: Appended to the manifest's name for the disk space set aside for its last update.
 RESERVE = ".reserve"

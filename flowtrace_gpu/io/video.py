@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import FlowtraceError
 from . import suffixes
 from .recording import RecordingSource, require
+from .sources import cut
 from .writers import StreamedFileWriter
 
 
@@ -89,8 +90,8 @@ class VideoSource(RecordingSource):
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format=self._format)
 
-    def frames(self, indices):
-        """Yield the frames at ``indices``; sequential reads are decoded once."""
+    def frames(self, indices, region=None):
+        """Yield the frames at ``indices``, cropped to ``region``; sequential reads are decoded once."""
         decoder, position = None, 0  # position: raw index the decoder yields next
         try:
             for i in indices:
@@ -110,7 +111,7 @@ class VideoSource(RecordingSource):
                         )
                     position += 1
                 self._check(frame, i)
-                yield frame
+                yield cut(frame, region)  # a decoder makes whole frames
         finally:
             if decoder is not None:
                 decoder.close()

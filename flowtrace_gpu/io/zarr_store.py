@@ -129,8 +129,8 @@ class ZarrSource(RecordingSource):
         frame_bytes = max(1, math.prod(self.frame_shape) * self.dtype.itemsize)
         return contextlib.nullcontext(_ChunkReader(self.array, _READ_BYTES // frame_bytes))
 
-    def _read_raw(self, reader, raw: int) -> np.ndarray:
-        return reader.frame(raw)
+    def _read_raw(self, reader, raw: int, region=None) -> np.ndarray:
+        return reader.frame(raw, region)
 
 
 class _ChunkReader:
@@ -147,10 +147,18 @@ class _ChunkReader:
         self.start = self.stop = 0
         self.frames = None
 
-    def frame(self, raw: int) -> np.ndarray:
+    def frame(self, raw: int, region=None) -> np.ndarray:
+        """Frame ``raw``, cropped to ``region``: zarr then decodes only the chunks it covers.
+
+        ``region`` is the same for every frame of a pass.
+        """
         if not self.start <= raw < self.stop:
             end = min((raw // self.chunk + 1) * self.chunk, raw + self.most, self.array.shape[0])
-            self.frames = np.asarray(self.array[raw:end])
+            if region is None:
+                self.frames = np.asarray(self.array[raw:end])
+            else:
+                top, left, height, width = region
+                self.frames = np.asarray(self.array[raw:end, top:top + height, left:left + width])
             self.start, self.stop = raw, end
         return self.frames[raw - self.start]
 

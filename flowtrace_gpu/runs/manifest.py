@@ -188,6 +188,9 @@ class Manifest:
         mine, theirs = _plain(self), _plain(other)
         for data in (mine, theirs):
             data["output"].pop("path", None)
+            # An option a manifest does not name had its default (a manifest written
+            # before the option existed).
+            data["options"] = {**_option_defaults(), **data["options"]}
         found = []
         for key in self.IDENTITY:
             a, b = mine[key], theirs[key]
@@ -198,6 +201,13 @@ class Manifest:
             elif a != b:
                 found.append(f"{_label(key)} {a!r} -> {b!r}")
         return found
+
+
+def _option_defaults() -> dict:
+    """The default of every recorded run option, as JSON holds it."""
+    from ..options import RunOptions, recorded_options
+
+    return recorded_options(RunOptions())
 
 
 def _plain(manifest: Manifest) -> dict:

@@ -46,16 +46,6 @@ FOLDER_KINDS = ("png", "tiff")
 PER_IMAGE_KINDS = FOLDER_KINDS + ("zarr",)
 
 
-def source_files(source) -> list[Path]:
-    """Every file ``source`` reads (frames of a folder; a recording and its header)."""
-    source = getattr(source, "source", source)  # through a GrayscaleSource
-    files = getattr(source, "files", None)
-    if files is not None:
-        return [Path(f) for f in files]
-    return [getattr(source, a) for a in ("path", "header")
-            if isinstance(getattr(source, a, None), Path)]
-
-
 def refuse_overwriting_input(out: Path, image_paths, read) -> None:
     """Refuse an output that would replace a file the source reads.
 
