@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from flowtrace_gpu import flowtrace, flowtrace_array
+from flowtrace_gpu import flowtrace, flowtrace_array, time_legend
 from flowtrace_gpu.io import suffixes
 from flowtrace_gpu.io.formats import open_source
 from flowtrace_gpu.options import image_option_names
@@ -331,6 +331,8 @@ def test_pathlines_follow_the_slider_and_the_options(viewer, qtbot):
         np.testing.assert_array_equal(viewer.layers["pathlines"].data, expected,
                                       err_msg=f"window {start}..{stop - 1}, {options}")
     assert viewer.layers["pathlines"].rgb
+    # color_series: the window's time legend below the preview, ticks from the file's fps
+    np.testing.assert_array_equal(viewer.layers["legend"].data, time_legend(5, fps=90000.0))
 
 
 def test_widgets_are_the_registry_options(viewer):
@@ -374,6 +376,31 @@ def test_a_bad_option_is_reported_and_the_image_kept(viewer, qtbot):
     np.testing.assert_array_equal(
         viewer.layers["pathlines"].data,
         flowtrace_array(movie[:4], 4, color_series=True, colormap="viridis")[0])
+
+
+def test_legend_follows_color_series_and_fade_tails(viewer, qtbot):
+    movie = synthetic_movie(12, (32, 32), seed=4)
+    viewer.add_image(movie, name="movie")
+    widget = _dock(viewer)
+    widget.frames_to_merge.value = 4
+    _settle(qtbot, widget)
+    assert "legend" not in viewer.layers
+    widget.color_series.value = True
+    widget.colormap.value = "viridis"
+    _settle(qtbot, widget)
+    legend = viewer.layers["legend"]
+    np.testing.assert_array_equal(legend.data, time_legend(4, colormap="viridis"))
+    assert legend.translate[0] > 32  # below the preview...
+    assert legend.data.shape[1] * legend.scale[1] == 32  # ... as wide
+    widget.colormap.value = ""
+    widget.color_series.value = False
+    widget.fade_tails.value = True
+    _settle(qtbot, widget)
+    np.testing.assert_array_equal(viewer.layers["legend"].data,
+                                  time_legend(4, fade_tails=True, color_series=False))
+    widget.fade_tails.value = False
+    _settle(qtbot, widget)
+    assert "legend" not in viewer.layers
 
 
 def test_legend_hook_adds_updates_and_removes_the_layer(viewer, qtbot):

@@ -1,4 +1,4 @@
-"""The napari plugin ``flowtrace-gpu`` (install the ``[napari]`` extra).
+"""The napari plugin ``flowtrace-gpu`` (internal: napari loads it; the ``[napari]`` extra).
 
 napari finds it through the ``napari.manifest`` entry point, which names
 ``napari.yaml`` beside this file. It contributes a reader for every recording

@@ -41,7 +41,7 @@ from magicgui.widgets import (
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 
-from .. import FlowtraceError, available_backends, flowtrace_array
+from .. import FlowtraceError, available_backends, flowtrace_array, time_legend
 from ..options import FLOWTRACE, FLOWTRACE_ARRAY, image_option_names, registry, split
 from ._reader import SOURCE_KEY, contrast_limits, frame_window
 
@@ -104,8 +104,8 @@ def option_value(opt, widget):
         convert = opt.cli_type or str
         try:
             return convert(text)
-        except ValueError:
-            raise FlowtraceError(f"{opt.name}: cannot read {text!r}; {opt.help}") from None
+        except Exception as exc:  # int(), float() or the command line's own parser
+            raise FlowtraceError(f"{opt.name}: cannot read {text!r} ({exc}); {opt.help}") from None
     return widget.value
 
 
@@ -156,6 +156,7 @@ class Pathlines(Container):
         self._worker = None
         self._shown_key = None
         self._dialog = None
+        self._legend_key = self._legend_image = None
         for widget in [frames, backend] + [self[o.name] for o in self._options]:
             widget.changed.connect(self._request)
         source.changed.connect(self._source_changed)
@@ -278,7 +279,11 @@ class Pathlines(Container):
         start, stop = key[2], key[3]
         self._show(image, layer)
         self._shown_key = key
-        self._show_legend(self._legend(image))
+        try:
+            self._show_legend(self._legend(image))
+        except FlowtraceError as exc:
+            self._settle(generation, str(exc))
+            return
         self._settle(generation, f"window: frames {start}..{stop - 1} of {layer.name}")
 
     def _errored(self, generation, exc):
@@ -315,19 +320,32 @@ class Pathlines(Container):
                 layer.contrast_limits = limits
 
     def _legend(self, image):
-        """The color_series legend to show beside the preview, or None.
+        """The time legend of the preview's window (:func:`~flowtrace_gpu.time_legend`), or None.
 
-        The hook for a time legend of the window (oldest to newest frame in
-        the colors of ``color_series``/``colormap``, faded with
-        ``fade_tails``): an (h, w, 3) uint8 image, or None for no legend.
+        Shown with ``color_series`` or ``fade_tails``: the colors of the
+        window's frames, oldest to newest, ticks in ms or s where the
+        recording's fps is known. Made again only when what it shows changes.
         """
-        return None
+        color, fade = bool(self.color_series.value), bool(self.fade_tails.value)
+        if not (color or fade):
+            return None
+        layer = self.source_layer.value
+        fps = (getattr(layer, "metadata", None) or {}).get("fps")
+        colormap = option_value(self._option("colormap"), self.colormap) if color else None
+        key = (int(self.frames_to_merge.value), fps, repr(colormap), fade, color)
+        if key != self._legend_key:
+            self._legend_image = time_legend(key[0], fps=fps, colormap=colormap, fade_tails=fade,
+                                             color_series=color)
+            self._legend_key = key
+        return self._legend_image
+
+    def _option(self, name):
+        return next(o for o in self._options if o.name == name)
 
     def _show_legend(self, legend):
         """Add or update the image layer ``legend`` from ``legend`` ((h, w, 3) uint8); None removes it.
 
-        The legend sits below the preview's lower left corner, in the
-        preview's pixels.
+        The legend sits below the preview, scaled to the preview's width.
         """
         layers = self.viewer.layers
         if legend is None:
@@ -335,16 +353,19 @@ class Pathlines(Container):
                 layers.remove(LEGEND_LAYER)
             return
         legend = np.asarray(legend)
-        height = self.viewer.layers[PREVIEW_LAYER].data.shape[0] if PREVIEW_LAYER in layers else 0
-        translate = (height + 0.05 * max(height, legend.shape[0]), 0)
+        height, width = (layers[PREVIEW_LAYER].data.shape[:2] if PREVIEW_LAYER in layers
+                         else legend.shape[:2])
+        scale = width / legend.shape[1]
+        where = dict(scale=(scale, scale), translate=(height + 0.02 * height, 0))
         if LEGEND_LAYER in layers and layers[LEGEND_LAYER].data.shape == legend.shape:
-            layers[LEGEND_LAYER].data = legend
-            layers[LEGEND_LAYER].translate = translate
+            layer = layers[LEGEND_LAYER]
+            if layer.data is not legend:
+                layer.data = legend
+            layer.scale, layer.translate = where["scale"], where["translate"]
         else:
             if LEGEND_LAYER in layers:
                 layers.remove(LEGEND_LAYER)
-            self.viewer.add_image(legend, name=LEGEND_LAYER, rgb=legend.ndim == 3,
-                                  translate=translate)
+            self.viewer.add_image(legend, name=LEGEND_LAYER, rgb=legend.ndim == 3, **where)
 
     # ---------------------------------------------------------------- trace all
 
