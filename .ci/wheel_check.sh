@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the wheel, install it outside the source tree, and import every module from it.
+# Build the wheel, install it outside the source tree, and import every module from it;
+# the napari plugin's manifest (package data) must be in it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
@@ -15,6 +16,7 @@ source = {p.relative_to(os.environ["SOURCE"]) for p in pathlib.Path(os.environ["
 installed = {p.relative_to(root) for p in root.rglob("*.py")}
 assert source <= installed, sorted(source - installed)
 assert "site" in str(root), root
+assert (root / "napari" / "napari.yaml").is_file(), "the wheel lacks the napari plugin's manifest"
 names = [m.name for m in pkgutil.walk_packages(flowtrace_gpu.__path__, "flowtrace_gpu.")
          if not m.name.endswith("__main__")]
 for name in names:

@@ -165,6 +165,11 @@ SETTINGS: dict[str, Setting] = {
     "manifest_interval_s": Setting(
         1.0, "most seconds between updates of an output's manifest while images complete",
         env="FLOWTRACE_MANIFEST_INTERVAL", minimum=0.0, maximum=3600.0),
+    # Scrubbing back and forth and sliding the preview's window by one frame
+    # reread nothing within this; a 1 MP 16-bit frame is 2 MiB.
+    "napari_cache_mib": Setting(
+        256, "MiB of recently read frames each recording opened in napari keeps (the "
+             "flowtrace-gpu plugin's reader); 0 keeps one", minimum=0, maximum=2**20),
     # Noisy images barely shrink, and deflating them costs several times
     # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(
