@@ -1,17 +1,17 @@
-"""First call in a fresh process: what Numba compiles, for which signatures, and how long.
+"""A path's opening run in a fresh process: what Numba compiles, for which signatures, how long.
 
 For each path (an option set) and dtype, a fresh process with an empty
 ``NUMBA_CACHE_DIR`` (a temporary folder per path) imports flowtrace_gpu,
 makes the movie (40x64x64 by default, particles from ``synthetic_movie``)
-and times ``flowtrace_array(movie, F)`` twice: the first call (compiling)
-and the second (compiled). A listener on Numba's ``numba:compile`` event
+and times ``flowtrace_array(movie, F)`` twice: once compiling, once
+compiled. A listener on Numba's ``numba:compile`` event
 records each function compiled, its argument types and its time, inclusive
-(with the callees it compiled) and exclusive (without); the first call's
-CPU time (all threads of the process) is printed beside its wall time:
+(with the callees it compiled) and exclusive (without); the compiling
+run's CPU time (all threads of the process) is printed beside its wall time:
 compiling runs on one thread, so on a busy machine the CPU time is the
 figure that compares between runs, the wall time what a user waits. A
 second fresh
-process on the same, now filled, cache times the first call again
+process on the same, now filled, cache times the opening run again
 ("cached": what a user sees on every later run, or after ``flowtrace
 warmup``). The load average of the machine is printed and saved beside the
 figures: on a shared machine, compile times grow with it.

@@ -32,9 +32,11 @@ from flowtrace_gpu.backends.cupy import device as dev
 from flowtrace_gpu.backends.cupy import kernels as ck
 from flowtrace_gpu.backends.cupy import memory as mem
 from flowtrace_gpu.engine import pipeline
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan, WeightMode
+from flowtrace_gpu.engine.plan import TracePlan
+from flowtrace_gpu.kernels.colors import WeightMode  # noqa: E402
 from flowtrace_gpu.kernels.stretch import scale_to_uint8, stretch_to_uint8
 from flowtrace_gpu.kernels.window import prepare_stack, stack_shape, trace_window
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import REFERENCE, read_png, reference_cases
@@ -678,7 +680,7 @@ def test_auto_picks_cupy_when_a_device_is_found(monkeypatch, fresh_registry):
 
 def test_importing_the_backend_neither_imports_cupy_nor_probes_cuda():
     modules = ", ".join(f"flowtrace_gpu.backends.{m}" for m in
-                        ("cupy_backend", "_cupy_device", "_cupy_memory", "_cupy_kernels"))
+                        ("cupy.backend", "cupy.device", "cupy.memory", "cupy.kernels"))
     code = (f"import sys, flowtrace_gpu, {modules}; "
             "assert 'cupy' not in sys.modules and 'cupyx' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -97,7 +97,7 @@ def test_warmup_fills_the_cache_a_later_run_only_loads(tmp_path):
     assert "flowtrace warmup: 1 paths ready" in done.stderr
     assert f"kernels cached in {cache} (NUMBA_CACHE_DIR)" in done.stderr
     # a fresh process on the warmed cache compiles nothing for that path
-    code = ("from flowtrace_gpu.warmup import run_one\n"
+    code = ("from flowtrace_gpu.scaleout.warmup import run_one\n"
             "print(run_one('invert_color', 'uint16', 'gray', 10)[0])\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=_env(NUMBA_CACHE_DIR=cache), timeout=600)
@@ -107,7 +107,7 @@ def test_warmup_fills_the_cache_a_later_run_only_loads(tmp_path):
 
 def test_warmup_rejects_an_unknown_option():
     from flowtrace_gpu.errors import FlowtraceError
-    from flowtrace_gpu.warmup import parse_options, tasks
+    from flowtrace_gpu.scaleout.warmup import parse_options, tasks
 
     assert parse_options("subtract_median+normalize=global+saturate=0.5") == {
         "subtract_median": True, "normalize": "global", "saturate": 0.5}

@@ -21,10 +21,12 @@ _state = {"label": None, "said": True, "installed": False}
 
 def describe(plan) -> str:
     """The path a plan takes, in the user's words: its steps, dtype and channels."""
-    from ...options import step_flags
+    import dataclasses
 
     opts = plan.options
-    steps = [name for name in step_flags() if getattr(opts, name)]
+    # the on/off steps that are on (options.step_flags, without importing the registry here)
+    steps = [f.name for f in dataclasses.fields(opts)
+             if f.name != "grayscale" and getattr(opts, f.name) is True]
     if opts.normalize != "frame":
         steps.append(f"normalize={opts.normalize}")
     if getattr(opts, "saturate", 0):

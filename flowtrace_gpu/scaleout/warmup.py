@@ -42,8 +42,8 @@ def parse_options(text: str) -> dict:
     ``''`` (or ``'default'``) is the plain maximum. A name alone turns a flag
     on; ``name=value`` sets a value (numbers are parsed).
     """
-    from .errors import FlowtraceError
-    from .options import image_option_names
+    from ..errors import FlowtraceError
+    from ..options import image_option_names
 
     known = set(image_option_names())
     kwargs = {}
@@ -68,7 +68,7 @@ def lengths_for(kwargs: dict, lengths=DEFAULT_LENGTHS) -> list[int]:
     """Of ``lengths``, those at which the path's kernels differ: the shortest, and for each
     switch of an 'auto' method with F (adaptive median, records color path) the
     shortest length past it that ``lengths`` holds."""
-    from . import config
+    from .. import config
 
     lengths = sorted({int(n) for n in lengths})
     chosen = {lengths[0]}
@@ -103,8 +103,8 @@ def run_one(text: str, dtype: str, channels: str, f: int) -> tuple[int, float]:
     import numpy as np
     from numba.core import event
 
-    from .api import flowtrace_array
-    from .synthetic import synthetic_movie
+    from ..api import flowtrace_array
+    from ..synthetic import synthetic_movie
 
     compiled = []
 
@@ -161,7 +161,7 @@ def warmup(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHAN
     import numpy as np
     from tqdm.auto import tqdm
 
-    from .errors import FlowtraceError
+    from ..errors import FlowtraceError
 
     for chan in channels:
         if chan not in ("gray", "rgb"):
@@ -191,7 +191,7 @@ def warmup(options=DEFAULT_OPTIONS, dtypes=DEFAULT_DTYPES, channels=DEFAULT_CHAN
                 for future in as_completed(futures):
                     totals[key] += future.result()[0]
                     bar.update()
-    from .kernels.numba import cache_place
+    from ..kernels.numba import cache_place
 
     totals["cache"] = cache_place.PLACE
     totals["seconds"] = time.perf_counter() - start
