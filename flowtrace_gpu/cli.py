@@ -1,5 +1,5 @@
 """Command line: ``flowtrace SOURCE FRAMES [OUT] [options]``, ``flowtrace demo``, ``flowtrace batch``
-and ``flowtrace info SOURCE [--json]``.
+and ``flowtrace info SOURCE [--json]``; ``flowtrace warmup``.
 
 Every option flag comes from the option registry (:mod:`flowtrace_gpu.options`),
 so the command line, the Python calls and the docs' table cannot drift apart.
@@ -108,6 +108,34 @@ def _batch_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warmup_parser() -> argparse.ArgumentParser:
+    from .scaleout.warmup import DEFAULT_CHANNELS, DEFAULT_DTYPES, DEFAULT_LENGTHS, DEFAULT_OPTIONS
+
+    p = argparse.ArgumentParser(
+        prog="flowtrace warmup",
+        description="Compile the CPU kernels of the common paths and cache them, so that "
+                    "first runs start at once (a path not warmed compiles on its first run). "
+                    "Runs each path on a tiny synthetic movie, in several processes at once.",
+        epilog="Example: flowtrace warmup --dtypes uint16 --options subtract_median,"
+               "subtract_median+color_series --jobs 4")
+    p.add_argument("--dtypes", default=",".join(DEFAULT_DTYPES), metavar="LIST",
+                   help="frame dtypes (default %(default)s)")
+    p.add_argument("--options", default=None, metavar="LIST",
+                   help="option sets, comma-separated, each '+'-joined (default: each option "
+                        "alone and the common pairs: " + ",".join(o or "default" for o in DEFAULT_OPTIONS)
+                        + ")")
+    p.add_argument("--channels", default=",".join(DEFAULT_CHANNELS), metavar="LIST",
+                   help="gray and/or rgb frames (default %(default)s)")
+    p.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), metavar="LIST",
+                   help="window lengths (default %(default)s: short windows and the adaptive "
+                        "median's; add 128 for color_series/fade_tails over windows of 128+ "
+                        "frames)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes compiling at once (default: the machine's cores)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
 def _info_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="flowtrace info",
@@ -127,7 +155,7 @@ def _info_parser() -> argparse.ArgumentParser:
 def subcommands() -> dict:
     """``flowtrace NAME ...``: NAME -> (its argument parser, the function that runs it)."""
     return {"demo": (_demo_parser, _demo), "batch": (_batch_parser, _batch),
-            "info": (_info_parser, _info)}
+            "info": (_info_parser, _info), "warmup": (_warmup_parser, _warmup)}
 
 
 def main(argv=None) -> int:
@@ -214,6 +242,26 @@ def _demo(args) -> int:
     result = run_demo(args.out_dir, **sizes, **options)
     print(f"flowtrace demo: traced {result['n_frames']} synthetic frames into "
           f"{result['n_images']} images in {result['pathlines']}; preview: {result['preview']}")
+    return 0
+
+
+def _warmup(args) -> int:
+    from .scaleout.warmup import DEFAULT_OPTIONS, warmup
+
+    def items(text):
+        return [item.strip() for item in text.split(",") if item.strip()]
+
+    options = DEFAULT_OPTIONS if args.options is None else items(args.options)
+    try:
+        lengths = [int(n) for n in items(args.lengths)]
+    except ValueError:
+        raise FlowtraceError(f"warmup: --lengths takes whole numbers, got {args.lengths!r}") from None
+    result = warmup(options, items(args.dtypes), items(args.channels), jobs=args.jobs,
+                    progress=not args.quiet, lengths=lengths)
+    kind, folder = result["cache"]
+    print(f"flowtrace warmup: {result['paths']} paths ready in {result['seconds']:.0f} s "
+          f"({result['compiled']} functions compiled, {result['recompiled']} again on the "
+          f"check); kernels cached in {folder} ({kind})", file=sys.stderr)
     return 0
 
 

@@ -38,13 +38,14 @@ def _load(name: str) -> Backend:
             except BackendUnavailable as exc:
                 _cache[name] = exc
             except ImportError as exc:  # the backend's own module is missing
-                _cache[name] = BackendUnavailable(f"{name} backend is not installed ({exc})")
+                _cache[name] = BackendUnavailable(f"{name} backend is not installed ({exc})",
+                                                  not_installed=True)
         result = _cache[name]
     if isinstance(result, BaseException):
         # A fresh exception each time: re-raising the cached one would chain
         # every raise's traceback onto it, and with them the callers' frames
         # (their frames and images), never freed.
-        raise BackendUnavailable(*result.args)
+        raise BackendUnavailable(*result.args, not_installed=result.not_installed)
     return result
 
 
@@ -99,10 +100,16 @@ def _resolve(name) -> Backend:
         reasons = []
         for candidate in AUTO_ORDER:
             try:
-                return _load(candidate)
+                backend = _load(candidate)
             except BackendUnavailable as exc:
-                reasons.append(f"{candidate}: {exc}")
-        raise FlowtraceError("no backend can run here: " + "; ".join(reasons))
+                reasons.append((candidate, exc))
+                continue
+            for skipped, exc in reasons:
+                if not exc.not_installed:
+                    _say_passed_over(skipped, candidate, exc)
+            return backend
+        raise FlowtraceError("no backend can run here: "
+                             + "; ".join(f"{name}: {exc}" for name, exc in reasons))
     if requested not in _MODULES:
         raise FlowtraceError(
             f"unknown backend {name!r}; choose one of 'auto', {', '.join(map(repr, _MODULES))}"
@@ -113,7 +120,23 @@ def _resolve(name) -> Backend:
         raise FlowtraceError(f"backend {requested!r} is unavailable: {exc}") from None
 
 
+_said: set = set()
+
+
+def _say_passed_over(skipped: str, chosen: str, exc: BackendUnavailable) -> None:
+    """One warning per process for each backend 'auto' passed over because it failed."""
+    with _lock:
+        if skipped in _said:
+            return
+        _said.add(skipped)
+    import logging
+
+    logging.getLogger("flowtrace_gpu").warning(
+        "backend 'auto' runs %s: the %s backend failed: %s", chosen, skipped, exc)
+
+
 def clear_cache() -> None:
     """Forget loaded backends (tests use this after faking the environment)."""
     with _lock:
         _cache.clear()
+        _said.clear()

@@ -18,7 +18,16 @@ from ..kernels.window import trace_window
 
 
 class BackendUnavailable(Exception):
-    """A backend cannot run here; the message says why and how to fix it."""
+    """A backend cannot run here; the message says why and how to fix it.
+
+    ``not_installed`` marks an optional backend whose package is simply not
+    installed: ``'auto'`` passes over it without a word (over any other
+    failure, with one).
+    """
+
+    def __init__(self, *args, not_installed: bool = False):
+        super().__init__(*args)
+        self.not_installed = not_installed
 
 
 class Projector(Protocol):

@@ -20,6 +20,22 @@ from .. import config
 from .thread_split import CoreSplit, timed_cpu
 
 
+class _LazyBar:
+    """A progress bar made on its first update (closing one never made does nothing)."""
+
+    def __init__(self, make):
+        self._make, self._bar = make, None
+
+    def update(self, n: int = 1) -> None:
+        if self._bar is None:
+            self._bar = self._make()
+        self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 class WriterPool:
     """Hand images to ``writer`` on ``n_writers`` threads (0: in the calling thread).
 
@@ -56,8 +72,11 @@ class WriterPool:
                                         initializer=_lower_priority,
                                         initargs=(config.get("writer_nice"),)) if n_writers else None
         self._backlog: deque = deque()
-        self.bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
-                        file=sys.stderr, dynamic_ncols=True, leave=True)
+        # The bar appears with the first image: the first window may compile kernels
+        # (said on a line of its own), and a bar at 0 % meanwhile reads as a hang.
+        self.bar = _LazyBar(lambda: tqdm(total=n_outputs, unit="frame", desc=desc,
+                                         disable=not progress, file=sys.stderr,
+                                         dynamic_ncols=True, leave=True))
 
     def put(self, index: int, images, many: bool, to_host) -> None:
         """Write image ``index`` (``many``: images ``index, index + 1, ...``).

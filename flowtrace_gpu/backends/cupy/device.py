@@ -49,7 +49,8 @@ def probe(import_cupy=None, device=None, smoke_test=True):
         cp = (import_cupy or _import_cupy)()
     except ModuleNotFoundError as exc:
         if exc.name in (None, "cupy"):
-            raise BackendUnavailable(f"CuPy is not installed; {INSTALL_HINT}") from None
+            raise BackendUnavailable(f"CuPy is not installed; {INSTALL_HINT}",
+                                     not_installed=True) from None
         raise BackendUnavailable(_broken(exc)) from None
     except Exception as exc:  # noqa: BLE001 -- a broken install may raise anything
         raise BackendUnavailable(_broken(exc)) from None

@@ -52,7 +52,11 @@ class NumbaBackend(Backend):
 
     def projector(self, plan):
         """The projector :func:`.projectors.choose_projector` picks (the ring
-        reference where unsupported)."""
+        reference where unsupported). Kernels compiled for it from now on are
+        announced once (:mod:`.compile_notice`)."""
+        from .compile_notice import expect
+
+        expect(plan)
         if not supports(plan):
             return RingProjector(plan, np)
         return make_projector(plan)
@@ -89,7 +93,17 @@ def load() -> NumbaBackend:
         _kernels()
         median_kernels()
     except Exception as exc:  # a broken numba/llvmlite install fails here
+        if "cannot cache function" in str(exc):  # no writable cache folder: not numba's fault
+            from ...kernels.numba.cache_place import user_cache_dir
+
+            raise BackendUnavailable(
+                f"numba kernels cannot be cached ({exc}): no writable folder for them, "
+                f"neither the package's, {user_cache_dir()} nor a temporary one; set "
+                "NUMBA_CACHE_DIR to a writable folder") from None
         raise BackendUnavailable(
             f"numba kernels failed to load ({type(exc).__name__}: {exc}); "
             "pip install --upgrade numba") from None
+    from .compile_notice import install
+
+    install()
     return NumbaBackend()

@@ -244,8 +244,6 @@ class _CertifiedColor:
         # whose channels take different weights.
         self.per_value = plan.weight_mode == WeightMode.CHANNELS
         self.fmax = np.zeros((f, 3 if self.per_value else 1), np.float64)
-        self.chunk = 3 * 21846
-        self.max_scratch = np.empty((-(-self.npix // self.chunk), 3), np.float64)
         self.counts = np.zeros(2, np.int64)
         self.count = 0
         self.slack = float(slack)
@@ -258,7 +256,10 @@ class _CertifiedColor:
         """Store frame ``x`` (flat, storage dtype) in the ring; returns its index t."""
         t = self.count
         self.ring[t % self.f] = x
-        _kernels().frame_max(x, self.chunk, self.max_scratch, self.fmax[t % self.f])
+        if self.per_value:
+            _kernels().frame_max3(x, self.fmax[t % self.f])
+        else:  # NumPy's max: as fast, and nothing to compile
+            self.fmax[t % self.f, 0] = x.max()
         self.count = t + 1
         return t
 
@@ -311,6 +312,7 @@ class BruteColor(_CertifiedColor):
         self.sc_flags = np.zeros((threads, self.block), np.uint8)
         self.sc_best = np.zeros((threads, 6, self.block), np.float32)
         self.sc_cols = np.zeros((threads, 3, self.block), np.uint8)
+        self.w32q = _kernels().pad_weights(self.w32)
 
     def push(self, x) -> None:
         """Add frame ``x`` (flat, storage dtype)."""
@@ -322,9 +324,13 @@ class BruteColor(_CertifiedColor):
         t = self.count - 1
         scale, margins = self._scale(t, self.delta)
         out = np.empty(self.npix * self.ncol, np.uint8)
-        _kernels().color_brute(self.ring, t, self.w32, self.w64, self.per_value, scale,
-                               margins, out, self.counts, self.sc_flags, self.sc_best,
-                               self.sc_cols, self.block)
+        nc = _kernels()
+        if self.per_value:  # one margin for the three columns: the largest
+            kernel, margins = nc.color_brute_each, margins.max(keepdims=True)
+        else:
+            kernel = nc.color_brute
+        kernel(self.ring, t, self.w32, self.w32q, self.w64, scale, margins, out, self.counts,
+               self.sc_flags, self.sc_best, self.sc_cols, self.block)
         return out
 
 
@@ -478,6 +484,8 @@ class ShiftedColor:
         self.offset = float(plan.invert_offset) if opts.invert_color else 0.0
         self.off_err = abs(float(np.float32(self.offset)) - self.offset)
         self.diff_order = opts.diff_order if opts.take_diff else 0
+        # the rows of the window's values (F - d of them), padded for the kernel's groups of 4
+        self.w32q = _kernels().pad_weights(self.w32[:f - self.diff_order])
         # A shift drops out of the differences exactly: they are taken of the raw frames.
         self.shift_mode = (0 if self.diff_order else 2 if opts.subtract_median
                            else 1 if opts.subtract_first else 0)
@@ -565,7 +573,7 @@ class ShiftedColor:
         """
         nc = _kernels()
         args = (ring, start, lo, hi, self.shift_mode, self.diff_order)
-        nc.shifted_brute(*args, self.w32, self.per_value, self.add_first, self.proj,
+        nc.shifted_brute(*args, self.w32, self.w32q, self.per_value, self.add_first, self.proj,
                          self.peaks, self.block, self.sc_shift, self.sc_best, self.sc_diff)
         c, err, subnormal = self._bounds()
         if scale is None:

@@ -189,13 +189,13 @@ class BlockedMedian(SlidingMedian):
 
     def push(self, ring, t, x):
         nmed, f = _kernels(), self.f
-        if t == f - 1:  # the ring holds frames 0 .. F-2; slot F-1 is x's
-            nmed.blocked_build(ring, t, x, self.srt)
+        # At t == F - 1 the ring holds frames 0 .. F-2 and slot F-1 is x's: the rows are built.
         if self.half is not None and t >= f - 1:
-            nmed.blocked_update_half(ring[t % f], x, self.srt, self.k1, self.k2,
+            nmed.blocked_update_half(ring, t % f, x, self.srt, self.k1, self.k2,
                                      self.is_max, self.ioffset2, self.half, self.block_peak,
-                                     self.scratch, t >= f)
+                                     self.scratch, t == f - 1)
         elif t == f - 1:
+            nmed.blocked_build(ring, t, x, self.srt)
             nmed.blocked_stats(self.srt, self.k1, self.k2, self.lo, self.hi)
         elif t >= f:
             nmed.blocked_update(ring[t % f], x, self.srt, self.k1, self.k2, self.lo, self.hi,

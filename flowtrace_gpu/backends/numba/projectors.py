@@ -322,10 +322,9 @@ class _SlidingExtreme(NumbaProjector):
         else:
             return
         s = self.n_y % self.length
+        # at s == length - 1 the block also becomes suffix extremes
         self.frame_ext[s] = nsl.ext_push(y, self.buf, self.prefix, s, self.is_max,
                                          self.chunk, self.chunk_ext)
-        if s == self.length - 1 and self.length > 2:
-            nsl.ext_suffix(self.buf, self.is_max, self.chunk)
         self.n_y += 1
 
     def _state(self) -> tuple:
@@ -393,9 +392,10 @@ class PlainProjector(_SlidingExtreme):
         add_first = self.plan.options.add_first_frame
         if not add_first or self.d == 0:  # the first frame is in the window already
             scale = self._scale()
-            # 8-bit values: the float32 stretch where it is exact for all 256
-            use32 = buf.dtype == np.uint8 and nproj.f32_stretch_exact(
-                0, 255, 0 if self.is_max else 1, self.offset, scale)
+            # 8-bit values: the float32 stretch where it is exact for all 256 (None:
+            # never, and not compiled)
+            use32 = nproj.f32_stretch_exact(0, 255, 0 if self.is_max else 1, self.offset,
+                                            scale) if buf.dtype == np.uint8 else None
             nproj.project_plain_scaled(buf, prefix, s1, self.is_max, self.offset, scale,
                                        out, self.chunk, use32)
             return
@@ -464,8 +464,8 @@ class HalfUnitProjector(_SlidingExtreme):
         nproj.project_sliding_half(
             *self._state(), self.lo, self.hi, opts.subtract_first, opts.subtract_median,
             opts.add_first_frame, self.is_max, int(self.offset), self.half,
-            self.scale_mode, self.scale, out, self.chunk_max, self.chunk,
-            *_half_f32_range(self.half, self.offset))
+            self.chunk_max, self.chunk)
+        _stretch_twice(self, self.chunk_max, out)
 
 
 class FusedMedianProjector(NumbaProjector):
@@ -492,14 +492,10 @@ class FusedMedianProjector(NumbaProjector):
 
 
 def _stretch_twice(proj, block_peak, out) -> None:
-    """The 8-bit image of ``proj.half / 2`` (the fused median paths), peak from the blocks'."""
+    """The 8-bit image of ``proj.half / 2``, peak from the chunks' or blocks' peaks."""
     _, nproj = _kernels()
-    scale = proj.scale
-    if proj.scale_mode == _PEAK:
-        scale = nproj._stretch_scale(block_peak)
-    first, last = _half_f32_range(proj.half, proj.offset)
-    use32 = first <= last and nproj.f32_stretch_exact(first, last, 2, 0.0, scale)
-    nproj.stretch_half(proj.half, scale, out, proj.chunk, use32)
+    nproj.stretch_twice(proj.half, block_peak, proj.scale_mode, proj.scale, out, proj.chunk,
+                        *_half_f32_range(proj.half, proj.offset))
 
 
 class FusedAdaptiveMedianProjector(_SlidingExtreme):

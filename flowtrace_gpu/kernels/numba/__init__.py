@@ -1,4 +1,9 @@
 """Numba CPU kernels (internal): ``project`` and ``sliding`` (maxima, minima,
 stretches), ``median`` and ``median_adaptive`` (sliding medians), ``color*``
 (weighted time series), ``saturate`` (histograms) and ``huffman`` (the PNG
-writer's coder). Compiled on first use and cached on disk."""
+writer's coder). Compiled on first use and cached on disk. A writable cache
+folder is found first (:mod:`.cache_place`)."""
+
+from .cache_place import place_cache
+
+place_cache()

@@ -18,10 +18,10 @@ gives. The states that drive them, and the choice among them, are in
   the exact peak from the frames' maxima.
 """
 
-from .color_brute import color_brute
+from .color_brute import color_brute, color_brute_each, pad_weights
 from .color_records import color_step
 from .color_shifted import count_tiny, shifted_brute, shifted_peak, shifted_stretch
-from .color_stretch import frame_max
+from .color_stretch import frame_max3
 
-__all__ = ["color_brute", "color_step", "count_tiny", "frame_max", "shifted_brute",
-           "shifted_peak", "shifted_stretch"]
+__all__ = ["color_brute", "color_brute_each", "color_step", "count_tiny", "frame_max3",
+           "pad_weights", "shifted_brute", "shifted_peak", "shifted_stretch"]

@@ -102,21 +102,17 @@ def _each(xr, shift, wrow, s0, d0, m):
         d0[j] = p0 if p0 > q0 else q0
 
 
-@njit(cache=True, nogil=True)
-def _pad_weights(w32, f):
+def pad_weights(w32):
     """The window's F rows of weights padded to a multiple of four with copies of the last.
 
     :func:`_window_rows` pads the window with copies of its last frame:
     each padding row's products repeat that frame's, so they never change
-    a maximum (whatever the sign of the values).
+    a maximum (whatever the sign of the values). In NumPy, once per
+    projector: nothing for Numba to compile.
     """
-    ncol = w32.shape[1]
+    f = w32.shape[0]
     fq = (f + 3) // 4 * 4
-    w32q = np.empty((fq, ncol), np.float32)
-    for j in range(fq):
-        for c in range(ncol):
-            w32q[j, c] = w32[min(j, f - 1), c]
-    return w32q
+    return np.ascontiguousarray(w32[np.minimum(np.arange(fq), f - 1)], np.float32)
 
 
 @njit(cache=True, nogil=True)
@@ -126,14 +122,17 @@ def _window_rows(ring, start, nrows, shift, diff, w32q, ncol, best, base, m):
     Row ``start`` of ``ring`` is the window's oldest (the rows wrap around
     the ring); row j's values are frame j less ``shift``, or with ``diff``
     frame j + 1 less frame j (the first differences, formed as they are
-    read). Rows are taken four at a time (:func:`_rows3`), the last group
-    padded (see :func:`_pad_weights`). Returns which of each column's two
+    read). ``shift`` and ``diff`` may be None: Numba then compiles no code
+    for them (a literal False would not spare the branch). Rows are taken
+    four at a time (:func:`_rows3`), the last group padded (see
+    :func:`pad_weights`). Returns which of each column's two
     accumulators holds the result.
     """
     f = ring.shape[0]
     last = nrows - 1
-    lag = 1 if diff else 0
-    k = 0
+    # ``diff`` None (not False) lets Numba drop the difference branch when compiling
+    lag = 1 if diff is not None and diff else 0
+    k = np.int64(0)  # not a literal 0: Numba would compile _fold4 for it too
     for j in range(0, nrows, 4):
         i1, i2, i3 = min(j + 1, last), min(j + 2, last), min(j + 3, last)
         r0 = ring[(start + j + lag) % f, base:base + m]
@@ -141,7 +140,7 @@ def _window_rows(ring, start, nrows, shift, diff, w32q, ncol, best, base, m):
         r2 = ring[(start + i2 + lag) % f, base:base + m]
         r3 = ring[(start + i3 + lag) % f, base:base + m]
         w4 = w32q[j:j + 4]
-        if diff:
+        if diff is not None and diff:
             _fold4(r0, r1, r2, r3, ring[(start + j) % f, base:base + m],
                    ring[(start + i1) % f, base:base + m], ring[(start + i2) % f, base:base + m],
                    ring[(start + i3) % f, base:base + m], w4, ncol, best, k, m)
@@ -161,8 +160,42 @@ def fold_window(rows, start, nrows, shift, diff, w32, w32q, per_value, base, rba
     return _window_rows(rows, start, nrows, shift, diff, w32q, w32.shape[1], best, rbase, m)
 
 
+@njit(cache=True, nogil=True)
+def _brute_block(ring, t, w32q, w64, s32, scale, margins, out, flags, best, cols, base, m):
+    """One block of :func:`color_brute`: fold the window, stretch, recompute the unsure.
+
+    Returns the number of values recomputed in float64.
+    """
+    f = ring.shape[0]
+    ncol = w64.shape[1]
+    for c in range(ncol):
+        for j in range(m):
+            best[2 * c, j] = 0.0
+    k = _window_rows(ring, (t + 1) % f, f, None, None, w32q, ncol, best, base, m)
+    for j in range(m):
+        flags[j] = 0
+    cur = np.empty(ncol, np.int64)
+    for c in range(ncol):
+        cur[c] = k
+    return _finish(best, cur, ncol, s32, margins, flags, cols, out[base * ncol:(base + m) * ncol],
+                   ring, t, base, w64, scale, m)
+
+
+@njit(cache=True, nogil=True)
+def _brute_block_each(ring, t, w32, w64, s32, scale, margin, out, flags, best, col8, base, m):
+    """:func:`_brute_block` for RGB frames (:func:`color_brute_each`), value by value."""
+    f = ring.shape[0]
+    for j in range(m):
+        best[0, j] = 0.0
+    k = _fold_per_value(ring, (t + 1) % f, f, None, None, w32, base, base, best, m)
+    for j in range(m):
+        flags[j] = 0
+    return _finish_each(best[k], s32, margin, flags, col8, out[base:base + m], ring, t, base,
+                        w64, scale, m)
+
+
 @njit(parallel=True, cache=True, nogil=True)
-def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_flags, sc_best,
+def color_brute(ring, t, w32, w32q, w64, scale, margins, out, counts, sc_flags, sc_best,
                 sc_cols, bsize):
     """The window's image by brute force over the ring, in float32, certified as above.
 
@@ -179,42 +212,53 @@ def color_brute(ring, t, w32, w64, per_value, scale, margins, out, counts, sc_fl
         The window's last frame.
     w32, w64 : ndarray, shape (F, ncol)
         The weights (1 or 3 columns) in float32 and float64.
-    per_value : bool
-        RGB frames: value p takes column ``p % 3`` and the image has P values
-        (else ncol values per input value).
+    w32q : ndarray, shape (4 * ceil(F / 4), ncol)
+        ``w32`` padded (:func:`pad_weights`).
     scale, margins, out, counts
         As for :func:`.numba_color_records.color_step` (``margins`` per column).
     sc_flags, sc_best, sc_cols : ndarray
         Scratch per thread: (T, B) uint8, (T, 6, B) float32, (T, 3, B) uint8.
     bsize : int
-        Values per block (a multiple of 3 with ``per_value``).
+        Values per block.
     """
-    f = ring.shape[0]
     n = ring.shape[1]
-    ncol = 1 if per_value else w32.shape[1]
     nblocks = (n + bsize - 1) // bsize
-    w32q = _pad_weights(w32, f)
     s32 = np.float32(scale)
     nexact = np.zeros(nblocks, np.int64)
     for blk in prange(nblocks):
         base = blk * bsize
-        m = min(bsize, n - base)
         tid = numba.get_thread_id()
-        best = sc_best[tid]
-        for c in range(ncol):
-            best[2 * c, :m] = 0.0
-        k = fold_window(ring, (t + 1) % f, f, None, False, w32, w32q, per_value, base, base,
-                        best, m)
-        flags = sc_flags[tid]
-        flags[:m] = 0
-        if per_value:  # one margin for the three columns: the largest
-            nexact[blk] = _finish_each(best[k], s32, margins.max(), flags, sc_cols[tid, 0],
-                                       out[base:base + m], ring, t, base, w64, scale, m)
-        else:
-            nexact[blk] = _finish(best, np.full(ncol, k, np.int64), ncol, s32, margins, flags,
-                                  sc_cols[tid], out[base * ncol:(base + m) * ncol], ring, t,
-                                  base, w64, scale, m)
-    counts[0] += nexact.sum()
+        nexact[blk] = _brute_block(ring, t, w32q, w64, s32, scale, margins, out, sc_flags[tid],
+                                   sc_best[tid], sc_cols[tid], base, min(bsize, n - base))
+    total = 0
+    for blk in range(nblocks):
+        total += nexact[blk]
+    counts[0] += total
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def color_brute_each(ring, t, w32, w32q, w64, scale, margins, out, counts, sc_flags, sc_best,
+                     sc_cols, bsize):
+    """:func:`color_brute` for RGB frames with colors: value p takes weight column ``p % 3``.
+
+    The image has P values; ``margins`` holds one margin, the largest of the
+    columns'; ``bsize`` is a multiple of 3. A kernel of its own, so that gray
+    frames never compile this path (nor RGB frames the other).
+    """
+    n = ring.shape[1]
+    nblocks = (n + bsize - 1) // bsize
+    s32 = np.float32(scale)
+    nexact = np.zeros(nblocks, np.int64)
+    for blk in prange(nblocks):
+        base = blk * bsize
+        tid = numba.get_thread_id()
+        nexact[blk] = _brute_block_each(ring, t, w32, w64, s32, scale, np.float32(margins[0]),
+                                        out, sc_flags[tid], sc_best[tid], sc_cols[tid, 0], base,
+                                        min(bsize, n - base))
+    total = 0
+    for blk in range(nblocks):
+        total += nexact[blk]
+    counts[0] += total
 
 
 @njit(cache=True, nogil=True)
@@ -228,7 +272,7 @@ def _fold_per_value(rows, start, nrows, shift, diff, w32, base, rbase, best, m):
     for j in range(nrows):
         for i in range(m):
             wrow[i] = w32[j, (base + i) % 3]
-        if diff:
+        if diff is not None and diff:
             _each(rows[(start + j + 1) % f, rbase:rbase + m], rows[(start + j) % f,
                   rbase:rbase + m], wrow, best[k], best[1 - k], m)
         else:

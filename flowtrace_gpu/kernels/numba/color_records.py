@@ -425,6 +425,7 @@ def _sweep_block(ring, base, m, wts, downs, dslot, a_val, a_pos, lz, t, srows):
                             bp[1 - cur], bv[1 - cur], bo[1 - cur], m)
                 cur = 1 - cur
             sl = dslot[c0]
-            a_val[sl, u - 1, base:base + m] = bv[cur]
-            a_pos[sl, u - 1, base:base + m] = bo[cur]
+            for j in range(m):
+                a_val[sl, u - 1, base + j] = bv[cur, j]
+                a_pos[sl, u - 1, base + j] = bo[cur, j]
     return last

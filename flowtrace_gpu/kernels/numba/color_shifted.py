@@ -30,7 +30,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .color_brute import _each, _pad_weights, fold_window
+from .color_brute import _each, fold_window
 from .color_stretch import _stretch3, _stretch_row
 from .project import _to_uint8
 
@@ -92,8 +92,8 @@ def _diff_rows(ring, start, base, m, order, rows):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, add_first, proj,
-                  peaks, bsize, sc_shift, sc_best, sc_diff):
+def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, w32q, per_value, add_first,
+                  proj, peaks, bsize, sc_shift, sc_best, sc_diff):
     """``B = max_j (x_j - s) * w[j]`` of every value in float32 into ``proj``; each block's
     largest into ``peaks``.
 
@@ -131,7 +131,6 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
     ncol = 1 if per_value else w32.shape[1]
     nblocks = (n + bsize - 1) // bsize
     nrows = f - diff_order
-    w32q = _pad_weights(w32, nrows)
     for blk in prange(nblocks):
         base = blk * bsize
         m = min(bsize, n - base)
@@ -143,7 +142,7 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
         if diff_order > 1:
             rows = sc_diff[tid].reshape((f, bsize))
             _diff_rows(ring, start, base, m, diff_order, rows)
-            k = fold_window(rows, 0, nrows, None, False, w32, w32q, per_value, base, 0, best, m)
+            k = fold_window(rows, 0, nrows, None, None, w32, w32q, per_value, base, 0, best, m)
         elif diff_order == 1 or shift_mode == 0:
             # no shift (the unshifted row kernels pay no subtraction), or the first
             # differences, formed as the rows are read
@@ -151,7 +150,7 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
                             base, best, m)
         else:
             _shift_of(ring, start, lo, hi, shift_mode, base, s, m)
-            k = fold_window(ring, start, nrows, s, False, w32, w32q, per_value, base, base, best,
+            k = fold_window(ring, start, nrows, s, None, w32, w32q, per_value, base, base, best,
                             m)
         if add_first:  # the raw first frame, unshifted, weighted by row F - d
             first = ring[start, base:base + m]
@@ -169,7 +168,8 @@ def shifted_brute(ring, start, lo, hi, shift_mode, diff_order, w32, per_value, a
                    proj[1, base:base + m], proj[2, base:base + m], best[1 - k], m)
             peaks[blk] = _peak_float(best[1 - k], m)
         else:
-            proj[0, base:base + m] = best[k, :m]
+            for j in range(m):
+                proj[0, base + j] = best[k, j]
             peaks[blk] = _peak_float(best[k], m)
 
 

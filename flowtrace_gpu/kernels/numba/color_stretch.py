@@ -15,15 +15,15 @@ value is recomputed in float64 from the ring, exactly as NumPy does
 With non-negative values and weights (the records and plain brute force)
 the image's peak, the stretch's scale, is exact from the frames' maxima:
 the largest product over the image is the largest over its frames of
-``fl(frame max * w[j])`` (:func:`frame_max`).
+``fl(frame max * w[j])`` (:func:`frame_max3`, or NumPy's ``max`` on gray frames).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .project import _peak_int, _to_uint8
+from .project import _to_uint8
 
 
 @njit(cache=True, nogil=True)
@@ -108,7 +108,8 @@ def _finish(best, cur, ncol, s32, margins, flags, cols, out, ring, t, base, w64,
     """
     if ncol == 1:
         nflag = _stretch_row(best[cur[0]], np.float32(0.0), s32, margins[0], cols[0], flags, m)
-        out[:m] = cols[0, :m]
+        for j in range(m):
+            out[j] = cols[0, j]
     else:
         nflag = _stretch3(best[cur[0]], best[2 + cur[1]], best[4 + cur[2]], np.float32(0.0), s32,
                           margins[0],
@@ -127,7 +128,8 @@ def _finish(best, cur, ncol, s32, margins, flags, cols, out, ring, t, base, w64,
 def _finish_each(best, s32, mg, flags, col8, out, ring, t, base, w64, scale, m):
     """:func:`_finish` for RGB frames (value p, column p % 3)."""
     nflag = _stretch_row(best, np.float32(0.0), s32, mg, col8, flags, m)
-    out[:m] = col8[:m]
+    for j in range(m):
+        out[j] = col8[j]
     nexact = 0
     if nflag:
         for j in range(m):
@@ -147,20 +149,13 @@ def _max_strided(x, r, period):
     return e
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def frame_max(x, chunk, scratch, out):
-    """Largest value of ``x`` into ``out[0]``, or with ``out`` of length 3 of each
-    ``x[c::3]`` (RGB frames) into ``out[c]``; parallel over chunks (a multiple of 3)."""
-    n = x.shape[0]
-    nchunks = scratch.shape[0]
-    period = out.shape[0]
-    for c in prange(nchunks):
-        start = c * chunk
-        stop = min(start + chunk, n)
-        if period == 1:  # a loop of its own: inlined behind the branch, it stayed scalar
-            scratch[c, 0] = np.float64(_peak_int(x[start:stop]))
-        else:
-            for r in range(period):
-                scratch[c, r] = np.float64(_max_strided(x[start:stop], r, period))
-    for r in range(period):
-        out[r] = scratch[:, r].max()
+@njit(cache=True, nogil=True)
+def frame_max3(x, out):
+    """Largest value of each ``x[c::3]`` (RGB frames) into ``out[c]``.
+
+    Serial: one pass over a frame per frame pushed, against the O(F) passes
+    of each window's image; a parallel kernel would cost more to compile
+    than it saves. (Gray frames take NumPy's ``max``.)
+    """
+    for r in range(3):
+        out[r] = np.float64(_max_strided(x, r, 3))

@@ -173,7 +173,7 @@ def encode(pairs, last, table, codes, lengths, head_values, head_bits, tail_valu
     int
         Bytes of ``out`` written (the last zero-padded).
     """
-    o = 0
+    o = np.int64(0)  # not a literal 0: Numba would compile _put for it too
     acc = np.uint64(0)
     nb = np.uint64(0)
     for k in range(head_values.shape[0]):

@@ -66,15 +66,12 @@ def _min_row(row, xv, m):
 
 @njit(cache=True, nogil=True)
 def _insert_value(s, xv, count, m):
-    """Insert one frame into sorted rows ``s`` that hold ``count`` values per pixel.
+    """Insert one frame into sorted rows ``s`` that hold ``count >= 1`` values per pixel.
 
     Row k of the result is ``max(s[k-1], min(s[k], x))`` (row 0: ``min``,
     row ``count``: ``max``): the merge of x into the sorted rows, computed
     from the last row down so it can run in place.
     """
-    if count == 0:
-        s[0, :m] = xv
-        return
     _last_row(s[count], xv, s[count - 1], m)
     for k in range(count - 1, 0, -1):
         _merge_row(s[k], s[k - 1], xv, m)
@@ -89,12 +86,21 @@ def _build_sorted(ring, skip, xv, first, s, m):
     over every block the rows would stream from memory F times.
     """
     f = ring.shape[0]
-    count = 0
+    count = np.int64(0)  # not a literal 0: Numba would compile _insert_value for it too
     for r in range(f):
         if r != skip:
-            _insert_value(s, ring[r, first:first + m], count, m)
+            row = ring[r, first:first + m]
+            if count == 0:  # the first value is the sorted row
+                for j in range(m):
+                    s[0, j] = row[j]
+            else:
+                _insert_value(s, row, count, m)
             count += 1
-    _insert_value(s, xv, count, m)
+    if count == 0:  # F == 1
+        for j in range(m):
+            s[0, j] = xv[j]
+    else:
+        _insert_value(s, xv, count, m)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -192,8 +198,9 @@ def blocked_update(xold, xnew, srt, k1, k2, lo, hi, scratch):
         m = min(bsize, n - base)
         s = srt[c]
         _merge_block(s, xold[base:base + m], xnew[base:base + m], scratch[c], m)
-        lo[base:base + m] = s[k1, :m]
-        hi[base:base + m] = s[k2, :m]
+        for j in range(m):
+            lo[base + j] = s[k1, j]
+            hi[base + j] = s[k2, j]
 
 
 @njit(cache=True, nogil=True)
@@ -201,7 +208,8 @@ def _merge_block(s, xo, xv, prev, m):
     """One block of :func:`blocked_update`: xo leaves the sorted rows ``s``, xv enters."""
     f = s.shape[0]
     if f == 1:
-        s[0, :m] = xv
+        for j in range(m):
+            s[0, j] = xv[j]
     else:
         # The row loops live in helpers: inlined in the prange body, Numba
         # leaves them scalar.
@@ -234,17 +242,19 @@ def _block_half(s, k1, k2, is_max, ioffset2, h, m):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def blocked_update_half(xold, xnew, srt, k1, k2, is_max, ioffset2, half, block_peak,
-                        scratch, update):
+def blocked_update_half(ring, skip, xnew, srt, k1, k2, is_max, ioffset2, half, block_peak,
+                        scratch, build):
     """:func:`blocked_update` fused with the ``subtract_median`` projection.
 
     Writes twice the projection of each pixel (see :func:`_block_half`) to
     ``half`` and half the largest value of each block to ``block_peak``
     while the block is in cache, instead of the order statistics: the
     projection is then only the stretch
-    (:func:`kernels.numba.project.stretch_half`). With ``update`` False
-    the rows are only read (the first window, after
-    :func:`blocked_build`). Integer frames of at most 16 bits.
+    (:func:`kernels.numba.project.stretch_half`). ``ring[skip]`` holds
+    the frame leaving; with ``build`` (the first window) the rows are built
+    instead, from the ring but slot ``skip`` plus ``xnew``, as
+    :func:`blocked_build` does: one parallel kernel to compile, not two.
+    Integer frames of at most 16 bits.
     """
     n = half.shape[0]
     bsize = srt.shape[2]
@@ -252,8 +262,10 @@ def blocked_update_half(xold, xnew, srt, k1, k2, is_max, ioffset2, half, block_p
         base = c * bsize
         m = min(bsize, n - base)
         s = srt[c]
-        if update:
-            _merge_block(s, xold[base:base + m], xnew[base:base + m], scratch[c], m)
+        if build:
+            _build_sorted(ring, skip, xnew[base:base + m], base, s, m)
+        else:
+            _merge_block(s, ring[skip, base:base + m], xnew[base:base + m], scratch[c], m)
         peak = _block_half(s, k1, k2, is_max, ioffset2, half[base:base + m], m)
         block_peak[c] = np.float64(peak) * 0.5
 

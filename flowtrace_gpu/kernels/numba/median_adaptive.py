@@ -183,8 +183,9 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
                 _build_sorted(ring, skip, xv, first, s, m)
             else:
                 _merge_block(s, ring[skip, first:first + m], xv, sscratch[c], m)
-            lo_c[:] = s[k1, :m]
-            hi_c[:] = s[k2, :m]
+            for j in range(m):
+                lo_c[j] = s[k1, j]
+                hi_c[j] = s[k2, j]
             if fuse:
                 block_peak[c] = np.float64(_block_half(s, k1, k2, is_max, ioffset2,
                                                        half[first:first + m], m)) * 0.5

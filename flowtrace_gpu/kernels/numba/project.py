@@ -24,6 +24,8 @@ Why each path is exact is told by its projector class.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit, prange
 
@@ -62,7 +64,12 @@ def _stretch_scale(chunk_max):
     return 255.0 / peak
 
 
-@njit(cache=True, nogil=True)
+def _u8(v, scale, ft):
+    """:func:`_to_uint8` of an array in NumPy: the same float operations, in type ``ft``."""
+    return np.clip(v * ft(scale), ft(0.0), ft(255.0)).__add__(ft(0.5)).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4096)
 def f32_stretch_exact(first, last, form, offset, scale):
     """Whether the float32 stretch gives the float64 one's byte for every v in first..last.
 
@@ -71,22 +78,20 @@ def f32_stretch_exact(first, last, form, offset, scale):
     can occur (256 for 8-bit frames) makes the float32 kernels exact by
     construction; they are used only then. Some peaks fail somewhere (e.g.
     255/14 * 7 = 127.5 rounds differently), and then the float64 kernels run.
+    In NumPy (IEEE operations in each type, as :func:`_to_uint8` in Numba):
+    nothing to compile, and cached, since a run sees few distinct peaks.
     """
-    s32 = np.float32(scale)
-    o32 = np.float32(offset)
-    for v in range(first, last + 1):
-        if form == 0:
-            a = _to_uint8(np.float64(v), scale, np.float64)
-            b = _to_uint8(np.float32(v), s32, np.float32)
-        elif form == 1:
-            a = _to_uint8(offset - np.float64(v), scale, np.float64)
-            b = _to_uint8(o32 - np.float32(v), s32, np.float32)
-        else:
-            a = _to_uint8(np.float64(v) * 0.5, scale, np.float64)
-            b = _to_uint8(np.float32(v) * np.float32(0.5), s32, np.float32)
-        if a != b:
-            return False
-    return True
+    v64 = np.arange(first, last + 1, dtype=np.float64)
+    v32 = v64.astype(np.float32)
+    if form == 0:
+        a64, a32 = v64, v32
+    elif form == 1:
+        a64, a32 = offset - v64, np.float32(offset) - v32
+    else:
+        a64, a32 = v64 * 0.5, v32 * np.float32(0.5)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return bool(np.array_equal(_u8(a64, scale, np.float64),
+                                   _u8(a32, np.float32(scale), np.float32)))
 
 
 @njit(cache=True, nogil=True)
@@ -140,7 +145,8 @@ def _window_extreme(w, pre, suf, has_suffix, x0, add_first, is_max):
                 b = suf[i]
                 w[i] = a if a < b else b
     else:
-        w[:] = pre
+        for i in range(w.shape[0]):
+            w[i] = pre[i]
     if add_first:
         if is_max:
             for i in range(w.shape[0]):
@@ -253,8 +259,10 @@ def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk, use
         As for :func:`project_plain`.
     scale : float
         What :func:`project_plain` multiplies by (``255 / peak``, or 1).
-    use32 : bool
-        Stretch in float32 (for 8-bit values, where it is exact).
+    use32 : bool or None
+        Stretch in float32 (for 8-bit values, where it is exact); None where
+        the float32 stretch never applies (wider values): Numba then
+        compiles only the float64 one.
     """
     n = out.shape[0]
     nchunks = (n + chunk - 1) // chunk
@@ -267,7 +275,7 @@ def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk, use
         stop = min(start + chunk, n)
         pre = prefix[start:stop]
         suf = buf[srow, start:stop] if has_suffix else pre
-        if use32:
+        if use32 is not None and use32:
             _plain_run(out[start:stop], pre, suf, is_max, o32, s32, np.float32)
         else:
             _plain_run(out[start:stop], pre, suf, is_max, offset, scale, np.float64)
@@ -466,14 +474,15 @@ def _half_run(res, h, scale, ft):
 def stretch_half(half, scale, out, chunk, use32):
     """The 8-bit image of ``half / 2`` (see :func:`project_sliding_half`).
 
-    With ``use32``, in float32 (see :func:`f32_stretch_exact`, form 2).
+    With ``use32``, in float32 (see :func:`f32_stretch_exact`, form 2); None
+    where that never applies (compiles only the float64 stretch).
     """
     n = half.shape[0]
     s32 = np.float32(scale)
     for c in prange((n + chunk - 1) // chunk):
         start = c * chunk
         stop = min(start + chunk, n)
-        if use32:
+        if use32 is not None and use32:
             _half_run(out[start:stop], half[start:stop], s32, np.float32)
         else:
             _half_run(out[start:stop], half[start:stop], scale, np.float64)
@@ -482,17 +491,18 @@ def stretch_half(half, scale, out, chunk, use32):
 @njit(parallel=True, cache=True, nogil=True)
 def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi,
                          sub_first, sub_median, add_first, is_max, ioffset,
-                         half, scale_mode, scale, out, chunk_max, chunk, f32_first, f32_last):
+                         half, chunk_max, chunk):
     """:func:`project_sliding` for small integer values, twice the projection in integers.
 
     For integer frames of at most 16 bits (and an integral ``offset``),
     every float64 value :func:`project_sliding` computes is an exact
     multiple of 0.5 far below 2**52, so each of its operations is exact and
     the same value is ``h / 2`` with ``h`` computed in integers (``half``:
-    int16 or int32, a quarter or half of the float64 traffic). The stretch
-    then converts ``h * 0.5`` (exact) and applies the same float operations
-    as :func:`kernels.stretch.stretch_to_uint8`: bit for bit the same image.
-    Scale modes 0 and 1 only (mode 2 needs the float64 projection).
+    int16 or int32, a quarter or half of the float64 traffic).
+    :func:`stretch_twice` then converts ``h * 0.5`` (exact) and applies the
+    same float operations as :func:`kernels.stretch.stretch_to_uint8`: bit
+    for bit the same image (8-bit output only: raw output needs the float64
+    projection).
 
     Parameters
     ----------
@@ -500,10 +510,8 @@ def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi,
         ``offset`` of :func:`project_sliding`, as an integer.
     half : ndarray of int16 or int32, shape (P,)
         Receives twice the projection.
-    f32_first, f32_last : int
-        Bounds of every value ``half`` can hold: the stretch runs in float32
-        when :func:`f32_stretch_exact` passes for all of them (none when
-        ``f32_first > f32_last``).
+    chunk_max : ndarray of float64, shape (ceil(P / chunk),)
+        Receives each chunk's largest projected value (``h / 2``).
     """
     n = half.shape[0]
     nchunks = chunk_max.shape[0]
@@ -520,9 +528,21 @@ def project_sliding_half(buf, prefix, s1, ring, x0slot, lo, hi,
                    ring[x0slot, start:stop], lv, hv, sub_first, sub_median,
                    add_first, is_max, ioffset2)
         chunk_max[c] = np.float64(_peak_int(h)) * 0.5
+
+
+def stretch_twice(half, peaks, scale_mode, scale, out, chunk, first, last):
+    """The 8-bit image of ``half / 2`` (:func:`project_sliding_half`, the fused medians).
+
+    ``scale_mode`` 0 stretches by the largest of ``peaks`` (the chunks' or
+    blocks' peaks of ``half / 2``), 1 multiplies by ``scale``. In float32
+    where :func:`f32_stretch_exact` (form 2) passes for every value from
+    ``first`` to ``last`` (the values ``half`` can hold; none when
+    ``first > last``: the float32 stretch is then not even compiled), else
+    in float64.
+    """
     if scale_mode == 0:
-        scale = _stretch_scale(chunk_max)
-    use32 = f32_first <= f32_last and f32_stretch_exact(f32_first, f32_last, 2, 0.0, scale)
+        scale = _stretch_scale(peaks)
+    use32 = f32_stretch_exact(first, last, 2, 0.0, float(scale)) if first <= last else None
     stretch_half(half, scale, out, chunk, use32)
 
 
@@ -661,7 +681,8 @@ def _weighted_block(ring, start, p0, m, lo, hi, sub_first, sub_median, add_first
     shift = sub_first or sub_median
     first = np.zeros(m, np.float64)
     if sub_first:
-        first[:] = x0
+        for i in range(m):
+            first[i] = x0[i]
     med = np.zeros(m, np.float64)
     if sub_median:
         for i in range(m):
@@ -676,7 +697,8 @@ def _weighted_block(ring, start, p0, m, lo, hi, sub_first, sub_median, add_first
     w = np.empty(m, np.float64)
     for j in range(f + (1 if add_first else 0)):
         if j == f:  # add_first_frame: the raw first frame, unshifted
-            v[:] = x0
+            for i in range(m):
+                v[i] = x0[i]
         elif shift:
             row = ring[(start + j) % f, p0:p0 + m]
             for i in range(m):
@@ -712,7 +734,7 @@ def _columns(ring, start, diff_order, lo, hi, sub_first, sub_median, add_first,
         col = np.empty(f + 1, np.float64)
         peak = -np.inf
         for p in range(c * chunk, min(c * chunk + chunk, n)):
-            k = 0
+            k = np.int64(0)  # no literal 0: one compile of _reduce
             for r in range(start, f):
                 col[k] = np.float64(ring[r, p])
                 k += 1
@@ -749,9 +771,9 @@ def _columns(ring, start, diff_order, lo, hi, sub_first, sub_median, add_first,
                     if e > peak:
                         peak = e
             else:
-                wcol = -1
+                wcol = np.int64(-1)
                 if wmode == WeightMode.SCALAR:
-                    wcol = 0
+                    wcol = np.int64(0)
                 elif wmode == WeightMode.CHANNELS:
                     wcol = p % 3
                 e = _reduce(col, k, weights, wcol, is_max)
