@@ -24,8 +24,14 @@ def naive_colors(k):
     return np.array(columns).T / 255.0
 
 
-def naive_stretch(proj):
-    peak = proj.max()
+def naive_stretch(proj, peak=None):
+    """The original's 8-bit image: every value v becomes floor(clip(v * 255 / M, 0, 255) + 0.5).
+
+    M is ``peak`` (normalize='global': the run's peak) or the image's own
+    largest value over all channels; M == 0 leaves values unscaled. The
+    scale is 255 / M, one factor, as scipy's ``toimage`` computes it.
+    """
+    peak = proj.max() if peak is None else peak
     scaled = proj * (255.0 / peak) if peak != 0 else proj
     return np.floor(np.clip(scaled, 0, 255) + 0.5).astype(np.uint8)
 
@@ -57,6 +63,18 @@ def naive_window(window, *, invert_color=False, take_diff=False, diff_order=1,
     if invert_color:
         return invert_offset - stack.min(axis=0)
     return stack.max(axis=0)
+
+
+def naive_median(window):
+    """Per-pixel median over axis 0 by sorting: the middle value, or the mean of the two middle.
+
+    In float64, as NumPy's median (the original's) computes it: (a + b) / 2.
+    """
+    ordered = np.sort(np.asarray(window, dtype=np.float64), axis=0)
+    n = len(ordered)
+    if n % 2:
+        return ordered[n // 2]
+    return (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def invert_offset_for(dtype):
@@ -132,7 +150,5 @@ def naive_trace_ext(frames, frames_to_merge, frames_to_skip=1, *, windows="slidi
     if normalize == "frame":
         return np.array([naive_stretch(p) for p in projections])
     if normalize == "global":
-        peak = projections.max()
-        scaled = projections * (255.0 / peak) if peak != 0 else projections
-        return np.floor(np.clip(scaled, 0, 255) + 0.5).astype(np.uint8)
+        return naive_stretch(projections, projections.max())
     return naive_to_dtype(projections, frames.dtype)
