@@ -17,11 +17,59 @@ def naive_sequence(n_frames, frames_to_merge, windows="sliding"):
 
 
 def naive_colors(k):
-    """The original's cmap1D((90, 10, 250), (255, 153, 0), k) / 255."""
+    """The original's cmap1D((90, 10, 250), (255, 153, 0), k) / 255.
+
+    Its constants, written out here (never the package's): purple to orange,
+    each channel a ``linspace`` of the colors in 0-1, then divided by 255
+    once more (the original's second scaling, which the stretch cancels).
+    """
     start = [c / 255.0 for c in (90, 10, 250)]
     end = [c / 255.0 for c in (255, 153, 0)]
     columns = [np.linspace(start[c], end[c], k) for c in range(3)]
     return np.array(columns).T / 255.0
+
+
+def naive_colormap(colormap, k):
+    """(k, 3) colors in 0-1 for frames 0 .. k-1, sampled at j / (k - 1) along ``colormap``.
+
+    A name is looked up in matplotlib (its own values); colors ('#rrggbb', or
+    RGB in 0-1, or in 0-255 when any channel is above 1) are evenly spaced
+    stops with straight lines between them.
+    """
+    positions = np.linspace(0.0, 1.0, k) if k > 1 else np.zeros(1)
+    if isinstance(colormap, str) and not colormap.startswith("#"):
+        import matplotlib
+
+        return np.asarray(matplotlib.colormaps[colormap](positions), np.float64)[:, :3]
+    stops = []
+    for color in colormap:
+        if isinstance(color, str):
+            stops.append([int(color[i:i + 2], 16) / 255.0 for i in (1, 3, 5)])
+        else:
+            rgb = [float(c) for c in color]
+            stops.append([c / 255.0 for c in rgb] if max(rgb) > 1 else rgb)
+    stops = np.array(stops)
+    anchors = np.linspace(0.0, 1.0, len(stops))
+    return np.stack([np.interp(positions, anchors, stops[:, c]) for c in range(3)], axis=1)
+
+
+def naive_weights(k, *, color_series=False, colormap=None, fade_tails=False, unit=False):
+    """Weights of a window's k frames as a run applies them: (k, 3), (k,) or None.
+
+    The original's ramp (in 0-1 with ``unit``, i.e. normalize='none') or a
+    colormap, times the fade when both are on: one multiplier per frame and
+    channel, as documented for ``fade_tails`` with colors.
+    """
+    weights = None
+    if color_series:
+        if colormap is not None:
+            weights = naive_colormap(colormap, k)
+        else:
+            weights = naive_colors(k) * 255.0 if unit else naive_colors(k)
+    if fade_tails:
+        fade = naive_fade(k)
+        weights = fade if weights is None else weights * fade[:, None]
+    return weights
 
 
 def naive_stretch(proj, peak=None):
