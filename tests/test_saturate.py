@@ -13,27 +13,9 @@ from flowtrace_gpu.kernels import saturate as ks
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import BACKENDS
-from naive import naive_trace_ext
+from naive import exact_level, naive_saturated, naive_trace_ext
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
-
-
-def exact_level(values, percent):
-    """The smallest value with at least (100 - percent) % of the values at or below it."""
-    flat = np.sort(np.asarray(values, np.float64).reshape(-1))
-    wanted = max(1, int(np.ceil((1 - percent / 100) * flat.size)))
-    return flat[wanted - 1]
-
-
-def naive_saturated(projections, percent, per_image=True):
-    """Scale projections so the exact percentile maps to 255 (the definition, by sorting)."""
-    out = []
-    run_level = exact_level(projections, percent)
-    for proj in projections:
-        lv = exact_level(proj, percent) if per_image else run_level
-        scaled = proj * (255.0 / lv) if lv > 0 else proj
-        out.append(np.floor(np.clip(scaled, 0, 255) + 0.5).astype(np.uint8))
-    return np.array(out)
 
 
 def _float_projections(movie, f, **options):
