@@ -92,11 +92,13 @@ def test_colormap_from_colors(backend):
     np.testing.assert_array_equal(hexes, got)
 
 
-def test_colormap_by_matplotlib_name():
+@pytest.mark.parametrize("name", ["viridis", "plasma", "coolwarm"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_colormap_by_matplotlib_name(backend, name):
     matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is an optional extra")
     movie = _movie(np.uint8, high=255)
-    got = flowtrace_array(movie, 5, color_series=True, colormap="viridis", backend="numpy")
-    colors = matplotlib.colormaps["viridis"](np.linspace(0, 1, 5))[:, :3]
+    got = flowtrace_array(movie, 5, color_series=True, colormap=name, backend=backend)
+    colors = matplotlib.colormaps[name](np.linspace(0, 1, 5))[:, :3]  # matplotlib's own values
     np.testing.assert_array_equal(got, naive_trace_ext(movie, 5, colors=colors))
 
 
