@@ -116,3 +116,40 @@ def test_global_dask_blocks_share_one_scale(where):
                           backend="numpy")
     got = lazy.compute(scheduler="synchronous")
     np.testing.assert_array_equal(got, naive_trace_ext(movie, F, normalize="global"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_run_whose_every_value_is_negative_scales_by_its_negative_peak(backend):
+    # A movie that only darkens: every difference is negative, so is the run's peak.
+    # 255 / peak is negative then, as the original's stretch computes it: the values
+    # at the peak and below come out 255 (a peak of 0 alone means no scaling).
+    rng = np.random.default_rng(5)
+    movie = (200 - np.cumsum(rng.integers(1, 6, (10, 5, 6)), axis=0)).astype(np.uint8)
+    got = flowtrace_array(movie, 3, take_diff=True, normalize="global", backend=backend)
+    expected = naive_trace_ext(movie, 3, take_diff=True, normalize="global")
+    raw = naive_trace_ext(movie.astype(np.float64), 3, take_diff=True, normalize="none")
+    assert raw.max() < 0
+    np.testing.assert_array_equal(got, expected)
+    assert got.min() == 255
+
+
+def test_a_resumed_global_run_reads_only_the_frames_of_missing_windows(tmp_path, monkeypatch):
+    # The run's peak is in the manifest: resuming measures nothing again.
+    from flowtrace_gpu.io.sources import ImageFolderSource
+
+    movie = _movie("end", seed=6)
+    d = tmp_path / "movie"
+    d.mkdir()
+    for i, frame in enumerate(movie):
+        tifffile.imwrite(d / f"frame{i:02d}.tif", frame)
+    out = tmp_path / "out"
+    written = flowtrace(d, F, out, normalize="global", backend="numpy", progress=False)
+    written[2].unlink()
+    reads = []
+    original = ImageFolderSource._read
+    monkeypatch.setattr(ImageFolderSource, "_read",
+                        lambda self, i: reads.append(i) or original(self, i))
+    again = flowtrace(d, F, out, normalize="global", backend="numpy", progress=False, resume=True)
+    assert sorted(reads) == list(range(2, 2 + F))
+    np.testing.assert_array_equal(read_png(again[2]),
+                                  naive_trace_ext(movie, F, normalize="global")[2])

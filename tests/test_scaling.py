@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array
 
 from conftest import BACKENDS
-from naive import naive_colors, naive_trace, naive_trace_ext
+from naive import naive_colormap, naive_colors, naive_trace, naive_trace_ext
 
 
 def _movie(dtype=np.uint16, shape=(16, 6, 7), seed=0, high=4095):
@@ -100,6 +100,33 @@ def test_colormap_by_matplotlib_name(backend, name):
     got = flowtrace_array(movie, 5, color_series=True, colormap=name, backend=backend)
     colors = matplotlib.colormaps[name](np.linspace(0, 1, 5))[:, :3]  # matplotlib's own values
     np.testing.assert_array_equal(got, naive_trace_ext(movie, 5, colors=colors))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_frame_windows_take_the_first_color_and_no_fade(backend):
+    # K = 1 (F = 1, or F = 2 with take_diff): the colormap's first color, a fade of 1.
+    movie = _movie(np.uint8, high=255)
+    stops = [(0, 0, 255), (255, 0, 0)]
+    for f, kw in ((1, {}), (2, {"take_diff": True})):
+        got = flowtrace_array(movie, f, color_series=True, colormap=stops, backend=backend, **kw)
+        first = np.array([[0.0, 0.0, 1.0]])
+        np.testing.assert_array_equal(got, naive_trace_ext(movie, f, colors=first, **kw))
+        faded = flowtrace_array(movie, f, fade_tails=True, backend=backend, **kw)
+        np.testing.assert_array_equal(faded, flowtrace_array(movie, f, backend=backend, **kw))
+        assert faded.max() == 255
+
+
+def test_colors_in_0_to_1_keep_a_channel_of_1():
+    # A triple whose largest channel is at most 1 is in 0-1: (0, 0, 1) is blue, as bright
+    # as '#0000ff', beside a color whose channels are all below 1.
+    movie = _movie(np.uint8, high=255)
+    stops = [(0, 0, 1), (0.5, 0.25, 0)]
+    got = flowtrace_array(movie, 4, color_series=True, colormap=stops, backend="numpy")
+    np.testing.assert_array_equal(got, naive_trace_ext(movie, 4, colors=naive_colormap(stops, 4)))
+    raw = flowtrace_array(movie, 1, color_series=True, colormap=stops, normalize="none",
+                          backend="numpy")  # one-frame windows: the first color, raw values
+    np.testing.assert_array_equal(raw[..., 2], movie)  # times blue 1.0
+    assert not raw[..., :2].any()
 
 
 def test_default_ramp_is_the_originals_under_every_normalization():
