@@ -34,7 +34,7 @@ from cupy_shared import (
     rings,
     trace,
 )
-from naive import naive_stretch, naive_trace
+from naive import naive_stretch, naive_trace, naive_trace_ext, naive_weights
 
 CASES = reference_cases()
 
@@ -177,13 +177,19 @@ def test_stretch_twin_is_the_originals_stretch(proj, peak):
 
 @settings(deadline=None)
 @given(rings(), st.booleans())
-def test_weighted_and_extreme_twins_are_trace_window(ring_start_window, invert):
+def test_weighted_and_extreme_twins_are_the_oracles_projection(ring_start_window, invert):
     ring, start, window = ring_start_window
     f, shape, dtype = len(ring), ring.shape, ring.dtype
+    bits = 16 if dtype == np.uint16 else 8  # the invert offset: 2**16 - 1, else 255
     for color, fade in ((False, False), (True, False), (False, True), (True, True)):
         plan = TracePlan(f, shape[1:], dtype, TraceOptions(invert_color=invert, color_series=color,
                                                            fade_tails=fade))
-        expected = trace_window(window, plan, np)
+        # The oracle's own weights (its ramp and fade), one window, unrounded.
+        weights = naive_weights(f, color_series=color, fade_tails=fade)
+        (expected,) = naive_trace_ext(
+            window.astype(np.float64), f, normalize="none", invert_color=invert, bit_depth=bits,
+            colors=weights if color else None, fade_tails=fade and not color)
+        np.testing.assert_array_equal(trace_window(window, plan, np), expected)
         out = np.empty(plan.out_shape)
         mode = plan.weight_mode
         if mode != WeightMode.NONE:
