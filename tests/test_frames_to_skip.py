@@ -80,6 +80,16 @@ def _video(path, movie):
     return write_ffv1(path / "rec.mkv", movie)
 
 
+def _tiff_folder(path, movie):
+    # A folder of one file per frame (not a single file, but skipped the same way).
+    folder = path / "rec"
+    folder.mkdir()
+    width = len(str(len(movie) - 1))
+    for i, frame in enumerate(movie):
+        tifffile.imwrite(folder / f"rec_{i:0{width}d}.tif", frame)
+    return folder
+
+
 def _zarr(path, movie):
     zarr = pytest.importorskip("zarr", minversion="3.1.3",
                                reason="zarr input needs the [dask] extra (zarr >= 3.1.3)")
@@ -98,6 +108,7 @@ READERS = {
     "mraw12": (_mraw12, np.uint16, 4095),
     "video": (_video, np.uint8, 255),
     "zarr": (_zarr, np.uint16, 65535),
+    "tiff_folder": (_tiff_folder, np.uint8, 255),
 }
 
 

@@ -118,8 +118,7 @@ MUTANTS = [
       "arrays drop the last kept frame"),
     m("skip-folder", "io/sources.py", "self._entries = entries[::frames_to_skip]",
       "self._entries = entries[:len(entries) - len(entries) % frames_to_skip:frames_to_skip]",
-      ["tests/test_image_modes.py", "tests/test_formats.py", "tests/test_long_runs.py",
-       "tests/test_parity.py", "-k", "numpy or skip or resume"],
+      ["tests/test_frames_to_skip.py", "-k", "folder"],
       "folders drop the last kept frame"),
     # --- median and differences ----------------------------------------------------
     m("median-short", "kernels/window.py", "median = xp.median(a[:n], axis=0)",
