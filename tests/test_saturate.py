@@ -167,3 +167,18 @@ def test_histogram_of_a_subnormal_top_warns_of_nothing():
         warnings.simplefilter("error")
         counts = ks.histogram(np.array([0.0, 5e-324, 1.0]), np.float64(5e-324), 4096, np)
     assert counts[0] == 1 and counts[-1] == 2 and counts.sum() == 3
+
+
+@pytest.mark.parametrize("new_top", [4.5, 6.0, 8.0, 13.7, 4000.0])
+def test_rebin_moves_each_bin_to_the_bin_holding_its_upper_edge(new_top):
+    # Counted at its upper edge, a bin's values land where a level read afterwards is
+    # at or above every one of them (and at most one new bin above).
+    bins, top = 8, 4.0
+    for k in range(bins):
+        counts = np.zeros(bins, np.int64)
+        counts[k] = 3
+        moved = ks.rebin(counts, top, new_top)
+        assert moved.sum() == 3 and np.count_nonzero(moved) == 1
+        j = int(np.argmax(moved))
+        upper, width = (k + 1) * top / bins, new_top / bins
+        assert j * width <= upper * (1 + 1e-12) and upper <= (j + 1) * width * (1 + 1e-12), (k, j)
