@@ -200,6 +200,14 @@ def test_video_seeks_back_and_skips(tmp_path):
     np.testing.assert_array_equal(np.stack(got), movie[[0, 6, 2, 10]])
 
 
+def test_video_reads_a_frame_again_and_the_one_before(tmp_path):
+    # Going back by one frame (or to the same one) restarts the decoder too.
+    movie = _movie()
+    write_ffv1(tmp_path / "rec.mkv", movie)
+    got = list(open_source(tmp_path / "rec.mkv").frames([4, 4, 3, 9, 8]))
+    np.testing.assert_array_equal(np.stack(got), movie[[4, 4, 3, 9, 8]])
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".mkv", ".avi"])
 def test_h264_roundtrip_within_tolerance(tmp_path, suffix):
     movie = _movie(color=True)

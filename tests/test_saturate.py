@@ -182,3 +182,18 @@ def test_rebin_moves_each_bin_to_the_bin_holding_its_upper_edge(new_top):
         j = int(np.argmax(moved))
         upper, width = (k + 1) * top / bins, new_top / bins
         assert j * width <= upper * (1 + 1e-12) and upper <= (j + 1) * width * (1 + 1e-12), (k, j)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_global_saturate_level_is_at_most_the_brightest_value(backend):
+    # Images of peaks 400 then 510: the run histogram grows to 1.25 * 400 = 500, then to
+    # 625 > 510, so the bin holding 510 ends above it. Saturating (almost) nothing, the
+    # level is the brightest value itself, 510, where 1 * 255 / 510 = 0.5 rounds up: a
+    # level a bin higher would round those pixels down.
+    movie = np.zeros((2, 4, 4), np.uint16)
+    movie[0, 0, 0] = 400
+    movie[1, 0, 0] = 510
+    movie[:, 1:, :] = np.array([1, 3, 5, 7])
+    got = flowtrace_array(movie, 1, normalize="global", saturate=1e-6, backend=backend)
+    np.testing.assert_array_equal(got, naive_trace_ext(movie, 1, normalize="global"))
+    assert got[1, 0, 0] == 255 and got[0, 1, 0] == 1  # 0.5 rounds half up

@@ -60,6 +60,29 @@ def test_none_with_median_clips_negatives(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_none_keeps_the_negative_values_of_signed_frames(backend):
+    movie = np.random.default_rng(3).integers(-3000, 1000, (12, 5, 6)).astype(np.int16)
+    for kw in ({}, {"take_diff": True}):
+        got = flowtrace_array(movie, 4, normalize="none", backend=backend, **kw)
+        assert got.dtype == np.int16 and got.min() < 0
+        np.testing.assert_array_equal(got, naive_trace_ext(movie, 4, normalize="none", **kw))
+    inverted = flowtrace_array(movie, 4, normalize="none", invert_color=True, backend=backend)
+    np.testing.assert_array_equal(  # 32767 - min, clipped to int16
+        inverted, naive_trace_ext(movie, 4, normalize="none", invert_color=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_invert_of_8_bit_frames_is_255_minus_min_signed_too(backend):
+    # 255 for every 8-bit dtype, as the original (int8's maximum is 127).
+    rng = np.random.default_rng(4)
+    for dtype in (np.uint8, np.int8):
+        info = np.iinfo(dtype)
+        movie = rng.integers(info.min, info.max, (9, 4, 5), endpoint=True).astype(dtype)
+        got = flowtrace_array(movie, 3, invert_color=True, backend=backend)
+        np.testing.assert_array_equal(got, naive_trace(movie, 3, invert_color=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bit_depth_sets_the_invert_offset(backend):
     movie = _movie(np.uint16, high=1023)
     got = flowtrace_array(movie, 4, invert_color=True, bit_depth=10, normalize="none",
