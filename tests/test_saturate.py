@@ -186,12 +186,12 @@ def test_rebin_moves_each_bin_to_the_bin_holding_its_upper_edge(new_top):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_global_saturate_level_is_at_most_the_brightest_value(backend):
-    # Images of peaks 400 then 510: the run histogram grows to 1.25 * 400 = 500, then to
-    # 625 > 510, so the bin holding 510 ends above it. Saturating (almost) nothing, the
-    # level is the brightest value itself, 510, where 1 * 255 / 510 = 0.5 rounds up: a
-    # level a bin higher would round those pixels down.
+    # Images of peaks 450 then 510: the run histogram's range grows to 450, then to
+    # 1.25 * 450 = 562.5 > 510, so the bin holding 510 ends above it. Saturating (almost)
+    # nothing, the level is the brightest value itself, 510, where 1 * 255 / 510 = 0.5
+    # rounds up: a level at the bin's upper edge would round those pixels down.
     movie = np.zeros((2, 4, 4), np.uint16)
-    movie[0, 0, 0] = 400
+    movie[0, 0, 0] = 450
     movie[1, 0, 0] = 510
     movie[:, 1:, :] = np.array([1, 3, 5, 7])
     got = flowtrace_array(movie, 1, normalize="global", saturate=1e-6, backend=backend)
