@@ -299,6 +299,9 @@ EQUIVALENT = {
                    "under any positive scale (255/255 or 255/1): the same bytes.",
     "unpack-zero-fill": "when the stream is exactly whole the zero-completed copy holds the "
                         "same bytes as the stream; only a copy is added.",
+    "tiff-page-index": "the series' own page index is read only when the file has one series; "
+                       "every top-level page outside it would make a second series, so the "
+                       "series' pages are the file's pages 0..N-1 in order and index == raw.",
 }
 
 
