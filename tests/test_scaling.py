@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array
 
 from conftest import BACKENDS
-from naive import naive_colormap, naive_colors, naive_trace, naive_trace_ext
+from naive import naive_colormap, naive_colors, naive_trace, naive_trace_ext, naive_weights
 
 
 def _movie(dtype=np.uint16, shape=(16, 6, 7), seed=0, high=4095):
@@ -101,6 +101,19 @@ def test_fade_tails(backend):
     spot[3, 0, 0] = 100
     image = flowtrace_array(spot, 8, windows="sliding", fade_tails=True, backend=backend)[0]
     assert image[2, 2] == 0 and image[0, 0] == 255
+
+
+@pytest.mark.parametrize("colormap", [None, [(0, 0, 255), (0, 255, 0), (255, 0, 0)]])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_colors_with_fade_weigh_each_frame_by_their_product(backend, colormap):
+    # Frame j of K: its color times j / (K - 1), the oldest frame gone, the newest whole.
+    movie = _movie(np.uint8, high=255)
+    got = flowtrace_array(movie, 6, color_series=True, colormap=colormap, fade_tails=True,
+                          backend=backend)
+    weights = naive_weights(6, color_series=True, colormap=colormap, fade_tails=True)
+    assert not weights[0].any() and np.array_equal(weights[-1], naive_weights(
+        6, color_series=True, colormap=colormap)[-1])
+    np.testing.assert_array_equal(got, naive_trace_ext(movie, 6, colors=weights))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
