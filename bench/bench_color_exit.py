@@ -10,7 +10,7 @@ where float64 does. This counts, per channel of the original's ramp, the
 rows a block would still fold (mean over blocks, as a fraction of F), on
 one window of the synthetic particle movie and of uniform noise. NumPy
 only; the kernel was not built, because the fractions below stay high on
-the particle movie (README, "Color and fade").
+the particle movie.
 
     python bench/bench_color_exit.py
     python bench/bench_color_exit.py --size 1024 --blocks 1,32,256

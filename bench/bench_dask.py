@@ -88,7 +88,7 @@ def pipeline_run(source_path, f, options, sink, out):
         return
     source = open_source(source_path)
     image_options, _ = split(options)
-    plan, sequence, n_out = _plan(source, f, 1, image_options)
+    plan, sequence, _, n_out, _ = _plan(source, f, 1, image_options)
     run(source.frames(sequence), plan, get_backend("auto"), Discard(), n_out,
         workers=os.cpu_count() or 1)
 

@@ -39,7 +39,8 @@ from flowtrace_gpu import flowtrace, flowtrace_array  # noqa: E402
 from flowtrace_gpu.backends import BackendUnavailable  # noqa: E402
 from flowtrace_gpu.backends.cupy import backend as cb  # noqa: E402
 from flowtrace_gpu.backends.cupy.device import probe  # noqa: E402
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.engine.plan import TracePlan  # noqa: E402
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import save, table  # noqa: E402

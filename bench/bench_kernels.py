@@ -50,7 +50,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowtrace_gpu.backends import available_backends, get_backend  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.engine.plan import TracePlan  # noqa: E402
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import machine, median_time  # noqa: E402

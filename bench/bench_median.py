@@ -28,7 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flowtrace_gpu.backends.numba.projectors import make_projector  # noqa: E402
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.engine.plan import TracePlan  # noqa: E402
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from common import median_time, save, table  # noqa: E402

@@ -77,7 +77,7 @@ def time_encoders(label, image):
         "flowtrace zlib Huffman only": ours(huffman_only),
         "flowtrace own Huffman only": ours(lambda b: huffman.huffman_zlib(b, adler32=png._adler32)),
     }
-    # Stored blocks: built from the rows (the writer until 2026-11-26), and
+    # Stored blocks: built from the rows (the writer's former way), and
     # straight from the pixels, whole rows per block (png.stored_rows_zlib).
     candidates["flowtrace stored, rows then blocks"] = ours(png.stored_zlib)
     candidates["flowtrace stored from the pixels (level 0)"] = lambda im: png.encode_png(im, 0)

@@ -63,8 +63,10 @@ def child(method: str, path: str, window: int) -> dict:
 
     from flowtrace_gpu import flowtrace_array, get_backend
     from flowtrace_gpu.engine import pipeline
-    from flowtrace_gpu.engine.plan import TraceOptions, TracePlan
+    from flowtrace_gpu.engine.plan import TracePlan
     from flowtrace_gpu.io.formats import open_source
+
+    from .options import TraceOptions
 
     backend = get_backend("numba")
     # Compile (or load) the kernels first: the samples then see only the run.

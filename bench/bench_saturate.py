@@ -17,8 +17,10 @@ import sys
 import numpy as np
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from flowtrace_gpu import flowtrace_array  # noqa: E402
-from flowtrace_gpu.engine.saturation import _histogram_function  # noqa: E402
+from flowtrace_gpu import (
+    flowtrace_array,  # noqa: E402
+    get_backend,  # noqa: E402
+)
 from flowtrace_gpu.kernels import saturate as ks  # noqa: E402
 from flowtrace_gpu.kernels.stretch import scale_to_uint8  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
@@ -37,7 +39,7 @@ def main(argv=None):
                            progress=False)  # warm up the kernels
     proj = movie[:30].max(axis=0).astype(np.float64)
     top = float(proj.max())
-    numba_hist = _histogram_function("numba")
+    numba_hist = get_backend("numba").histogram
     rows = []
 
     def add(name, fn, **extra):
@@ -47,7 +49,7 @@ def main(argv=None):
     add("level: histogram, NumPy reference",
         lambda: ks.level(ks.histogram(proj.copy(), top, ks.FRAME_BINS, np), top, 0.5))
     add("level: histogram, Numba kernel",
-        lambda: ks.level(numba_hist(proj, top, ks.FRAME_BINS, np), top, 0.5))
+        lambda: ks.level(numba_hist(proj, top, ks.FRAME_BINS), top, 0.5))
     k = int(np.ceil(0.995 * proj.size)) - 1
     add("level: exact, np.partition", lambda: np.partition(proj.reshape(-1), k)[k])
     add("stretch by the level (NumPy reference)", lambda: scale_to_uint8(proj, top * 0.9, np))

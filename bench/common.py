@@ -16,6 +16,8 @@ def machine() -> dict:
     """What the figures ran on."""
     info = {"python": platform.python_version(), "cpus": os.cpu_count(),
             "platform": platform.platform()}
+    if hasattr(os, "getloadavg"):  # a shared machine's figures are read with its load
+        info["load_average"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

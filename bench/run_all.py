@@ -12,7 +12,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["bench_kernels.py", "bench_median.py", "bench_png.py", "bench_saturate.py",
            "bench_readers.py", "bench_e2e.py", "bench_gpu.py", "bench_host_threads.py",
-           "bench_io_threads.py", "bench_dask.py", "bench_color_exit.py"]
+           "bench_io_threads.py", "bench_dask.py", "bench_color_exit.py", "bench_controls.py"]
 
 
 def main() -> int:

@@ -10,22 +10,25 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, config
+from . import config
+from ._version import __version__
 from .backends import get_backend
 from .engine import pipeline
-from .engine.plan import TracePlan, check_window, trace_sequence
+from .engine.plan import plan_run
 from .engine.saturation import LevelRecorder
 from .errors import FlowtraceError
 from .io.formats import open_source, open_writer, output_kind
 from .io.grayscale import GrayscaleSource
 from .io.iterable import IterableSource
 from .io.own_files import output_names
-from .io.sources import ArraySource, default_probe_workers
+from .io.selection import select
+from .io.sources import ArraySource, default_probe_workers, source_files
 from .io.writers import ArrayWriter, ListWriter
 from .io.zarr_store import chunk_files, is_zarr_path
-from .options import FLOWTRACE, FLOWTRACE_ARRAY, split
+from .options import FLOWTRACE, FLOWTRACE_ARRAY, recorded_options, split
+from .runs.legend import legend_path, write_legend
 from .runs.manifest import Manifest, source_identity
-from .runs.output_run import OutputRun, Segment, refuse_overwriting_input, source_files
+from .runs.output_run import OutputRun, Segment, refuse_overwriting_input
 from .runs.signals import stop_on_signals
 
 
@@ -37,15 +40,39 @@ def _start(kwargs: dict, call: str):
     return options, run, workers
 
 
-def _plan(source, frames_to_merge, frames_to_skip, options):
-    """The plan, the frame indices windows slide over, and the number of images (or None)."""
-    f = check_window(frames_to_merge, source.n_frames, frames_to_skip, options)
-    if options.bit_depth is None and source.bit_depth is not None and source.dtype.itemsize > 1:
-        options = replace(options, bit_depth=source.bit_depth)  # e.g. a 12-bit camera file
-    plan = TracePlan(f, source.frame_shape, source.dtype, options)
-    sequence = trace_sequence(source.n_frames, f, options.windows)
-    n_out = None if source.n_frames is None else len(sequence) - f + 1
-    return plan, sequence, n_out
+class _Stepped:
+    """A writer taking the image at every ``stride``-th window, as image ``index // stride``."""
+
+    def __init__(self, writer, stride: int):
+        self.writer, self.stride = writer, stride
+        self.parallel = writer.parallel
+
+    def write(self, index, image) -> None:
+        if index % self.stride == 0:
+            self.writer.write(index // self.stride, image)
+
+    def close(self):
+        return self.writer.close()
+
+    def abort(self) -> None:
+        abort = getattr(self.writer, "abort", None)
+        if abort is not None:
+            abort()
+
+
+class _Multiples:
+    """The window indices ``0, stride, 2 stride...``: the pipeline's ``keep``."""
+
+    def __init__(self, stride: int):
+        self.stride = stride
+
+    def __contains__(self, index) -> bool:
+        return index % self.stride == 0
+
+
+def _windows(n_out, stride):
+    """Windows a pass pushes for ``n_out`` images (None when unknown)."""
+    return None if n_out is None else (n_out - 1) * stride + 1
 
 
 def _frames(source, indices):
@@ -70,19 +97,28 @@ def _finite(frames, source, indices):
         yield frame
 
 
-def _pass(source, indices, plan, backend, writer, n_out, *, first=0, keep=None, skip=1,
+def _pass(source, indices, plan, backend, writer, n_out, *, first=0, keep=None, stride=1,
           **kwargs):
-    """One pipeline pass over ``indices``; a frame that fails to read gets its raw index."""
+    """One pipeline pass over ``indices``; a frame that fails to read gets its raw index.
+
+    ``n_out`` images, one per ``stride`` windows from window ``first * stride``;
+    ``keep`` holds the indices of the images to write (default: all).
+    """
+    if stride > 1:
+        writer = _Stepped(writer, stride)
+        keep = _Multiples(stride) if keep is None else {k * stride for k in keep}
     try:
-        return pipeline.run(_frames(source, indices), plan, backend, writer, n_out,
-                            first_index=first, keep=keep, **kwargs)
+        return pipeline.run(_frames(source, indices), plan, backend, writer,
+                            _windows(n_out, stride), first_index=first * stride,
+                            keep=keep, **kwargs)
     except pipeline.FrameReadError as exc:
         if isinstance(indices, (list, range)):
-            exc.frame = indices[exc.position] * skip  # as counted before frames_to_skip
+            exc.frame = source.raw_index(indices[exc.position])  # as counted in the recording
         raise
 
 
-def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress):
+def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress, stride=1,
+           every=None):
     """Run the pipeline for flowtrace_array; with normalize='global', a measuring pass first."""
     if plan.scaling == "float":
         if source.n_frames is None:
@@ -92,10 +128,11 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress)
             )
     kwargs = dict(workers=workers, progress=progress)
     try:
-        if plan.scaling == "float":
+        if plan.scaling == "float":  # the scale of every window, whichever are kept
             plan = replace(plan, scaling="fixed",
-                           peak=_measure(source, sequence, n_out, plan, backend, **kwargs))
-        result = _pass(source, sequence, plan, backend, writer, n_out, **kwargs)
+                           peak=_measure(source, *(every or (sequence, n_out)), plan, backend,
+                                         **kwargs))
+        result = _pass(source, sequence, plan, backend, writer, n_out, stride=stride, **kwargs)
     except pipeline.FrameReadError as exc:
         raise exc.cause from None  # no files: the reader's own message says it all
     if n_out is None and len(result) == 0:
@@ -109,7 +146,7 @@ def _trace(source, sequence, n_out, plan, backend, writer, *, workers, progress)
 def _measure(source, sequence, n_out, plan, backend, **kwargs) -> float:
     """The global peak: one pass that traces without writing (normalize='global')."""
     percent = plan.options.saturate
-    recorder = LevelRecorder(percent, backend.name) if percent else pipeline.PeakRecorder()
+    recorder = LevelRecorder(percent, backend) if percent else pipeline.PeakRecorder()
     return _pass(source, sequence, plan, backend, recorder, n_out, desc="measuring", **kwargs)
 
 
@@ -117,8 +154,9 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
               frames_to_skip=1, *, subtract_first=False, subtract_median=False, take_diff=False,
               diff_order=1, add_first_frame=False, color_series=False, colormap=None,
               fade_tails=False, invert_color=False, windows="sliding", normalize="frame",
-              saturate=0.0, bit_depth=None, grayscale=False, format=None, fps=None,
-              backend="auto", device=None, progress=None, resume=False):
+              saturate=0.0, bit_depth=None, grayscale=False, start=0, stop=None, crop=None,
+              window_step=1, format=None, fps=None, backend="auto", device=None, progress=None,
+              legend=False, resume=False):
     """Write one pathline image per window of frames, as the original flowtrace.
 
     Parameters
@@ -140,7 +178,8 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
     max_cores : int, default 8
         Most threads to use (capped at the machine's cores).
     frames_to_skip : int, default 1
-        Keep every ``frames_to_skip``-th frame, starting with the first.
+        Keep every ``frames_to_skip``-th frame, starting with the first
+        (with ``start``: with frame ``start``).
     subtract_first : bool
         Subtract each window's first frame.
     subtract_median : bool
@@ -184,6 +223,22 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         Default: what the camera file says, if it does.
     grayscale : bool
         Trace the luma of color frames (BT.601) instead of each channel.
+    start, stop : int, default 0 and None
+        Trace the frames ``[start, stop)`` of the recording (``stop`` None
+        or past the end: to the end), taken before ``frames_to_skip`` and
+        windowing. Images
+        keep the names of their windows' first frames.
+    crop : (top, left, height, width), optional
+        Trace only this region, in pixels of the frame as displayed. It is
+        applied while reading: TIFF stacks, MRAW, cine and zarr read and
+        unpack only the rows (zarr: the chunks) it needs; raw Bayer cines
+        demosaic only those rows and columns plus a one-pixel margin.
+    window_step : int, default 1
+        An image for every ``window_step``-th window only: image k covers the
+        window starting at ``k * window_step`` (``windows='original'``: every
+        n-th of the original's windows). ``window_step=frames_to_merge``
+        gives non-overlapping groups, as Fiji's grouped Z projection; a
+        step above F reads only the frames of the windows kept.
     format : {'png', 'tiff', 'video'}, optional
         Output kind; default from ``out_dir`` (a folder: PNG). ``'tiff'``
         with a folder writes one TIFF per window (16 bits kept).
@@ -195,14 +250,19 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         CUDA device of the cupy backend; default ``FLOWTRACE_DEVICE`` (0).
     progress : bool, optional
         Progress bar on stderr; default: only when stderr is a terminal.
+    legend : bool, default False
+        With ``color_series`` or ``fade_tails``: also write the time legend
+        (:func:`~flowtrace_gpu.runs.legend.time_legend`), ``legend.png`` in a
+        folder output, ``<out>.legend.png`` beside a file output; ticks in
+        ms or s when the frame rate is known (``fps`` or the recording's).
     resume : bool, default False
         Finish an output that an earlier run with the same options and
         source left incomplete (killed, interrupted, disk full): its
         complete images are kept untouched and only the missing ones are
         computed, equal bit for bit to an uninterrupted run's. Refused,
         saying what differs, if the options or the source changed. A
-        single-file output (TIFF stack, video) is started over. See README,
-        "Long runs".
+        single-file output (TIFF stack, video) is started over. See
+        docs/guide/long-runs.md.
 
     Returns
     -------
@@ -242,9 +302,15 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
             "use flowtrace_array(frames, frames_to_merge, ...), which returns the images "
             "(flowtrace_dask for a dask array)")
     skip = run.frames_to_skip
+    if run.legend and not (options.color_series or options.fade_tails):
+        raise FlowtraceError(
+            "legend=True draws the colors of a window's frames, but neither color_series nor "
+            "fade_tails colors them; pass color_series=True or fade_tails=True, or drop legend")
     source = open_source(image_dir, skip, grayscale=options.grayscale,
-                         probe_workers=default_probe_workers() if workers else 1)
-    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
+                         probe_workers=default_probe_workers() if workers else 1,
+                         start=run.start, stop=run.stop, crop=run.crop)
+    plan, sequence, stride, n_out, every = plan_run(source, frames_to_merge, skip, options,
+                                                    run.window_step)
     if plan.image_dtype not in (np.uint8, np.uint16):
         raise FlowtraceError(
             f"normalize='none' keeps the frames' {plan.image_dtype} values, which image files "
@@ -257,8 +323,9 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         out_dir = location if location.is_dir() and not is_zarr_path(location) else location.parent
     out = Path(out_dir)
     kind = output_kind(out, run.format)
-    stems = output_names([source.names[i] for i in range(n_out)],
-                         f"_streamlines_frames{plan.frames_to_merge}", _extensions(source, n_out))
+    firsts = range(0, n_out * run.window_step, run.window_step)  # each image's first window
+    stems = output_names([source.names[i] for i in firsts],
+                         f"_streamlines_frames{plan.frames_to_merge}", _extensions(source, firsts))
     read = source_files(source)
     if kind == "zarr":  # resumed image by image: one chunk file each
         image_paths = chunk_files(out, n_out, 1 + len(plan.out_shape))
@@ -272,28 +339,34 @@ def flowtrace(image_dir, frames_to_merge, out_dir="same", use_parallel=True, max
         output={"path": str(out.resolve()), "kind": kind},
         source=source_identity(image_dir, read, source.n_frames),
         frames_to_merge=plan.frames_to_merge,
-        options={**asdict(plan.options), "frames_to_skip": skip, "fps": rate},
+        options={**asdict(plan.options), **recorded_options(run), "fps": rate},
         n_images=n_out, package_version=__version__)
     with stop_on_signals(), OutputRun(out, kind, expected, resume=run.resume,
                                       image_paths=image_paths) as job:
         if job.todo:
-            _write_missing(job, source, sequence, n_out, plan, engine, writer,
-                           workers=workers, progress=_progress(run), skip=skip)
+            _write_missing(job, source, sequence, n_out, plan, engine, writer, every=every,
+                           workers=workers, progress=_progress(run), stride=stride)
+        if run.legend:
+            write_legend(legend_path(out, kind), plan, fps=run.fps or source.fps,
+                         frames_to_skip=skip)
         return job.result()
 
 
-def _write_missing(job, source, sequence, n_out, plan, engine, writer, **kwargs):
+def _write_missing(job, source, sequence, n_out, plan, engine, writer, *, stride=1, every=None,
+                   **kwargs):
     """Write the images ``job`` still needs: each stretch of them from F-1 frames before it."""
     if plan.scaling == "float":
         if job.peak is None:  # else resumed: the recorded peak keeps the bytes equal
-            job.set_peak(_measure(source, sequence, n_out, plan, engine, **kwargs))
+            job.set_peak(_measure(source, *(every or (sequence, n_out)), plan, engine, **kwargs))
         plan = replace(plan, scaling="fixed", peak=job.peak)
     recording = job.wrap(writer)
     todo = set(job.todo)
     window = plan.frames_to_merge
-    for first, last in job.segments(window):
-        _pass(source, sequence[first:last + window], plan, engine, Segment(recording),
-              last - first + 1, first=first, keep=todo, **kwargs)
+    # Image k starts at frame position k * stride of the sequence.
+    for first, last in job.segments(-(-window // stride)):
+        _pass(source, sequence[first * stride:last * stride + window], plan, engine,
+              Segment(recording), last - first + 1, first=first, keep=todo, stride=stride,
+              **kwargs)
     try:
         recording.close()
     except BaseException:
@@ -301,17 +374,17 @@ def _write_missing(job, source, sequence, n_out, plan, engine, writer, **kwargs)
         raise
 
 
-def _extensions(source, n_out):
+def _extensions(source, firsts):
     """The file extension of each output's frame, where frames are files (to tell apart f1.tif and f1.png)."""
-    files = getattr(getattr(source, "source", source), "files", None)
-    return None if files is None else [f.suffix for f in files[:n_out]]
+    files = source_files(source) if hasattr(getattr(source, "source", source), "files") else None
+    return None if files is None else [files[i].suffix for i in firsts]
 
 
 def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, subtract_first=False,
                     subtract_median=False, take_diff=False, diff_order=1, add_first_frame=False,
                     color_series=False, colormap=None, fade_tails=False, invert_color=False,
                     windows="sliding", normalize="frame", saturate=0.0, bit_depth=None,
-                    grayscale=False,
+                    grayscale=False, start=0, stop=None, crop=None, window_step=1,
                     use_parallel=True, max_cores=8, backend="auto", device=None, progress=None):
     """Pathline images of frames in memory, in a memmap or zarr array, or from an iterable.
 
@@ -326,6 +399,11 @@ def flowtrace_array(frames, frames_to_merge, frames_to_skip=1, *, subtract_first
 color_series, colormap, fade_tails, invert_color, windows, normalize, saturate, bit_depth, \
 grayscale
         As for :func:`flowtrace`: every option that shapes the images.
+    start, stop, crop, window_step
+        As for :func:`flowtrace`: ``flowtrace_array(m, F, start=a, stop=b,
+        crop=(t, l, h, w), window_step=s)`` equals
+        ``flowtrace_array(m[a:b, t:t+h, l:l+w], F)[::s]``; a crop of an
+        array, memmap or zarr array reads only the region.
     use_parallel, max_cores, backend, device, progress
         As for :func:`flowtrace`.
 
@@ -333,8 +411,8 @@ grayscale
     -------
     numpy.ndarray, shape (M, H, W) or (M, H, W, 3)
         The images :func:`flowtrace` would write, in order: M = N-F+1
-        (``windows='original'``: N-F, and 1 when N == F); uint8, or the
-        input dtype with ``normalize='none'``.
+        (``windows='original'``: N-F, and 1 when N == F), of them every
+        ``window_step``-th; uint8, or the input dtype with ``normalize='none'``.
 
     Examples
     --------
@@ -348,19 +426,21 @@ grayscale
     options, run, workers = _start(locals(), FLOWTRACE_ARRAY)
     skip = run.frames_to_skip
     if (hasattr(frames, "shape") and hasattr(frames, "dtype")) or isinstance(frames, (list, tuple)):
-        source = ArraySource(frames, skip)
+        source = ArraySource(frames)
     else:
-        source = IterableSource(frames, skip)
+        source = IterableSource(frames)
+    source = select(source, run.start, run.stop, skip, run.crop)
     if options.grayscale and len(source.frame_shape) == 3:
         source = GrayscaleSource(source)
-    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
+    plan, sequence, stride, n_out, every = plan_run(source, frames_to_merge, skip, options,
+                                                    run.window_step)
     engine = get_backend(run.backend, run.device)
     if n_out is None:
         writer = ListWriter()
     else:
         writer = ArrayWriter(np.empty((n_out,) + plan.out_shape, dtype=plan.image_dtype))
     return _trace(source, sequence, n_out, plan, engine, writer, workers=workers,
-                  progress=_progress(run))
+                  progress=_progress(run), stride=stride, every=every)
 
 
 def _progress(run) -> bool:

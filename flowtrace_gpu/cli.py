@@ -1,7 +1,8 @@
-"""Command line: ``flowtrace SOURCE FRAMES [OUT] [options]``, ``flowtrace demo`` and ``flowtrace batch``.
+"""Command line: ``flowtrace SOURCE FRAMES [OUT] [options]``, ``flowtrace demo``, ``flowtrace batch``
+and ``flowtrace info SOURCE [--json]``.
 
 Every option flag comes from the option registry (:mod:`flowtrace_gpu.options`),
-so the command line, the Python calls and README's table cannot drift apart.
+so the command line, the Python calls and the docs' table cannot drift apart.
 Every failure is one line on stderr, no traceback: bad input exits with status
 2 before anything is written; a run stopped by a frame it cannot read or a
 disk it cannot write exits with 1, saying how many images are complete; SIGINT
@@ -16,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from . import __version__
+from ._version import __version__
 from .errors import FlowtraceError, IncompleteRunError, RunInterrupted
 from .options import image_option_names, registry, step_flags
 
@@ -107,6 +108,28 @@ def _batch_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _info_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="flowtrace info",
+        description="What a recording holds, from its headers: format, frames, size, "
+                    "channels, dtype, bit depth, frame rate and duration, the trigger "
+                    "(cine), the Bayer pattern and the bytes on disk.",
+        epilog="Example: flowtrace info shot.cine --json")
+    p.add_argument("source", metavar="SOURCE",
+                   help="folder of frames, multi-page .tif, video, Photron .mraw/.cih/.cihx, "
+                        "Phantom .cine or zarr array")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (keys include frames, height, width, dtype, "
+                        "fps (null when unknown) and bit_depth)")
+    return p
+
+
+def subcommands() -> dict:
+    """``flowtrace NAME ...``: NAME -> (its argument parser, the function that runs it)."""
+    return {"demo": (_demo_parser, _demo), "batch": (_batch_parser, _batch),
+            "info": (_info_parser, _info)}
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -115,10 +138,9 @@ def main(argv=None) -> int:
     logger.addHandler(notes)
     level, logger.level = logger.level, logging.INFO
     try:
-        if argv[:1] == ["demo"]:
-            return _demo(_demo_parser().parse_args(argv[1:]))
-        if argv[:1] == ["batch"]:
-            return _batch(_batch_parser().parse_args(argv[1:]))
+        if argv[:1] and argv[0] in subcommands():
+            parser, command = subcommands()[argv[0]]
+            return command(parser().parse_args(argv[1:]))
         args = _parser().parse_args(argv)
         if args.progress is False:
             notes.setLevel(logging.WARNING)
@@ -183,7 +205,7 @@ def _trace(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from .synthetic import run_demo
 
     options = _options(args)
     if not any(options[name] for name in step_flags()):
@@ -209,6 +231,16 @@ def _batch(args) -> int:
                         **options)
     except BatchFailed:
         return EXIT_FAILED  # the summary, naming each failure, is on stderr already
+    return 0
+
+
+def _info(args) -> int:
+    import json
+
+    from .io.info import recording_info
+
+    info = recording_info(args.source)
+    print(json.dumps(info.to_dict()) if args.json else info.to_text())
     return 0
 
 

@@ -8,6 +8,8 @@ the variable and the allowed values, not a crash in a worker thread.
 Settings without a variable are internal constants kept here so that every
 knob is in one place; tests and benchmarks may pass other values explicitly.
 
+Examples
+--------
 >>> from flowtrace_gpu import config
 >>> config.DEFAULTS["prefetch"]
 8
@@ -61,14 +63,12 @@ SETTINGS: dict[str, Setting] = {
     "prefetch": Setting(
         8, "frames the reader thread decodes ahead",
         env="FLOWTRACE_PREFETCH", minimum=1, maximum=4096),
-    # Level 1 trades slightly larger files for much faster writes than
-    # zlib's default 6 (bench/bench_png.py, README "Performance").
+    # Level 1: slightly larger files, much faster writes than zlib's 6 (bench/bench_png.py).
     "png_level": Setting(
         1, "deflate level of written PNGs; size and speed only, never pixels",
         env="FLOWTRACE_PNG_LEVEL", minimum=0, maximum=9),
-    # PNG encoding and file writes stop scaling at 2-4 threads on the 16-core
-    # H200 host measured (bench/bench_io_threads.py), and a run's I/O floor was
-    # 18 % faster with 4 writers than with 8 (bench/bench_host_threads.py).
+    # Encoding and writing stop scaling at 2-4 threads on a 16-core host; more
+    # only contend (bench/bench_io_threads.py, bench/bench_host_threads.py).
     "writers": Setting(
         4, "most writer threads of a run (encoding and writing images; never more than "
            "``max_cores``); more may pay where each file's latency dominates (a network share)",
@@ -80,9 +80,9 @@ SETTINGS: dict[str, Setting] = {
     # scheduling group, and on a busy shared machine they would starve.
     "writer_nice": Setting(
         0, "added to the writer threads' nice value (Linux): 19 lets compute, when it is "
-           "the bottleneck, run first on a machine of its own (README, Performance)",
+           "the bottleneck, run first on a machine of its own",
         env="FLOWTRACE_WRITER_NICE", minimum=0, maximum=19),
-    # See flowtrace_gpu/core_split.py: 0 lets the run move one thread at a
+    # See flowtrace_gpu/engine/thread_split.py: 0 lets the run move one thread at a
     # time between compute and I/O, following what each costs.
     "compute_threads": Setting(
         0, "kernel threads of a run; 0: start at half the cores and follow the measured "
@@ -96,23 +96,18 @@ SETTINGS: dict[str, Setting] = {
     "numba_chunk": Setting(
         8192, "values per parallel task of the numba kernels",
         env="FLOWTRACE_NUMBA_CHUNK", minimum=1, maximum=2**30),
-    # The blocked sorted window and the band histogram keep their state in
-    # blocks of this many pixels: small enough to stay in L2 per frame, long
-    # enough rows of the ring for the prefetcher. 4096 ran the uint8 median
-    # 1.2-1.4x faster than 1024 at F = 100, and no slower at F = 10 and 30;
-    # 2048, 8192 and 16384 were between (README, "The 8-bit median").
+    # State in blocks small enough to stay in L2 per frame, with rows of the
+    # ring long enough for the prefetcher (bench/bench_kernels.py --ops median).
     "median_block": Setting(
         4096, "pixels per cache block of the numba sliding median",
         env="FLOWTRACE_MEDIAN_BLOCK", minimum=1, maximum=2**20),
-    # ... but the sorted window of uint16 frames at F = 100 (200 bytes per
-    # pixel) ran 1.2x slower in blocks of 2048 or 4096 than of 1024: its
-    # block is capped so that the sorted values fit in this many bytes.
+    # Long sorted windows (uint16, large F) fall out of the cache in big
+    # blocks: a block is capped so that its sorted values fit in this many bytes.
     "median_sorted_bytes": Setting(
         2**18, "most bytes of sorted window per block of the numba sliding median "
         "(F x itemsize per pixel; long windows get smaller blocks, down to 1024 pixels)",
         env="FLOWTRACE_MEDIAN_SORTED_BYTES", minimum=1, maximum=2**30),
-    # Measured crossover of the blocked sorted window and the band
-    # histogram on uint8 frames (bench/bench_median.py): F = 35-45.
+    # Where the band histogram overtakes the sorted window (bench/bench_median.py).
     "median_band_min_f": Setting(
         40, "shortest window for which 'auto' takes the band-histogram median (uint8)",
         env="FLOWTRACE_MEDIAN_BAND_MIN_F", minimum=1, maximum=65535),
@@ -125,10 +120,8 @@ SETTINGS: dict[str, Setting] = {
         1.3, "factor by which the other sliding-median method must be cheaper for a block of "
         "pixels to switch to it (uint8, 'auto')", env="FLOWTRACE_MEDIAN_SWITCH",
         minimum=1.0, maximum=100.0),
-    # Measured crossover of the brute-force and the records color paths
-    # (bench/bench_kernels.py --ops color/brute,color/records,fade/brute,fade/records
-    # --fs 30,100,200 --threads 1 2): brute wins at F = 100 on the particle
-    # movie, records at 200; records grow slowly with F.
+    # Where the records color path, about flat in F, overtakes brute force,
+    # O(F) (bench/bench_kernels.py --ops color/brute,color/records).
     "color_records_min_f": Setting(
         128, "shortest window for which 'auto' takes the records color path (color_series, "
         "fade_tails)", env="FLOWTRACE_COLOR_RECORDS_MIN_F", minimum=1, maximum=65535),
@@ -137,17 +130,14 @@ SETTINGS: dict[str, Setting] = {
         1024, "pixels per cache block of the numba weighted pass (color_series, fade_tails) "
         "and of the records color path", env="FLOWTRACE_WEIGHT_BLOCK", minimum=1,
         maximum=2**20),
-    # The brute-force color path reads F rows of the ring per block: rows of
-    # 8192 pixels ran it 1.1-1.5x faster than rows of 1024 at F = 30 and 100
-    # (bench/bench_kernels.py --ops color/brute,fade/brute; README, "Color and
-    # fade"), where the records path was no faster (so it keeps the block above).
+    # Brute force reads F rows of the ring per block: long rows suit the
+    # prefetcher (bench/bench_kernels.py --ops color/brute,fade/brute).
     "numba_brute_block": Setting(
         8192, "pixels per block of the numba brute-force color paths (color_series, "
         "fade_tails on integer and float32 frames; at most numba_chunk)", env="FLOWTRACE_BRUTE_BLOCK",
         minimum=1, maximum=2**20),
-    # One frame at a time the cupy pipeline spends ~0.5 ms per frame in some
-    # fifteen CuPy calls; batches of 8 made it 1.2-1.35x faster end to end
-    # on an H200 host, batches of 32 less so (README, "On a GPU").
+    # Fewer CuPy calls per frame: one upload, launch and download per batch
+    # (bench/bench_e2e.py --gpu-batch 1 8 32).
     "gpu_batch": Setting(
         8, "frames the cupy backend uploads, and images it downloads, per round trip (1: one "
            "frame at a time; the ring then holds F frames, not 2 (F + batch - 1))",
@@ -175,6 +165,11 @@ SETTINGS: dict[str, Setting] = {
     "manifest_interval_s": Setting(
         1.0, "most seconds between updates of an output's manifest while images complete",
         env="FLOWTRACE_MANIFEST_INTERVAL", minimum=0.0, maximum=3600.0),
+    # Scrubbing back and forth and sliding the preview's window by one frame
+    # reread nothing within this; a 1 MP 16-bit frame is 2 MiB.
+    "napari_cache_mib": Setting(
+        256, "MiB of recently read frames each recording opened in napari keeps (the "
+             "flowtrace-gpu plugin's reader); 0 keeps one", minimum=0, maximum=2**20),
     # Noisy images barely shrink, and deflating them costs several times
     # storing them (bench/bench_png.py).
     "png_probe_bytes": Setting(
@@ -246,7 +241,7 @@ def validate() -> None:
 
 
 def table() -> str:
-    """The settings with a variable, as the Markdown table README shows."""
+    """The settings with a variable, as the Markdown table the docs show (docs/guide/options.md)."""
     lines = ["| environment variable | default | meaning |", "|---|---|---|"]
     for setting in SETTINGS.values():
         if setting.env:

@@ -15,6 +15,8 @@ Two moments, two promises:
 
 from __future__ import annotations
 
+import importlib
+
 
 class FlowtraceError(ValueError):
     """Bad input or an unusable setup, explained.
@@ -89,3 +91,28 @@ class RunInterrupted(KeyboardInterrupt):
                     "started over: rerun to write it)")
         return (f"interrupted after {self.completed} of {self.total} images; "
                 "rerun with --resume to finish")
+
+
+# ------------------------------------------------------ optional extras
+# The [dask] extra (dask.array, distributed, zarr) is imported only by the
+# calls that need it, so ``import flowtrace_gpu`` never imports dask.
+
+#: The command that installs the scale-out extra.
+DASK_EXTRA = "pip install 'flowtrace-gpu[dask]'"
+
+
+def require_dask(module: str, purpose: str):
+    """Import ``module`` of the ``[dask]`` extra (``'dask.array'``, ``'distributed'``, ``'zarr'``).
+
+    Raises
+    ------
+    FlowtraceError
+        When it is not importable: says what needed it and how to install it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise FlowtraceError(
+            f"{purpose} needs {module.split('.')[0]!r}, which is not importable ({exc}); "
+            f"install the scale-out extra with: {DASK_EXTRA}"
+        ) from None

@@ -19,7 +19,7 @@ from hypothesis.extra import numpy as hnp
 
 from flowtrace_gpu import flowtrace_array
 from flowtrace_gpu.backends.cupy import backend as cb
-from flowtrace_gpu.engine.plan import WeightMode
+from flowtrace_gpu.kernels.colors import WeightMode
 
 # One frame at a time (CupyProjector); the batched projector, the default
 # since gpu_batch = 8, has its own tests (test_cupy_standin.py, "Batches").

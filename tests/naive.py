@@ -142,7 +142,7 @@ def naive_trace(frames, frames_to_merge, frames_to_skip=1, *, windows="sliding",
     return np.array(images)
 
 
-# --- options beyond the original's: scaling, colormaps, fades, bit depth ------------------
+# --- options of the scaling, colormaps, fades and bit depth ------------------------------
 
 def naive_fade(k):
     return np.linspace(0.0, 1.0, k) if k > 1 else np.ones(1)

@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from flowtrace_gpu.backends.cupy import kernels as ck
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan, WeightMode
+from flowtrace_gpu.engine.plan import TracePlan
+from flowtrace_gpu.kernels.colors import WeightMode
+from flowtrace_gpu.options import TraceOptions
 
 from cupy_shared import CTYPES, MEDIAN_CTYPES, WEIGHTED
 from naive import naive_median, naive_stretch

@@ -19,8 +19,10 @@ from flowtrace_gpu.backends.cupy import backend as cb
 from flowtrace_gpu.backends.cupy import kernels as ck
 from flowtrace_gpu.backends.cupy import memory as mem
 from flowtrace_gpu.engine import pipeline
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan, WeightMode
+from flowtrace_gpu.engine.plan import TracePlan
+from flowtrace_gpu.kernels.colors import WeightMode
 from flowtrace_gpu.kernels.window import prepare_stack, stack_shape, trace_window
+from flowtrace_gpu.options import TraceOptions
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import REFERENCE, read_png, reference_cases

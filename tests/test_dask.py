@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array, flowtrace_dask
-from flowtrace_gpu.engine.plan import NORMALIZE_MODES
+from flowtrace_gpu.options import NORMALIZE_MODES  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import BACKENDS

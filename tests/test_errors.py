@@ -1,6 +1,5 @@
 """Bad input: a FlowtraceError naming the problem and the fix, before any output."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,16 +163,6 @@ def test_bad_environment_variable_is_refused_before_any_output(tmp_path, monkeyp
     movie = np.zeros((4, 3, 3), np.uint8)
     with pytest.raises(FlowtraceError, match=var):
         flowtrace_array(movie, 2)
-
-
-def test_config_table_lists_every_environment_variable():
-    from flowtrace_gpu import config
-
-    table = config.table()
-    for var in config.ENV_VARS:
-        assert f"`{var}`" in table
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert table in readme, "README's environment table differs from config.table(); paste it"
 
 
 # ------------------------------------------------------------------ corrupt files (readers)

@@ -13,11 +13,12 @@ import tifffile
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array, get_backend
 from flowtrace_gpu.engine import pipeline
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan, trace_sequence
+from flowtrace_gpu.engine.plan import TracePlan, trace_sequence
 from flowtrace_gpu.io.formats import open_source, open_writer
 from flowtrace_gpu.io.grayscale import luma
 from flowtrace_gpu.io.iterable import IterableSource
 from flowtrace_gpu.io.writers import ListWriter
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 
 from camera_writers import pack_bits, write_cine, write_ffv1
 

@@ -148,7 +148,7 @@ def test_a_resumed_global_run_reads_only_the_frames_of_missing_windows(tmp_path,
     reads = []
     original = ImageFolderSource._read
     monkeypatch.setattr(ImageFolderSource, "_read",
-                        lambda self, i: reads.append(i) or original(self, i))
+                        lambda self, i, region=None: reads.append(i) or original(self, i, region))
     again = flowtrace(d, F, out, normalize="global", backend="numpy", progress=False, resume=True)
     assert sorted(reads) == list(range(2, 2 + F))
     np.testing.assert_array_equal(read_png(again[2]),

@@ -20,7 +20,8 @@ from flowtrace_gpu import config  # noqa: E402
 from flowtrace_gpu.backends.base import RingProjector  # noqa: E402
 from flowtrace_gpu.backends.numba import color_state as ncs  # noqa: E402
 from flowtrace_gpu.backends.numba import projectors as npj  # noqa: E402
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.engine.plan import TracePlan  # noqa: E402
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
 from naive import naive_trace_ext, naive_weights  # noqa: E402
@@ -213,7 +214,7 @@ def test_records_plan_and_method_choice():
 
 # --- the adaptive median -----------------------------------------------------------
 
-from flowtrace_gpu.backends.numba.adaptive_median import AdaptiveMedian, band_can_win  # noqa: E402
+from flowtrace_gpu.backends.numba.adaptive_median import AdaptiveMedian  # noqa: E402
 
 
 def median_stream(med, frames):
@@ -281,9 +282,7 @@ def test_adaptive_median_switches_to_the_cheaper_method():
         assert (band <= med.costs[5] * other) if mode == 0 else (other <= med.costs[5] * band)
 
 
-def test_band_can_win_only_for_longer_windows():
-    assert not band_can_win(5) and not band_can_win(20)
-    assert band_can_win(100) and band_can_win(100, bins=8)
+def test_adaptive_median_refuses_an_unknown_start():
     with pytest.raises(ValueError, match="start must be"):
         AdaptiveMedian(5, 10, start="histogram")
 

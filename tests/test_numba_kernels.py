@@ -31,13 +31,14 @@ from flowtrace_gpu.backends.numba import backend as nb  # noqa: E402
 from flowtrace_gpu.backends.numba import projectors as npj  # noqa: E402
 from flowtrace_gpu.backends.numba.median_state import (  # noqa: E402
     BlockedMedian,
-    make_median,
     resolve_method,
     sorted_block,
 )
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan  # noqa: E402
+from flowtrace_gpu.backends.numba.projectors import make_median  # noqa: E402
+from flowtrace_gpu.engine.plan import TracePlan  # noqa: E402
 from flowtrace_gpu.kernels.numba import project as nproj  # noqa: E402
 from flowtrace_gpu.kernels.numba import sliding as nsl  # noqa: E402
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 
 from numba_shared import naive_images, stream  # noqa: E402
 

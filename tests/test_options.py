@@ -1,21 +1,19 @@
-"""The option registry: every option has its API keyword, its CLI flag and its README row."""
+"""The option registry: every option has its API keyword and its CLI flag (docs: tests/test_docs.py)."""
 
 import inspect
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.cli import _demo_parser, _parser
-from flowtrace_gpu.engine.plan import TraceOptions
 from flowtrace_gpu.options import (
     FLOWTRACE,
     FLOWTRACE_ARRAY,
     FLOWTRACE_DASK,
     IMAGE_CALLS,
+    TraceOptions,  # noqa: E402
     image_option_names,
-    markdown_table,
     registry,
     step_flags,
 )
@@ -25,7 +23,6 @@ CALLS = {FLOWTRACE: flowtrace, FLOWTRACE_ARRAY: flowtrace_array, FLOWTRACE_DASK:
 POSITIONAL = {FLOWTRACE: {"image_dir", "frames_to_merge", "out_dir"},
               FLOWTRACE_ARRAY: {"frames", "frames_to_merge"},
               FLOWTRACE_DASK: {"frames", "frames_to_merge", "block"}}
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.mark.parametrize("call", sorted(CALLS))
@@ -94,11 +91,6 @@ def test_cli_parses_to_the_api_values():
     defaults = _parser().parse_args(["src", "5"])
     for opt in registry():
         assert getattr(defaults, opt.name) == opt.default, opt.name
-
-
-def test_readme_shows_the_generated_options_table():
-    assert markdown_table() in README.read_text(), (
-        "README's options table differs from flowtrace_gpu.options.markdown_table(); paste it")
 
 
 def test_trace_options_are_keyword_only_and_checked():

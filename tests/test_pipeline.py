@@ -11,7 +11,8 @@ import pytest
 
 from flowtrace_gpu import flowtrace_array, get_backend
 from flowtrace_gpu.engine import pipeline
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan
+from flowtrace_gpu.engine.plan import TracePlan
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 
 from conftest import BACKENDS
 from naive import naive_trace

@@ -2,7 +2,7 @@
 
 A memory-mapped file's pages count in the process's resident memory (RSS)
 while the mapping lives, so a long run over a mapped stack looked as large as
-the file to schedulers that count RSS (README, "Memory";
+the file to schedulers that count RSS (docs/guide/recordings.md, "Memory";
 ``bench/bench_reader_memory.py`` measures it).
 """
 
@@ -16,8 +16,9 @@ import tifffile
 
 from flowtrace_gpu import get_backend
 from flowtrace_gpu.engine import pipeline
-from flowtrace_gpu.engine.plan import TraceOptions, TracePlan
+from flowtrace_gpu.engine.plan import TracePlan
 from flowtrace_gpu.io.formats import open_source
+from flowtrace_gpu.options import TraceOptions  # noqa: E402
 
 from camera_writers import pack_bits
 

@@ -1,4 +1,4 @@
-"""Backend selection: which array library runs the kernels.
+"""Backend selection (internal): which array library runs the kernels.
 
 Backends load lazily, on first use, in the order of :data:`AUTO_ORDER`;
 nothing here imports CuPy or probes CUDA at import time. Each backend module
@@ -13,7 +13,7 @@ import threading
 
 from .. import config
 from ..errors import FlowtraceError
-from .base import Backend
+from .base import Backend, BackendUnavailable
 
 #: name -> module holding ``load()``
 _MODULES = {
@@ -27,10 +27,6 @@ AUTO_ORDER = ("cupy", "numba", "numpy")
 
 _cache: dict[str, Backend | BaseException] = {}
 _lock = threading.Lock()
-
-
-class BackendUnavailable(Exception):
-    """A backend cannot run here; the message says why and how to fix it."""
 
 
 def _load(name: str) -> Backend:

@@ -12,8 +12,13 @@ from typing import Protocol
 
 import numpy as np
 
-from ..kernels.stretch import finalize
+from ..kernels.saturate import histogram
+from ..kernels.stretch import finalize, scale_to_uint8
 from ..kernels.window import trace_window
+
+
+class BackendUnavailable(Exception):
+    """A backend cannot run here; the message says why and how to fix it."""
 
 
 class Projector(Protocol):
@@ -42,6 +47,17 @@ class Backend:
     def projector(self, plan) -> Projector:
         """A projector for ``plan``; the default recomputes each window."""
         return RingProjector(plan, self.xp)
+
+    def histogram(self, values, top: float, bins: int, xp=None):
+        """Counts of ``values`` in ``bins`` equal bins over ``[0, top]``
+        (:func:`flowtrace_gpu.kernels.saturate.histogram`); ``xp`` is the
+        namespace ``values`` live in (default this backend's)."""
+        return histogram(values, top, bins, self.xp if xp is None else xp)
+
+    def scale(self, proj, peak: float):
+        """A float projection stretched to uint8 by ``peak``
+        (:func:`flowtrace_gpu.kernels.stretch.scale_to_uint8`)."""
+        return scale_to_uint8(proj, peak, self.xp)
 
     def to_host(self, array) -> np.ndarray:
         """Copy a backend array to a NumPy array."""

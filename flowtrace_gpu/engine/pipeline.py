@@ -4,7 +4,8 @@
 
     reader thread         compute (calling thread)          writer pool
     decode frame t+k  ->  projector.push(frame t)       ->  encode + write image i
-      (bounded queue)     projector.project() (window)      (bounded backlog)
+      (Prefetcher,        projector.project() (window)      (WriterPool,
+       bounded queue)     (project_windows)                  bounded backlog)
 
 Memory is the ring (F frames on the backend) plus ``prefetch`` decoded
 frames plus the writers' backlog, whatever the number of frames.
@@ -18,19 +19,14 @@ the reader then decodes, and the writers' backlog holds, at least a batch.
 
 from __future__ import annotations
 
-import os
 import queue
-import sys
 import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
 
 from .. import config
 from . import saturation
-from .thread_split import CoreSplit, timed_cpu
+from .thread_split import CoreSplit
+from .writer_pool import WriterPool
 
 _END = object()
 
@@ -181,8 +177,6 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     FrameReadError
         Reading a frame failed; ``position`` counts from the first of ``frames``.
     """
-    from tqdm.auto import tqdm
-
     depth = int(config.get("prefetch") if prefetch is None else prefetch)
     window = plan.frames_to_merge
     projector = saturation.projector(backend, plan)
@@ -192,7 +186,7 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     # reading, computing and writing take turns instead of overlapping.
     depth = max(depth, batch)
     # Compute shares the cores with the reader and the writers; the split
-    # follows what each costs (core_split), and starts where the last run of
+    # follows what each costs (thread_split), and starts where the last run of
     # this workload in this process settled. Serial runs use one thread.
     workload = (getattr(backend, "name", type(backend).__name__), type(projector).__name__,
                 window, tuple(plan.frame_shape), str(plan.dtype), repr(plan.options),
@@ -200,110 +194,83 @@ def run(frames, plan, backend, writer, n_outputs: int, *, workers: int = 1,
     split = CoreSplit(backend, workers, warmup=window, key=workload) if workers else None
     if split is None:
         backend.set_threads(1)
-    clock = time.perf_counter
 
     frames = numbered(frames)
     reader = Prefetcher(frames, depth, on_cpu=split.reader_cpu) if workers else None
     n_writers = min(workers, int(config.get("writers"))) if writer.parallel else 1
-    n_writers = n_writers if workers else 0
-    write = timed_cpu(writer.write, split.writer_cpu) if split is not None else writer.write
-    pool = ThreadPoolExecutor(n_writers, thread_name_prefix="flowtrace-writer",
-                              initializer=_lower_priority,
-                              initargs=(config.get("writer_nice"),)) if n_writers else None
-    backlog: deque = deque()
-    max_backlog = max(1, batch, n_writers * int(config.get("write_queue_per_writer")))
-    bar = tqdm(total=n_outputs, unit="frame", desc=desc, disable=not progress,
-               file=sys.stderr, dynamic_ncols=True, leave=True)
-
-    def emit(index, image, many=False) -> None:
-        """Hand image ``index`` (``many``: images ``index, index + 1, ...``) to the writer."""
-        indices = range(index, index + len(image)) if many else (index,)
-        if keep is not None and not any(i in keep for i in indices):
-            bar.update(len(indices))
-            return
-        host = backend.to_host(image)  # one download for a whole batch
-        for i in indices:
-            hand_over(i, host[i - index] if many else host)
-
-    def hand_over(index, image) -> None:
-        if keep is not None and index not in keep:
-            bar.update()
-            return
-        if pool is None:
-            writer.write(index, image)
-            bar.update()
-            return
-        backlog.append(pool.submit(write, index, image))
-        while len(backlog) > max_backlog or (backlog and backlog[0].done()):
-            start = clock()
-            backlog.popleft().result()
-            split.waited(clock() - start)
-            bar.update()
-
-    pending = None  # (index, backend image or images, many) not yet brought to the host
-
-    def finish() -> None:
-        if pending is not None:
-            emit(*pending)
-        while backlog:
-            backlog.popleft().result()
-            bar.update()
-
+    pool = WriterPool(writer, n_writers if workers else 0, split=split, keep=keep,
+                      max_backlog=max(1, batch, n_writers * int(config.get("write_queue_per_writer"))),
+                      n_outputs=n_outputs, progress=progress, desc=desc)
     try:
         try:
-            start = clock()  # of the wait for each frame
-            pushed = 0
             # One frame at a time; a batched projector (batch > 1) takes the
             # first window's frames, then batch frames at a time.
             first = window - 1 if batch > 1 else 1
-            for block in blocks(reader if reader is not None else frames, first, batch):
-                computing = clock()
-                if batch > 1:
-                    projector.push_many(block)
-                else:
-                    projector.push(block[0])
-                pushed += len(block)
-                # Bring the previous images down only now: on a GPU their download
-                # then waits while these frames' upload is already queued.
-                if pending is not None:
-                    emit(*pending)
-                    pending = None
-                ready = min(len(block), pushed - window + 1)  # windows ending in the block
-                if ready > 0:
-                    index = first_index + pushed - window + 1 - ready
-                    pending = (index, projector.project_many(ready), True) if batch > 1 else \
-                        (index, projector.project(), False)
-                done = clock()
-                if split is not None:
-                    for _ in block:
-                        split.frame(read_wait=(computing - start) / len(block),
-                                    step=(done - computing) / len(block))
-                start = done
+            source = blocks(reader if reader is not None else frames, first, batch)
+            for index, images, many in project_windows(source, projector, window, batch,
+                                                       first_index, split):
+                pool.put(index, images, many, backend.to_host)
         except FrameReadError:
-            # Every image before the unreadable frame is sound: write them
-            # (they are resumed from), then report the frame.
-            finish()
+            # Every image before an unreadable frame is sound: write them (they
+            # are resumed from), then report the frame.
+            pool.drain()
             raise
-        finish()
+        pool.drain()
     except BaseException:
-        for future in backlog:
-            future.cancel()
-        if pool is not None:
-            pool.shutdown(wait=True)
-            pool = None
-        abort = getattr(writer, "abort", None)
-        if abort is not None:
-            abort()  # e.g. remove a half-written video
+        pool.abort()  # e.g. removes a half-written video
         raise
     finally:
-        bar.close()
+        pool.close()
         if reader is not None:
             reader.close()
-        if pool is not None:
-            for future in backlog:
-                future.cancel()
-            pool.shutdown(wait=True)
     return writer.close()
+
+
+def project_windows(blocks, projector, window: int, batch: int, first_index: int = 0,
+                    split: CoreSplit | None = None):
+    """The compute loop: push ``blocks`` of frames through ``projector``.
+
+    Yields ``(index, images, many)`` for the windows that end in each block:
+    ``many`` (batched projectors) means ``images`` holds the images of
+    windows ``index, index + 1, ...``, else it is window ``index``'s one
+    image; both still on the backend. Each is yielded one block late, after
+    the next block was pushed: on a GPU its download then waits while the
+    next frames' upload is already queued. When reading a frame raises
+    :class:`FrameReadError`, the images computed before it are yielded
+    first. ``split`` (optional) is told each frame's wait and compute time.
+    """
+    clock = time.perf_counter
+    pending = None
+    pushed = 0
+    start = clock()  # of the wait for each block
+    try:
+        for block in blocks:
+            computing = clock()
+            if batch > 1:
+                projector.push_many(block)
+            else:
+                projector.push(block[0])
+            pushed += len(block)
+            if pending is not None:
+                yield pending
+                pending = None
+            ready = min(len(block), pushed - window + 1)  # windows ending in the block
+            if ready > 0:
+                index = first_index + pushed - window + 1 - ready
+                pending = (index, projector.project_many(ready), True) if batch > 1 else \
+                    (index, projector.project(), False)
+            done = clock()
+            if split is not None:
+                for _ in block:
+                    split.frame(read_wait=(computing - start) / len(block),
+                                step=(done - computing) / len(block))
+            start = done
+    except FrameReadError:
+        if pending is not None:
+            yield pending
+        raise
+    if pending is not None:
+        yield pending
 
 
 def blocks(frames, first: int, size: int):
@@ -331,14 +298,7 @@ def blocks(frames, first: int, size: int):
         yield block
 
 
-def _lower_priority(nice: int) -> None:
-    """Raise the calling thread's nice value by ``nice`` (Linux: threads have their own)."""
-    if nice and sys.platform.startswith("linux"):
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-
-
-def trace_frames(frames, plan, backend, writer=None):
+def trace_frames(frames, plan, backend, writer):
     """Trace a block of frames in the calling thread: :func:`run`, serially.
 
     What a task of :func:`flowtrace_gpu.flowtrace_dask` runs: the same
@@ -351,18 +311,12 @@ def trace_frames(frames, plan, backend, writer=None):
         Consecutive frames windows slide over.
     plan : TracePlan
     backend : Backend
-    writer : optional
-        Where the images go (e.g. a :class:`PeakRecorder`); default: one
-        array of them.
+    writer
+        Where the n - F + 1 images go (e.g. a :class:`PeakRecorder`).
 
     Returns
     -------
-    numpy.ndarray of shape (n - F + 1, *plan.out_shape) and ``plan.out_dtype``,
-    or what ``writer.close()`` returns.
+    What ``writer.close()`` returns.
     """
-    from ..io.writers import ArrayWriter
-
     n_out = len(frames) - plan.frames_to_merge + 1
-    if writer is None:
-        writer = ArrayWriter(np.empty((n_out,) + plan.out_shape, dtype=plan.out_dtype))
     return run(frames, plan, backend, writer, n_out, workers=0)

@@ -7,32 +7,15 @@ the color weights and the output shape before the first frame is read.
 
 from __future__ import annotations
 
-import enum
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
 from ..errors import FlowtraceError
-from ..kernels.colors import colormap_colors, fade_weights, ramp_colors
-from ..options import (
-    check_fields,
-    colormap_check,
-    colormap_text,
-    flag,
-    one_of,
-    option,
-    optional,
-    percent_below_100,
-    whole,
-)
-
-#: How windows are laid over the frames (see :func:`trace_sequence`).
-WINDOW_SCHEMES = ("original", "sliding")
-
-#: How projections become output values (see README, "Scaling").
-NORMALIZE_MODES = ("frame", "global", "none")
+from ..kernels.colors import WeightMode, colormap_colors, fade_weights, ramp_colors
+from ..options import TraceOptions, whole
 
 #: What a projector returns, decided by the plan: 'frame' (8-bit, each image
 #: stretched on its own), 'fixed' (8-bit, one given peak for every image),
@@ -41,109 +24,21 @@ NORMALIZE_MODES = ("frame", "global", "none")
 SCALINGS = ("frame", "fixed", "none", "float")
 
 
-class WeightMode(enum.IntEnum):
-    """How :attr:`TracePlan.colors` weights a window's frames: one encoding for every backend."""
-
-    #: No weights.
-    NONE = 0
-    #: (K,) weights (``fade_tails`` alone): every channel of frame j times ``w[j]``.
-    SCALAR = 1
-    #: (K, 3) colors on RGB frames: channel c of frame j times ``w[j, c]``.
-    CHANNELS = 2
-    #: (K, 3) colors on gray frames: frame j becomes the RGB ``w[j] * value``.
-    TINT = 3
-
-
-@dataclass(frozen=True, kw_only=True)
-class TraceOptions:
-    """What each window shows: the per-window steps, in the original's order.
-
-    Each field is a user option declared once (:mod:`flowtrace_gpu.options`):
-    its help, check and command-line flag live in the field's metadata.
-    Build it by keyword; values are checked (and normalized) on creation.
-    """
-
-    subtract_first: bool = option(
-        False, "subtract each window's first frame from its frames", flag,
-        cli="--subtract-first")
-    subtract_median: bool = option(
-        False, "subtract each window's per-pixel median (removes the still background)", flag,
-        cli="--subtract-median")
-    take_diff: bool = option(
-        False, "trace the diff_order-th difference of the window's frames along time", flag,
-        cli="--take-diff")
-    diff_order: int = option(
-        1, "order of take_diff", whole(1), cli="--diff-order", cli_type=int, metavar="N")
-    add_first_frame: bool = option(
-        False, "add the window's raw first frame back before projecting", flag,
-        cli="--add-first-frame")
-    color_series: bool = option(
-        False, "tint frame j by its time in the window, purple (90, 10, 250) -> orange "
-               "(255, 153, 0); RGB out", flag, cli="--color-series")
-    colormap: object = option(
-        None, "with color_series: a matplotlib colormap name ('viridis') or two or more "
-              "colors ('#5a0afa,#ff9900' on the command line)", optional(colormap_check),
-        cli="--colormap", cli_type=colormap_text, metavar="MAP")
-    fade_tails: bool = option(
-        False, "weight frame j of K by j/(K-1): older frames fade (the MATLAB flowtrace's "
-               "option)", flag, cli="--fade-tails")
-    invert_color: bool = option(
-        False, "dark particles on a light background: 255 - min (16-bit: 65535 - min, or "
-               "2**bit_depth - 1)", flag, cli="--invert-color")
-    windows: str = option(
-        "sliding", "'sliding': every window of F consecutive frames (N-F+1 images); "
-                   "'original': the original's windows, which skip frame F (N-F images)",
-        one_of(*WINDOW_SCHEMES), cli="--windows", cli_type=str, choices=WINDOW_SCHEMES)
-    normalize: str = option(
-        "frame", "'frame': each image stretched to 255 (the original; flickers); 'global': "
-                 "one scale for the whole run (reads the frames twice); 'none': raw values "
-                 "in the input's dtype", one_of(*NORMALIZE_MODES), cli="--normalize",
-        cli_type=str, choices=NORMALIZE_MODES)
-    saturate: float = option(
-        0.0, "percent of values allowed to saturate: the stretch maps the (100-P)th "
-             "percentile of each image ('frame') or of all images ('global') to 255 and "
-             "clips above; 0: the brightest value, as the original", percent_below_100,
-        cli="--saturate", cli_type=float, metavar="P")
-    bit_depth: int | None = option(
-        None, "bits really used by integer frames (10, 12): invert_color uses "
-              "2**bit_depth - 1; default from the camera file", optional(whole(1, 16)),
-        cli="--bit-depth", cli_type=int, metavar="BITS")
-    grayscale: bool = option(
-        False, "trace the luma (BT.601) of color frames instead of each channel", flag,
-        cli="--grayscale")
-
-    def __post_init__(self):
-        if self.colormap is not None and not self.color_series:
-            raise FlowtraceError("colormap colors the time series: pass color_series=True too")
-        check_fields(self)  # resolves a colormap now: a bad name fails before any frame
-        if self.saturate and self.normalize == "none":
-            raise FlowtraceError(
-                f"saturate={self.saturate} sets how images are stretched, but "
-                "normalize='none' writes the raw values; use normalize='frame' or 'global'")
-
-    def stack_length(self, frames_to_merge: int) -> int:
-        """Frames left in a window after ``take_diff`` and ``add_first_frame``."""
-        k = frames_to_merge
-        if self.take_diff:
-            k -= self.diff_order
-        if self.add_first_frame:
-            k += 1
-        return k
-
-
 def check_window(frames_to_merge, n_frames: int | None, frames_to_skip: int,
-                 options: TraceOptions) -> int:
+                 options: TraceOptions, where: str = "") -> int:
     """Validate ``frames_to_merge`` against the options and the frames available.
 
     ``n_frames`` is the count after ``frames_to_skip`` (None when unknown, as
-    for a generator). Returns ``frames_to_merge`` as an int.
+    for a generator); ``where`` says which frames those are (e.g. ``' (frames
+    2000 to 2999 of 10000)'``). Returns ``frames_to_merge`` as an int.
     """
     f = whole(1)("frames_to_merge", frames_to_merge)
     if n_frames is not None:
         if n_frames < 1:
-            raise FlowtraceError("no frames to trace")
+            raise FlowtraceError(f"no frames to trace{where}")
         if f > n_frames:
             after = f" after frames_to_skip={frames_to_skip}" if frames_to_skip > 1 else ""
+            after += where
             raise FlowtraceError(
                 f"frames_to_merge={f} but only {n_frames} frames remain{after}; "
                 f"use at most {n_frames}"
@@ -176,6 +71,53 @@ def trace_sequence(n_frames: int | None, frames_to_merge: int, windows: str = "s
     if windows == "original" and n_frames > frames_to_merge:
         del indices[frames_to_merge]
     return indices
+
+
+def step_sequence(sequence, frames_to_merge: int, window_step: int):
+    """The frames to push for an image of every ``window_step``-th window, and their stride.
+
+    Image k is the window starting at ``sequence[k * window_step]``. Returns
+    ``(frames, stride)``: in ``frames``, image k is the window starting at
+    position ``k * stride``. Frames no kept window holds are left out, so a
+    step above F reads only each kept window's F frames (the windows between
+    two groups are computed and dropped: F - 1 of them, fewer than a step).
+
+    >>> step_sequence(list(range(10)), 3, 2)
+    ([0, 1, 2, 3, 4, 5, 6, 7, 8], 2)
+    >>> step_sequence(list(range(10)), 3, 4)
+    ([0, 1, 2, 4, 5, 6], 3)
+    """
+    f, step = frames_to_merge, window_step
+    stride = min(step, f)
+    if step == 1:
+        return sequence, 1
+    if not isinstance(sequence, list):  # a stream of unknown length
+        return _stepped_stream(iter(sequence), f, step), stride
+    n_images = len(range(0, len(sequence) - f + 1, step))
+    frames = []
+    for k in range(n_images):
+        frames += sequence[k * step:k * step + stride]
+    last = (n_images - 1) * step
+    return frames + sequence[last + stride:last + f], stride
+
+
+def _stepped_stream(frames, f: int, step: int):
+    if step <= f:
+        yield from frames
+        return
+    while True:
+        group = list(itertools.islice(frames, f))
+        yield from group
+        if len(group) < f or next(itertools.islice(frames, step - f - 1, None), None) is None:
+            return
+
+
+def images_of(n_frames: int | None, frames_to_merge: int, windows: str, window_step: int):
+    """Images a run makes of ``n_frames`` frames (None when unknown)."""
+    if n_frames is None:
+        return None
+    n_windows = len(trace_sequence(n_frames, frames_to_merge, windows)) - frames_to_merge + 1
+    return len(range(0, n_windows, window_step))
 
 
 @dataclass(frozen=True)
@@ -311,3 +253,42 @@ class TracePlan:
         if self.dtype.kind in "ui" and self.dtype.itemsize > 1:
             return float(np.iinfo(self.dtype).max)
         return 255.0
+
+
+def plan_run(source, frames_to_merge, frames_to_skip: int, options: TraceOptions,
+             window_step: int = 1):
+    """The plan of a run over ``source``: ``(plan, sequence, stride, n_out, every)``.
+
+    ``sequence`` holds the frame indices to push and ``stride`` their
+    windows' step (image k is the window starting at position
+    ``k * stride`` of the frames pushed, see :func:`step_sequence`);
+    ``n_out`` is the number of images (None for a source of unknown
+    length); ``every`` is every window's frames and count ``(sequence, n)``,
+    what ``normalize='global'`` measures.
+
+    Parameters
+    ----------
+    source : flowtrace_gpu.io.sources.FrameSource
+        Where frames come from (its ``n_frames``, ``frame_shape``, ``dtype``
+        and ``bit_depth``), after ``frames_to_skip``.
+    frames_to_merge : int
+        F, checked here.
+    frames_to_skip : int
+        Named in the error when too few frames are left.
+    options : TraceOptions
+        A camera file's bit depth fills ``bit_depth`` where unset.
+    window_step : int
+        Images for every ``window_step``-th window only.
+    """
+    where = source.note() if hasattr(source, "note") else ""
+    f = check_window(frames_to_merge, source.n_frames, frames_to_skip, options, where)
+    if options.bit_depth is None and source.bit_depth is not None and source.dtype.itemsize > 1:
+        options = replace(options, bit_depth=source.bit_depth)  # e.g. a 12-bit camera file
+    plan = TracePlan(f, source.frame_shape, source.dtype, options)
+    every = trace_sequence(source.n_frames, f, options.windows)
+    if window_step == 1:
+        n_out = images_of(source.n_frames, f, options.windows, 1)
+        return plan, every, 1, n_out, (every, n_out)
+    sequence, stride = step_sequence(every, f, window_step)
+    n_out = images_of(source.n_frames, f, options.windows, window_step)
+    return plan, sequence, stride, n_out, (every, images_of(source.n_frames, f, options.windows, 1))

@@ -15,15 +15,16 @@ the (100 - P)th percentile to the top of the range instead and clips above:
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import replace
 
 import numpy as np
 
-from .. import config
-from ..kernels.saturate import FRAME_BINS, RUN_BINS, histogram, index_scale, level, rebin
-from ..kernels.stretch import scale_to_uint8
+from ..backends.base import Backend
+from ..kernels.saturate import FRAME_BINS, RUN_BINS, level, rebin
+
+#: Histograms of host images by NumPy, where no backend is given.
+HOST = Backend()
 
 #: A new image brighter than the run's histogram grows its range by at least
 #: this factor, so a movie that brightens slowly rebins O(log) times.
@@ -44,8 +45,7 @@ class SaturatingProjector:
         self.inner = backend.projector(replace(plan, scaling="float"))
         self.percent = plan.options.saturate
         self.xp = backend.xp
-        self._histogram = _histogram_function(backend.name)
-        self._scale = _scale_function(backend.name)
+        self.backend = backend
 
     def push(self, frame) -> None:
         self.inner.push(frame)
@@ -53,8 +53,8 @@ class SaturatingProjector:
     def project(self):
         proj = self.inner.project()
         top = float(proj.max())
-        counts = self._histogram(proj, top, FRAME_BINS, self.xp)
-        return self._scale(proj, level(counts, top, self.percent), self.xp)
+        counts = self.backend.histogram(proj, top, FRAME_BINS)
+        return self.backend.scale(proj, level(counts, top, self.percent))
 
 
 class LevelRecorder:
@@ -72,12 +72,12 @@ class LevelRecorder:
 
     parallel = False
 
-    def __init__(self, percent: float, backend_name: str = "numpy"):
+    def __init__(self, percent: float, backend: Backend = HOST):
         self.percent = percent
         self.counts = np.zeros(RUN_BINS, np.int64)
         self.top = 0.0  # upper end of the histogram's range
         self.peak = 0.0  # the brightest value seen
-        self._histogram = _histogram_function(backend_name)
+        self.backend = backend
         self._lock = threading.Lock()
 
     def write(self, index, image) -> None:
@@ -89,7 +89,7 @@ class LevelRecorder:
                 self.top = new_top
             self.peak = max(self.peak, image_peak)
             top = self.top
-        counts = self._histogram(image, top, RUN_BINS, np)
+        counts = self.backend.histogram(image, top, RUN_BINS, np)
         with self._lock:
             if top == self.top:
                 self.counts += counts
@@ -130,17 +130,17 @@ class LevelShare:
 
     parallel = False  # images in order: each image's range follows the running peak
 
-    def __init__(self, tops, peak_before: float, backend_name: str = "numpy"):
+    def __init__(self, tops, peak_before: float, backend: Backend = HOST):
         self.tops = np.asarray(tops, dtype=np.float64)
         self.running = float(peak_before)
         self.by_top: dict[int, np.ndarray] = {}  # range index -> counts of its images
-        self._histogram = _histogram_function(backend_name)
+        self.backend = backend
 
     def write(self, index, image) -> None:
         self.running = max(self.running, float(image.max()))
         # The range in force: the first that covers every peak so far.
         k = min(int(np.searchsorted(self.tops, self.running)), len(self.tops) - 1)
-        counts = self._histogram(image, float(self.tops[k]), RUN_BINS, np)
+        counts = self.backend.histogram(image, float(self.tops[k]), RUN_BINS, np)
         self.by_top[k] = self.by_top[k] + counts if k in self.by_top else counts
 
     def close(self) -> np.ndarray:
@@ -151,35 +151,3 @@ class LevelShare:
             if k in self.by_top:
                 counts += self.by_top[k]
         return counts
-
-
-@functools.cache
-def _histogram_function(backend_name: str):
-    """``histogram(values, top, bins, xp)``: Numba's kernel on the numba backend, else xp's."""
-    if backend_name != "numba":
-        return histogram
-    from ..kernels.numba import saturate as numba_saturate
-
-    def numba_histogram(values, top, bins, xp):
-        flat = np.ascontiguousarray(values, dtype=np.float64).reshape(-1)
-        nchunks = max(1, min(64, flat.size // 65536))
-        return numba_saturate.histogram(flat, index_scale(top, bins), bins, nchunks)
-
-    return numba_histogram
-
-
-@functools.cache
-def _scale_function(backend_name: str):
-    """``scale(proj, peak, xp)``: :func:`scale_to_uint8`; on the numba backend its parallel twin."""
-    if backend_name != "numba":
-        return scale_to_uint8
-    from ..kernels.numba import project as numba_project
-
-    def numba_scale(proj, peak, xp):
-        flat = np.ascontiguousarray(proj, dtype=np.float64).reshape(-1)
-        out = np.empty(flat.size, np.uint8)
-        numba_project.scale_projection(flat, 255.0 / peak if peak != 0 else 1.0, out,
-                                       config.get("numba_chunk"))
-        return out.reshape(proj.shape)
-
-    return numba_scale

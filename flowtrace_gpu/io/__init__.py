@@ -1,1 +1,1 @@
-"""Reading frames and writing images: one module per format family."""
+"""Reading frames and writing images (internal): one module per format family."""

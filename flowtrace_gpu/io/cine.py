@@ -45,7 +45,7 @@ from ..errors import FlowtraceError
 from .bayer import demosaic, swap_rows
 from .packed import unpack_10bit, unpack_12bit
 from .phantom_p10 import P10_TO_12BIT
-from .recording import RecordingSource
+from .recording import RecordingSource, region_rows
 
 #: ``<`` little-endian, as the format documents. Field order of CINEFILEHEADER.
 CINE_HEADER = struct.Struct("<2sHHHiIiIIIIQ")
@@ -123,8 +123,12 @@ class CineSource(RecordingSource):
         head = self._read_at(fh, 0, CINE_HEADER.size, "file header")
         if head[:2] != b"CI":
             raise self._bad("it does not start with the 'CI' signature")
-        (_, _, compression, _, _, _, _, count, off_bitmap, off_setup, off_offsets, _) = \
-            CINE_HEADER.unpack(head)
+        (_, _, compression, _, _, _, first_image_no, count, off_bitmap, off_setup, off_offsets,
+         trigger_time) = CINE_HEADER.unpack(head)
+        #: Number of the first image stored, counted from the trigger (image 0), and the
+        #: trigger's time (TIME64: 32-bit seconds since 1970 above 32 bits of fraction).
+        self.first_image_no = int(first_image_no)
+        self.trigger_time = (trigger_time >> 32) + (trigger_time & 0xFFFFFFFF) / 2.0**32
         if compression == 1:
             raise self._bad("it is JPEG-compressed")
         if compression not in (0, _RAW_BAYER):
@@ -210,8 +214,8 @@ class CineSource(RecordingSource):
     def _open_pass(self):
         return open(self.path, "rb")  # one handle for the pass, on the reader thread
 
-    def _image_bytes(self, fh, raw: int) -> bytes:
-        """Image ``raw``'s stored bytes, its annotation and sizes checked against the file."""
+    def _image_extent(self, fh, raw: int) -> tuple[int, int]:
+        """(offset, bytes) of image ``raw``'s pixels, its annotation and sizes checked."""
         start = int(self._offsets[raw])
         (annotation,) = struct.unpack("<I", self._read_at(fh, start, 4, f"image {raw} header"))
         if annotation < 8:
@@ -220,21 +224,49 @@ class CineSource(RecordingSource):
             "<I", self._read_at(fh, start + annotation - 4, 4, f"image {raw} size"))
         if image_size < self._pixel_bytes:
             raise ValueError(f"image {raw} is {image_size} bytes, expected {self._pixel_bytes}")
-        return self._read_at(fh, start + annotation, image_size, f"image {raw}")
+        if start + annotation + image_size > self._size:
+            raise ValueError(
+                f"its image {raw} ({image_size} bytes at offset {start + annotation}) lies beyond "
+                f"the end of the {self._size}-byte file")
+        return start + annotation, image_size
 
-    def _pixels(self, fh, raw: int) -> np.ndarray:
-        """Image ``raw``'s samples as stored, unpacked and in top-down order."""
-        data = self._image_bytes(fh, raw)
-        image_size = len(data)
-        rows, width = self._stored_shape[:2]
-        if self._packing == _P10:
-            return unpack_10bit(data, (rows, width), P10_TO_12BIT)
-        if self._packing == _P12L:
-            return unpack_12bit(data, (rows, width))
-        stride = image_size // rows  # rows may be padded
-        row_bytes = self._pixel_bytes // rows
-        pixels = np.frombuffer(data, np.uint8, stride * rows).reshape(rows, stride)[:, :row_bytes]
-        frame = pixels.copy().view(self.dtype.newbyteorder("<")).reshape(self._stored_shape)
+    def _image_bytes(self, fh, raw: int) -> bytes:
+        """Image ``raw``'s stored bytes, its annotation and sizes checked against the file."""
+        offset, image_size = self._image_extent(fh, raw)
+        return self._read_at(fh, offset, image_size, f"image {raw}")
+
+    def _pixels(self, fh, raw: int, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """Image ``raw``'s samples as stored, unpacked and in top-down order.
+
+        ``rows`` = ``(first, stop)``: only those rows (of the frame as
+        returned, top row first) are read and unpacked.
+        """
+        offset, image_size = self._image_extent(fh, raw)
+        height, width = self._stored_shape[:2]
+        first, stop = (0, height) if rows is None else rows
+        if self._packing in (_P10, _P12L):
+            # One bit stream, top-down: start at the group holding the first pixel needed.
+            group, group_bytes = (4, 5) if self._packing == _P10 else (2, 3)
+            pixel = first * width
+            lead = pixel - pixel % group
+            count = stop * width - lead
+            skip = lead // group * group_bytes
+            nbytes = min(-(-count // group) * group_bytes, self._pixel_bytes - skip)
+            data = self._read_at(fh, offset + skip, nbytes, f"image {raw}")
+            if self._packing == _P10:
+                flat = unpack_10bit(data, (count,), P10_TO_12BIT)
+            else:
+                flat = unpack_12bit(data, (count,))
+            return flat[pixel - lead:].reshape(stop - first, width)
+        stride = image_size // height  # rows may be padded
+        row_bytes = self._pixel_bytes // height
+        # Bottom-up files store the frame's row y as row height-1-y.
+        stored_first = height - stop if self._bottom_up else first
+        data = self._read_at(fh, offset + stored_first * stride, (stop - first) * stride,
+                             f"image {raw}")
+        pixels = np.frombuffer(data, np.uint8).reshape(stop - first, stride)[:, :row_bytes]
+        shape = (stop - first,) + self._stored_shape[1:]
+        frame = pixels.copy().view(self.dtype.newbyteorder("<")).reshape(shape)
         frame = frame.astype(self.dtype, copy=False)
         if self._bottom_up:
             frame = frame[::-1]
@@ -242,9 +274,22 @@ class CineSource(RecordingSource):
             frame = frame[..., ::-1]  # stored BGR
         return np.ascontiguousarray(frame)
 
-    def _read_raw(self, fh, raw: int) -> np.ndarray:
-        frame = self._pixels(fh, raw)
-        return demosaic(frame, self.pattern) if self.pattern is not None else frame
+    def _read_raw(self, fh, raw: int, region=None) -> np.ndarray:
+        if self.pattern is None:
+            return self._pixels(fh, raw, region_rows(region, self._stored_shape[0]))
+        if region is None:
+            return demosaic(self._pixels(fh, raw), self.pattern)
+        # Demosaic only the crop plus the one photosite around it each pixel's colors
+        # come from; started on an even row and column, so the pattern's phase is kept.
+        # Where the margin meets the frame's edge, the demosaic mirrors as the whole
+        # frame's does.
+        top, left, height, width = region
+        rows, columns = self._stored_shape[:2]
+        first, stop = max(0, top - 1) & ~1, min(rows, top + height + 1)
+        lead, end = max(0, left - 1) & ~1, min(columns, left + width + 1)
+        rgb = demosaic(self._pixels(fh, raw, (first, stop))[:, lead:end], self.pattern)
+        return np.ascontiguousarray(
+            rgb[top - first:top - first + height, left - lead:left - lead + width])
 
     def mosaic(self, raw: int) -> np.ndarray:
         """The Bayer mosaic of image ``raw`` (index in the file), top row first.

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import FlowtraceError
 from . import suffixes
 from .grayscale import GrayscaleSource
+from .selection import select
 from .sources import FrameSource, ImageFolderSource
 from .zarr_store import ZarrSource, is_zarr_path
 
@@ -25,7 +26,8 @@ WRITER_FORMATS = ("png", "tiff", "video")
 
 
 def open_source(path, frames_to_skip: int = 1, *, grayscale: bool = False,
-                probe_workers: int = 1) -> FrameSource:
+                probe_workers: int = 1, start: int = 0, stop: int | None = None,
+                crop=None) -> FrameSource:
     """Open a folder of frames or a recording file as a frame source.
 
     Parameters
@@ -42,6 +44,11 @@ def open_source(path, frames_to_skip: int = 1, *, grayscale: bool = False,
         dtype; an alpha channel is dropped. Gray frames pass unchanged.
     probe_workers : int, default 1
         Threads reading image headers up front (folders only).
+    start, stop, crop
+        The frames ``[start, stop)`` only, each cropped to ``crop`` =
+        ``(top, left, height, width)`` while read (see
+        :class:`~flowtrace_gpu.io.selection.Selection`, which also applies
+        ``frames_to_skip`` then).
 
     Returns
     -------
@@ -55,20 +62,25 @@ def open_source(path, frames_to_skip: int = 1, *, grayscale: bool = False,
         The path is missing, of an unsupported kind or unreadable, or the
         package its format needs is not installed.
     """
+    source = select(open_recording(path, probe_workers=probe_workers), start, stop,
+                    frames_to_skip, crop)
+    return GrayscaleSource(source) if grayscale and len(source.frame_shape) == 3 else source
+
+
+def open_recording(path, *, probe_workers: int = 1) -> FrameSource:
+    """The reader of a folder of frames or a recording file, every frame (no selection)."""
     p = Path(path)
     if not p.exists():
         raise FlowtraceError(f"input {str(p)!r} does not exist; give {suffixes.supported_inputs()}")
     if p.is_dir() and is_zarr_path(p):  # a zarr array is a folder too
-        source = ZarrSource(p, frames_to_skip)
-    elif p.is_dir():
-        source = ImageFolderSource(p, frames_to_skip, probe_workers=probe_workers)
-    elif p.is_file():
-        source = _open_file(p, frames_to_skip)
-    else:
-        raise FlowtraceError(
-            f"input {str(p)!r} is not a regular file or folder; give {suffixes.supported_inputs()}"
-        )
-    return GrayscaleSource(source) if grayscale and len(source.frame_shape) == 3 else source
+        return ZarrSource(p)
+    if p.is_dir():
+        return ImageFolderSource(p, probe_workers=probe_workers)
+    if p.is_file():
+        return _open_file(p, 1)
+    raise FlowtraceError(
+        f"input {str(p)!r} is not a regular file or folder; give {suffixes.supported_inputs()}"
+    )
 
 
 def _open_file(p: Path, skip: int) -> FrameSource:

@@ -51,6 +51,9 @@ class GrayscaleSource(FrameSource):
         self.fps = source.fps
         self.bit_depth = source.bit_depth
 
-    def frames(self, indices):
-        for frame in self.source.frames(indices):
+    def frames(self, indices, region=None):
+        for frame in self.source.frames(indices, region):
             yield luma(frame)
+
+    def raw_index(self, i: int) -> int:
+        return self.source.raw_index(i)

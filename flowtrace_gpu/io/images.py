@@ -351,8 +351,8 @@ class TiffTemplate:
     header. A file whose bytes outside the pixel data equal the template's
     has the same tags, hence the same layout, and its pixels are read
     straight from the file: one read, no tag parsing, and no time spent
-    holding the GIL (tifffile parses tags in Python: ~0.5 ms per file, which
-    held up the compute thread). Any other file is decoded by tifffile.
+    holding the GIL (tifffile parses tags in Python, which holds up the
+    compute thread). Any other file is decoded by tifffile.
 
     Use :meth:`from_file`, which returns None where the template's pixels
     are not stored plainly (compressed, packed bits, scattered strips, more

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 from ..errors import FlowtraceError
-from .sources import FrameSource
+from .sources import FrameSource, cut
 
 _END = object()
 
@@ -52,7 +52,7 @@ class IterableSource(FrameSource):
         self._kept = itertools.islice(itertools.chain([first], iterator), 0, None, frames_to_skip)
         self._used = False
 
-    def frames(self, indices):
+    def frames(self, indices, region=None):
         """Yield the frames at increasing ``indices``; stops when the iterable ends.
 
         ``indices`` may be endless (e.g. ``itertools.count()``): the walk
@@ -79,4 +79,4 @@ class IterableSource(FrameSource):
                 position += 1
             frame = np.asarray(frame)
             self._check(frame, i)
-            yield frame
+            yield cut(frame, region)

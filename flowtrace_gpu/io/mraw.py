@@ -27,7 +27,7 @@ from ..errors import FlowtraceError
 from . import suffixes
 from .boundary import reading
 from .packed import unpack_12bit
-from .recording import RecordingSource, read_block, require
+from .recording import RecordingSource, read_block, region_rows, require
 
 _BIT_DEPTHS = (8, 12, 16)
 #: Color types of monochrome data: the ``.cih`` says Mono; a ``.cihx`` of a mono camera says Raw.
@@ -169,14 +169,24 @@ class MrawSource(RecordingSource):
     def _open_pass(self):
         return open(self.path, "rb", buffering=0)  # unbuffered: readinto fills the frame
 
-    def _read_raw(self, handle, raw):
-        block = read_block(handle, raw * self._frame_bytes, self._frame_bytes)
+    def _read_raw(self, handle, raw, region=None):
+        # Only the rows a crop needs are read and unpacked.
+        height, width = self.frame_shape
+        first, stop = region_rows(region, height)
+        start = raw * self._frame_bytes
         if self._bits == 12:
-            frame = unpack_12bit(block, self.frame_shape)
+            # Packed pairs of pixels: start at the pair holding the first pixel needed.
+            pixel = first * width
+            pair = pixel - pixel % 2
+            count = stop * width - pair
+            block = read_block(handle, start + pair // 2 * 3, -(-count // 2) * 3)
+            frame = unpack_12bit(block, (count,))[pixel - pair:].reshape(stop - first, width)
         else:
             # Photron writes 16-bit values little-endian, as pyMRAW reads them on x86.
             stored = np.dtype(np.uint8) if self._bits == 8 else np.dtype("<u2")
-            frame = block.view(stored).reshape(self.frame_shape).astype(self.dtype, copy=False)
+            row_bytes = width * stored.itemsize
+            block = read_block(handle, start + first * row_bytes, (stop - first) * row_bytes)
+            frame = block.view(stored).reshape(stop - first, width).astype(self.dtype, copy=False)
         if self._shift:
             frame >>= self._shift
         return frame

@@ -8,7 +8,7 @@ noisy images, which LZ77 barely shortens, with a Huffman code of their bytes
 alone (:mod:`flowtrace_gpu.io.huffman`), and deflates the rest with ISA-L
 (``isal``) at level 1, or zlib at ``level``. The result is a standard PNG
 (zlib stream in IDAT, CRCs) that every reader opens; none of this changes a
-pixel, only file size. Figures: ``python bench/bench_png.py`` and README.
+pixel, only file size. Figures: ``python bench/bench_png.py``; why: docs/design/png.md.
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ import numpy as np
 from .. import config
 from . import huffman
 
-try:  # ISA-L: deflate ~5x faster than zlib level 1 on these images
+try:  # ISA-L: deflate several times faster than zlib level 1 (bench/bench_png.py)
     from isal import isal_zlib as _isal
 except ImportError:  # pragma: no cover - isal is a dependency; wheels may be missing
     _isal = None
 
-# Checksums of a 1 MP image: zlib's crc32 0.45 ms, adler32 0.39 ms; ISA-L's
-# 0.11 and 0.07 ms (same values; 2-core AMD EPYC).
+# ISA-L's checksums: the same values as zlib's, several times faster.
 _crc32 = _isal.crc32 if _isal is not None else zlib.crc32
 _adler32 = _isal.adler32 if _isal is not None else zlib.adler32
 

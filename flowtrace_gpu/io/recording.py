@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import FlowtraceError
 from .boundary import reading
-from .sources import FrameSource
+from .sources import FrameSource, cut
 
 
 def require(module: str, pip_name: str, purpose: str):
@@ -44,7 +44,7 @@ def read_block(handle, offset: int, nbytes: int) -> np.ndarray:
     Read, not memory-mapped: the pages of a mapped file count in the
     process's resident memory (RSS) while the mapping lives, so a long run
     would look as large as the file to job schedulers that count RSS
-    (README, "Memory"). Raises ValueError where the file ends first.
+    (docs/guide/recordings.md, "Memory"). Raises ValueError where the file ends first.
     """
     block = np.empty(nbytes, np.uint8)
     view, filled = memoryview(block), 0
@@ -55,6 +55,13 @@ def read_block(handle, offset: int, nbytes: int) -> np.ndarray:
             raise ValueError(f"the file ends {nbytes - filled} bytes short of a frame at offset {offset}")
         filled += got
     return block
+
+
+def region_rows(region, height: int) -> tuple[int, int]:
+    """Rows ``[first, stop)`` a reader must deliver for ``region`` (all rows for None)."""
+    if region is None:
+        return 0, height
+    return region[0], region[0] + region[2]
 
 
 def frame_names(stem: str, count: int, skip: int) -> list[str]:
@@ -117,22 +124,28 @@ class RecordingSource(FrameSource):
         self.n_frames = len(range(0, self.n_raw, self.skip))
         self.names = frame_names(self.path.stem, self.n_raw, self.skip)
 
-    def frames(self, indices):
-        """Yield the frames at ``indices`` (positions after skipping), checked."""
+    def frames(self, indices, region=None):
+        """Yield the frames at ``indices`` (positions after skipping), checked.
+
+        ``region`` = ``(top, left, height, width)`` crops each frame while it
+        is read: readers of uncompressed or bit-packed frames read and unpack
+        only its rows (see :meth:`_read_raw`).
+        """
         with contextlib.ExitStack() as stack:
             with self._opening():
                 handle = stack.enter_context(self._open_pass())
             for i in indices:
                 raw = i * self.skip
                 with self._decoding(raw):
-                    frame = self._read_raw(handle, raw)
-                self._check(frame, i)
-                yield frame
+                    frame = self._read_raw(handle, raw, region)
+                self._check(frame, i, region)
+                yield cut(frame, region)
 
     def _open_pass(self):
         return contextlib.nullcontext()
 
-    def _read_raw(self, handle, raw: int) -> np.ndarray:
+    def _read_raw(self, handle, raw: int, region=None) -> np.ndarray:
+        """Frame ``raw`` of the file: whole, the rows of ``region``, or ``region`` itself."""
         raise NotImplementedError
 
     def _label(self, i: int) -> str:

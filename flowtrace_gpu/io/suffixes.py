@@ -44,6 +44,23 @@ RECORDINGS = (
 
 #: Single-file outputs: writer kind -> suffixes.
 OUTPUT_FILES = {"tiff-stack": TIFF, "video": VIDEO}
+#: Output suffixes that mean one file (anything else is a folder).
+SINGLE_FILE_SUFFIXES = TIFF + VIDEO
+#: Outputs that are folders but one array: manifest and lock beside them, as for a file.
+ARRAY_SUFFIXES = ZARR
+
+#: The run's own files beside its images: the manifest and the lock of a
+#: folder output (inside it), and the suffixes appended to a single-file or
+#: array output's name for its manifest and lock (beside it).
+FOLDER_MANIFEST = "flowtrace.json"
+FOLDER_LOCK = "flowtrace.lock"
+BESIDE_MANIFEST = ".flowtrace.json"
+#: The time legend of a folder output, and the suffix of one beside a file output.
+LEGEND_NAME = "legend.png"
+BESIDE_LEGEND = ".legend.png"
+BESIDE_LOCK = ".flowtrace.lock"
+#: Appended to the manifest's name for the disk space set aside for its last update.
+RESERVE = ".reserve"
 
 
 def suffix(path) -> str:

@@ -6,7 +6,7 @@ array; otherwise one page is decoded per frame. A stack is never loaded
 whole, and never memory-mapped: pages of a mapped file count in the
 process's resident memory (RSS) for as long as the mapping lives, which
 makes a long run look as large as the file to a job scheduler that counts
-RSS, though the process itself holds only the window (README, "Memory").
+RSS, though the process itself holds only the window (docs/guide/recordings.md, "Memory").
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import numpy as np
 from ..errors import FlowtraceError
 from . import suffixes
 from .images import TIME_SERIES_HINT, check_tiff_extent, read_tiff_page, tiff_layout, tiff_samples
-from .recording import RecordingSource, read_block
-from .writers import StreamedFileWriter, write_atomically
+from .own_files import write_atomically
+from .recording import RecordingSource, read_block, region_rows
+from .writers import StreamedFileWriter
 
 # Above this a classic TIFF's 32-bit offsets overflow: switch to BigTIFF.
 _CLASSIC_LIMIT = 2**32 - 2**25
@@ -119,6 +120,12 @@ class TiffStackSource(RecordingSource):
             )
         return offset, frame_bytes, stored
 
+    def _rows_in_order(self) -> bool:
+        """Whether the stored frame's first axis is its rows (not planar color planes)."""
+        page = self._page
+        return (page.shape[0] == self.frame_shape[0]
+                and (page.samplesperpixel == 1 or page.planarconfig != 2))
+
     def _open_pass(self):
         if self._block is not None:
             return open(self.path, "rb", buffering=0)  # unbuffered: readinto fills the frame
@@ -126,13 +133,58 @@ class TiffStackSource(RecordingSource):
 
         return tifffile.TiffFile(self.path)  # one open file for the whole pass
 
-    def _read_raw(self, handle, raw):
+    def _read_raw(self, handle, raw, region=None):
         if self._block is not None:
             offset, frame_bytes, stored = self._block
-            block = read_block(handle, offset + raw * frame_bytes, frame_bytes)
-            return tiff_samples(block.view(stored).reshape(self._page.shape), self._page)
+            shape = tuple(self._page.shape)
+            if region is not None and self._rows_in_order():
+                # Only the crop's rows: each is a run of bytes in the stored frame.
+                first, stop = region_rows(region, shape[0])
+                row_bytes = frame_bytes // shape[0]
+                block = read_block(handle, offset + raw * frame_bytes + first * row_bytes,
+                                   (stop - first) * row_bytes)
+                shape = (stop - first,) + shape[1:]
+            else:
+                block = read_block(handle, offset + raw * frame_bytes, frame_bytes)
+            return tiff_samples(block.view(stored).reshape(shape), self._page)
         index = raw if self._every_page else handle.series[0].pages[raw].index
+        if region is not None:
+            frame = self._strip_rows(handle, index, region)
+            if frame is not None:
+                return frame
         return read_tiff_page(handle, self.path, index, (self.frame_shape, self.dtype))
+
+    def _strip_rows(self, handle, index: int, region) -> np.ndarray | None:
+        """The rows of ``region`` from the page's strips that hold them, or None.
+
+        A compressed page is stored in strips of ``rowsperstrip`` rows, each
+        decoded on its own: only the strips the crop covers are read and
+        decoded. None (decode the page whole) for tiles, separate color planes,
+        bits packed below a byte and pages Pillow decodes (palette, CMYK...).
+        """
+        page = handle.pages[index]
+        shape, dtype, plain = tiff_layout(page, self.path, index)
+        rows = shape[0]
+        if (not plain or (shape, dtype) != (self.frame_shape, self.dtype) or page.is_tiled
+                or page.bitspersample % 8 or tuple(page.shape[:1]) != (rows,)
+                or (page.samplesperpixel > 1 and page.planarconfig == 2)):
+            return None
+        per_strip = min(int(page.rowsperstrip or rows), rows)
+        if per_strip < 1 or len(page.dataoffsets) != -(-rows // per_strip):
+            return None
+        first, stop = region_rows(region, rows)
+        strips = range(first // per_strip, (stop - 1) // per_strip + 1)
+        parts = []
+        for strip in strips:
+            offset, count = int(page.dataoffsets[strip]), int(page.databytecounts[strip])
+            handle.filehandle.seek(offset)
+            data = handle.filehandle.read(count)
+            if len(data) != count:
+                raise ValueError(f"page {index}'s strip {strip} passes the end of the file")
+            segment, _, _ = page.decode(data, strip, jpegtables=page.jpegtables)
+            parts.append(np.asarray(segment).reshape((-1,) + tuple(page.shape[1:])))
+        lead = strips[0] * per_strip
+        return tiff_samples(np.concatenate(parts)[first - lead:stop - lead], page)
 
 
 def _photometric(image: np.ndarray) -> str:
@@ -165,7 +217,7 @@ class TiffStackWriter(StreamedFileWriter):
         big = image.nbytes * self.n_images > _CLASSIC_LIMIT
         # ImageJ's format holds gray uint8/uint16 and RGB uint8 only.
         imagej = not big and (image.ndim == 2 or (image.shape[2] == 3 and image.dtype == np.uint8))
-        return tifffile.TiffWriter(self.partial.tmp, bigtiff=big, imagej=imagej)
+        return tifffile.TiffWriter(self.partial.file, bigtiff=big, imagej=imagej)
 
     def _append(self, image: np.ndarray) -> None:
         self._handle.write(image, contiguous=True, photometric=_photometric(image))

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import FlowtraceError
 from . import suffixes
 from .recording import RecordingSource, require
+from .sources import cut
 from .writers import StreamedFileWriter
 
 
@@ -89,8 +90,8 @@ class VideoSource(RecordingSource):
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format=self._format)
 
-    def frames(self, indices):
-        """Yield the frames at ``indices``; sequential reads are decoded once."""
+    def frames(self, indices, region=None):
+        """Yield the frames at ``indices``, cropped to ``region``; sequential reads are decoded once."""
         decoder, position = None, 0  # position: raw index the decoder yields next
         try:
             for i in indices:
@@ -110,7 +111,7 @@ class VideoSource(RecordingSource):
                         )
                     position += 1
                 self._check(frame, i)
-                yield frame
+                yield cut(frame, region)  # a decoder makes whole frames
         finally:
             if decoder is not None:
                 decoder.close()
@@ -154,11 +155,11 @@ class VideoWriter(StreamedFileWriter):
         self._stream = None
 
     def _check(self, image: np.ndarray) -> None:
-        check_video_dtype(image.dtype, self.partial.path)
+        check_video_dtype(image.dtype, self.path)
 
     def _open(self, image: np.ndarray):
         height, width = image.shape[:2]
-        container = _av().open(str(self.partial.tmp), mode="w")
+        container = _av().open(self.partial.file, mode="w")
         stream = container.add_stream("libx264", rate=self.rate)
         stream.width, stream.height = width + width % 2, height + height % 2
         stream.pix_fmt = "yuv420p"

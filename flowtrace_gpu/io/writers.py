@@ -3,9 +3,10 @@
 A writer receives ``write(index, image)`` calls, from several threads at
 once when its ``parallel`` attribute is true, else from one thread in index
 order; ``close()`` returns the result and ``abort()`` cleans up after an
-error. Each file is written under a temporary name
-(:func:`flowtrace_gpu.io.own_files.temp_path`) and renamed into place, so an
-interrupted run never leaves a half-written image. Single-file
+error. Each file is written under a temporary name this process has just
+created exclusively (:func:`flowtrace_gpu.io.own_files.create_temp`) and
+renamed into place, so an interrupted run never leaves a half-written image
+and no planted link is written through. Single-file
 writers (TIFF stack, video) live with their formats and are chosen by
 :func:`flowtrace_gpu.io.formats.open_writer`.
 """
@@ -21,7 +22,7 @@ import numpy as np
 
 from .. import config
 from ..errors import FlowtraceError
-from .own_files import temp_path
+from .own_files import create_temp, write_atomically
 from .png import png_parts
 
 
@@ -66,20 +67,28 @@ def prepare_out_file(out_file) -> Path:
 
 
 class PartialFile:
-    """A temporary name beside ``path``, renamed to ``path`` on :meth:`commit`.
+    """A new temporary file beside ``path``, renamed to ``path`` on :meth:`commit`.
 
-    If the owner is dropped (or the interpreter exits) before ``commit``, the
-    temporary file is removed, so a failed run never leaves a half-written
-    output. The temporary name (:func:`~flowtrace_gpu.io.own_files.temp_path`)
-    keeps ``path``'s suffix, as encoders pick the container from it.
+    The temporary file is created at once, exclusively
+    (:func:`~flowtrace_gpu.io.own_files.create_temp`), and stays open as
+    :attr:`file`: encoders write into that file object, never to a path
+    they open themselves, so a link planted at any name cannot redirect
+    them. Its name keeps ``path``'s suffix, as encoders pick the container
+    from it. If the owner is dropped (or the interpreter exits) before
+    ``commit``, the temporary file is removed, so a failed run never leaves
+    a half-written output.
     """
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.tmp = temp_path(self.path, keep_suffix=True)
-        self._finalizer = weakref.finalize(self, _remove, self.tmp)
+        fd, self.tmp = create_temp(self.path, keep_suffix=True)
+        #: The open temporary file (binary, read-write); its ``name`` is :attr:`tmp`.
+        self.file = os.fdopen(fd, "w+b")
+        self.file.raw.name = str(self.tmp)  # encoders that pick the container by name see it
+        self._finalizer = weakref.finalize(self, _remove, self.file, self.tmp)
 
     def commit(self) -> Path:
+        self.file.close()
         os.replace(self.tmp, self.path)
         self._finalizer.detach()
         return self.path
@@ -88,7 +97,11 @@ class PartialFile:
         self._finalizer()
 
 
-def _remove(path: Path) -> None:
+def _remove(file, path: Path) -> None:
+    try:
+        file.close()
+    except OSError:
+        pass
     try:
         path.unlink(missing_ok=True)
     except OSError:
@@ -98,18 +111,21 @@ def _remove(path: Path) -> None:
 class StreamedFileWriter:
     """Base of the writers that stream every image, in index order, into one file.
 
-    The file is written under a temporary name (:class:`PartialFile`) and
+    The file is written under a temporary name (:class:`PartialFile`,
+    created with the first image, once the run holds the output's lock) and
     appears at its path only when :meth:`close` has checked that all
     ``n_images`` arrived; after an error :meth:`abort` removes it.
     Subclasses say how to check an image (``_check``), open the encoder on
-    the first image (``_open``, returning a handle with ``close()``), append
-    an image (``_append``) and finish the file (``_finish``).
+    the first image (``_open``, writing into ``self.partial.file`` and
+    returning a handle with ``close()``), append an image (``_append``) and
+    finish the file (``_finish``).
     """
 
     parallel = False  # one file handle: images in order
 
     def __init__(self, path: Path, n_images: int):
-        self.partial = PartialFile(path)
+        self.path = Path(path)
+        self.partial: PartialFile | None = None
         self.n_images = n_images
         self._handle = None
         self._next = 0
@@ -131,6 +147,8 @@ class StreamedFileWriter:
             raise RuntimeError(f"{type(self).__name__} got image {index}, expected {self._next}")
         self._check(image)
         if self._handle is None:
+            if self.partial is None:
+                self.partial = PartialFile(self.path)
             self._handle = self._open(image)
         self._append(image)
         self._next += 1
@@ -139,7 +157,7 @@ class StreamedFileWriter:
         """Finish the file and move it into place; returns its path."""
         if self._handle is None:
             self.abort()
-            raise FlowtraceError(f"no images were written, so {self.partial.path} was not created")
+            raise FlowtraceError(f"no images were written, so {self.path} was not created")
         try:
             self._finish()
         except BaseException:
@@ -148,7 +166,7 @@ class StreamedFileWriter:
         if self._next != self.n_images:
             self.partial.discard()
             raise FlowtraceError(
-                f"{self.partial.path}: {self._next} of {self.n_images} images arrived; "
+                f"{self.path}: {self._next} of {self.n_images} images arrived; "
                 "nothing was written"
             )
         return self.partial.commit()
@@ -160,22 +178,8 @@ class StreamedFileWriter:
                 self._handle.close()
             except Exception:  # the file goes anyway
                 pass
-        self.partial.discard()
-
-
-def write_atomically(path: Path, data) -> None:
-    """Write ``data`` (bytes, or a list of buffers) to ``path`` via a temporary file."""
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            if isinstance(data, list):
-                fh.writelines(data)
-            else:
-                fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        if self.partial is not None:
+            self.partial.discard()
 
 
 class PngFolderWriter:

@@ -3,9 +3,11 @@
 A source is a zarr array (format 3, or 2) with time on axis 0, shaped
 (N, H, W) or (N, H, W, C); it is read a chunk of frames at a time. The
 output is a zarr v3 array of the images, one image per chunk, so a chunk
-is exactly one image: each is written whole by one writer, and zarr's local
-store writes it under a temporary name and renames it into place (zarr >=
-3.1.3), so an interrupted run leaves complete images or none. The result
+is exactly one image: each is written whole by one writer, under a new
+temporary name created exclusively and renamed into place
+(:func:`~flowtrace_gpu.io.own_files.write_in_tree`, which follows no link
+inside the array), so an interrupted run leaves complete images or none and
+a link planted in the array is refused, not written through. The result
 opens as it is in dask (``dask.array.from_zarr``), napari or zarr.
 
 Shards (many images per file) are not used: on this project's machine they
@@ -15,17 +17,21 @@ by one task (partial shard writes from several lose data, zarr-python#3514).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import math
+import os
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FlowtraceError
-from ..extras import require_dask
+from ..errors import FlowtraceError, require_dask
 from . import suffixes
 from .boundary import first_line
+from .own_files import is_regular_file, is_temporary, write_in_tree
 from .recording import RecordingSource
 
 #: Bytes of frames one read may decode at once (a chunk of frames, capped).
@@ -41,6 +47,44 @@ def is_zarr_path(path) -> bool:
 
 def _zarr(purpose: str):
     return require_dask("zarr", purpose)
+
+
+@functools.cache
+def _own_store_class():
+    """zarr's LocalStore, writing every file through :func:`~flowtrace_gpu.io.own_files.write_in_tree`."""
+    from zarr.storage import LocalStore
+
+    class OwnFilesStore(LocalStore):
+        """A local store whose writes create files exclusively and follow no link below its root."""
+
+        def set_sync(self, key: str, value) -> None:
+            self._ensure_open_sync()
+            self._check_writable()
+            self.root.mkdir(parents=True, exist_ok=True)  # the root is the output as given
+            write_in_tree(self.root, key, value.as_buffer_like())
+
+        async def set(self, key: str, value) -> None:
+            await self._put(key, value, False)
+
+        async def set_if_not_exists(self, key: str, value) -> None:
+            try:
+                await self._put(key, value, True)
+            except FileExistsError:
+                pass
+
+        async def _put(self, key: str, value, exclusive: bool) -> None:
+            if not self._is_open:
+                await self._open()
+            self._check_writable()
+            self.root.mkdir(parents=True, exist_ok=True)  # deleted by an overwrite
+            await asyncio.to_thread(write_in_tree, self.root, key, value.as_buffer_like(), exclusive)
+
+    return OwnFilesStore
+
+
+def own_store(path):
+    """A zarr store at ``path`` that writes as flowtrace writes its own files."""
+    return _own_store_class()(Path(path))
 
 
 class ZarrSource(RecordingSource):
@@ -85,8 +129,8 @@ class ZarrSource(RecordingSource):
         frame_bytes = max(1, math.prod(self.frame_shape) * self.dtype.itemsize)
         return contextlib.nullcontext(_ChunkReader(self.array, _READ_BYTES // frame_bytes))
 
-    def _read_raw(self, reader, raw: int) -> np.ndarray:
-        return reader.frame(raw)
+    def _read_raw(self, reader, raw: int, region=None) -> np.ndarray:
+        return reader.frame(raw, region)
 
 
 class _ChunkReader:
@@ -103,10 +147,18 @@ class _ChunkReader:
         self.start = self.stop = 0
         self.frames = None
 
-    def frame(self, raw: int) -> np.ndarray:
+    def frame(self, raw: int, region=None) -> np.ndarray:
+        """Frame ``raw``, cropped to ``region``: zarr then decodes only the chunks it covers.
+
+        ``region`` is the same for every frame of a pass.
+        """
         if not self.start <= raw < self.stop:
             end = min((raw // self.chunk + 1) * self.chunk, raw + self.most, self.array.shape[0])
-            self.frames = np.asarray(self.array[raw:end])
+            if region is None:
+                self.frames = np.asarray(self.array[raw:end])
+            else:
+                top, left, height, width = region
+                self.frames = np.asarray(self.array[raw:end, top:top + height, left:left + width])
             self.start, self.stop = raw, end
         return self.frames[raw - self.start]
 
@@ -142,7 +194,7 @@ class ZarrWriter:
                     array = _existing(zarr, self.path, shape, chunks, self.dtype)
                     if array is None:
                         array = zarr.create_array(
-                            store=str(self.path), shape=shape, chunks=chunks, dtype=self.dtype,
+                            store=own_store(self.path), shape=shape, chunks=chunks, dtype=self.dtype,
                             chunk_key_encoding={"name": "default", "separator": "/"},
                             overwrite=True)
                 remove_partial_chunks(self.path)
@@ -167,7 +219,7 @@ def _existing(zarr, path: Path, shape, chunks, dtype):
     if not (path / "zarr.json").is_file():
         return None
     try:
-        array = zarr.open_array(store=str(path), mode="r+")
+        array = zarr.open_array(store=own_store(path), mode="r+")
     except Exception:  # not an array we can use: replaced
         return None
     encode = getattr(array.metadata, "encode_chunk_key", None)  # zarr v3 arrays only
@@ -188,17 +240,23 @@ def chunk_files(path, n_images: int, ndim: int) -> list[Path]:
 
 
 def remove_partial_chunks(path) -> list[Path]:
-    """Remove chunk files zarr left half-written (``*.partial``) when a run was killed.
+    """Remove chunk files left half-written when a run was killed.
 
-    Called while the run holds the output's lock: no other writer is at work.
+    Those are zarr's own (``*.partial``) and flowtrace's temporary names
+    (:func:`~flowtrace_gpu.io.own_files.is_temporary`): regular files only,
+    found without following links. Called while the run holds the output's
+    lock: no other writer is at work.
     """
     removed = []
-    for found in Path(path, "c").rglob("*.partial") if Path(path, "c").is_dir() else ():
-        try:
-            found.unlink()
-        except OSError:
-            continue
-        removed.append(found)
+    for folder, _, names in os.walk(Path(path, "c")):  # os.walk follows no link
+        for name in names:
+            found = Path(folder, name)
+            if (name.endswith(".partial") or is_temporary(name)) and is_regular_file(found):
+                try:
+                    found.unlink()
+                except OSError:
+                    continue
+                removed.append(found)
     return removed
 
 
@@ -214,6 +272,9 @@ def prepare_zarr_out(out) -> Path:
             "array there would replace them: give a new path or remove the folder")
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (p.parent, p) if p.is_dir() else (p.parent,):
+            with tempfile.TemporaryFile(dir=folder):  # its manifest and lock go beside it
+                pass
     except OSError as exc:
         raise FlowtraceError(
             f"cannot write {str(p)!r} ({exc.strerror or exc}); choose a location you can write to"

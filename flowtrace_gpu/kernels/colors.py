@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 
 from ..errors import FlowtraceError
+
+
+class WeightMode(enum.IntEnum):
+    """How :attr:`TracePlan.colors` weights a window's frames: one encoding for every backend."""
+
+    #: No weights.
+    NONE = 0
+    #: (K,) weights (``fade_tails`` alone): every channel of frame j times ``w[j]``.
+    SCALAR = 1
+    #: (K, 3) colors on RGB frames: channel c of frame j times ``w[j, c]``.
+    CHANNELS = 2
+    #: (K, 3) colors on gray frames: frame j becomes the RGB ``w[j] * value``.
+    TINT = 3
+
 
 #: The original's time ramp, first frame to last (RGB, 0-255).
 RAMP_START = (90, 10, 250)

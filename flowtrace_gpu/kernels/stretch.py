@@ -24,7 +24,7 @@ def scale_to_uint8(proj, peak, xp, out=None):
     """``floor(clip(v * (255 / peak), 0, 255) + 0.5)``; peak 0 means no scaling.
 
     The CuPy backend's stretch kernel is this function written in CUDA, and
-    its NumPy twin calls it (``backends/_cupy_kernels.py``).
+    its NumPy twin calls it (``backends/cupy/kernels.py``).
     """
     scaled = proj * (255.0 / peak if peak != 0 else 1.0)
     return _round_uint8(scaled, xp, out)

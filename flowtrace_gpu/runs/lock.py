@@ -8,6 +8,11 @@ at once; elsewhere a lock is stale when its PID is not running on this host.
 A lock written on another host whose process cannot be checked is honoured:
 the error says which file to delete if that run is gone.
 
+The lock is opened with ``O_NOFOLLOW`` and must be a regular file of the
+running user with one link: a symbolic link, a hard link of another file
+or another user's file in its place is refused (the error says what was
+found and what to delete), never truncated or written.
+
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
 >>> with OutputLock(folder / "flowtrace.lock"):
@@ -23,11 +28,11 @@ import errno
 import json
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 
 from ..errors import FlowtraceError
+from ..io.own_files import describe_entry, this_host
 
 try:
     import fcntl
@@ -35,11 +40,6 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 log = logging.getLogger("flowtrace_gpu")
-
-
-def this_host() -> str:
-    """The host name recorded in locks."""
-    return socket.gethostname()
 
 
 def process_start(pid: int) -> int | None:
@@ -95,16 +95,17 @@ class OutputLock:
         ------
         FlowtraceError
             Another live run holds it (the message names its PID and host), or
-            a run on another host whose process cannot be checked from here.
+            a run on another host whose process cannot be checked from here,
+            or something other than this user's lock file is in its place.
         """
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             state, holder = _UNSUPPORTED, {}
             try:
                 state = _flock(fd)
                 # The holder may have removed the file between our open and
                 # our lock: then we locked a dead inode and must retry.
-                if state == _LOCKED and os.fstat(fd).st_ino != _inode(self.path):
+                if state == _LOCKED and not _same_file(fd, self.path):
                     os.close(fd)
                     continue
                 holder = _read_holder(fd)
@@ -133,6 +134,28 @@ class OutputLock:
             self._fd = fd
             return self
 
+    def _open(self) -> int:
+        """Open or create the lock file, refusing anything but this user's regular file."""
+        try:
+            fd = os.open(self.path, _OPEN, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR, errno.EACCES, errno.EPERM, errno.ENXIO):
+                found = describe_entry(self.path)
+                if found not in ("a file", "missing"):
+                    raise self._refuse(found) from None
+            raise
+        found = describe_entry(self.path, os.fstat(fd))
+        if found != "a file":
+            os.close(fd)
+            raise self._refuse(found)
+        return fd
+
+    def _refuse(self, found: str) -> FlowtraceError:
+        return FlowtraceError(
+            f"the lock {self.path} is {found}, not a lock file of this user's flowtrace, "
+            f"so it is neither read nor written; if no flowtrace run writes this output, "
+            f"delete {self.path} and run again")
+
     def _busy(self, holder: dict, foreign: bool = False) -> FlowtraceError:
         who = f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
         if foreign:
@@ -160,6 +183,9 @@ class OutputLock:
 
 
 _LOCKED, _BUSY, _UNSUPPORTED = "locked", "busy", "unsupported"
+#: Never through a link; a pipe planted as the lock must not block the open.
+_OPEN = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+         | getattr(os, "O_CLOEXEC", 0))
 
 
 def _flock(fd: int) -> str:
@@ -182,11 +208,13 @@ def _unlink(path: Path) -> None:
         pass  # the folder went away: nothing left to guard
 
 
-def _inode(path: Path) -> int | None:
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` (not followed) is still the file open as ``fd``."""
     try:
-        return os.stat(path).st_ino
+        st, mine = os.lstat(path), os.fstat(fd)
     except FileNotFoundError:
-        return None
+        return False
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _read_holder(fd: int) -> dict:

@@ -54,9 +54,11 @@ listed may exist (written after the last update) but are rewritten on resume.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,24 +66,21 @@ from pathlib import Path
 
 from .. import config
 from ..errors import FlowtraceError
+from ..io.own_files import create_temp, describe_entry, write_atomically
+from ..io.suffixes import (
+    ARRAY_SUFFIXES,
+    BESIDE_LOCK,
+    BESIDE_MANIFEST,
+    FOLDER_LOCK,
+    FOLDER_MANIFEST,
+    RESERVE,
+    SINGLE_FILE_SUFFIXES,
+)
 
 #: Version of the manifest format.
 FORMAT_VERSION = 1
-#: Name of the manifest inside a folder output.
-FOLDER_MANIFEST = "flowtrace.json"
-#: Name of the lock inside a folder output (see :mod:`flowtrace_gpu.runs.lock`).
-FOLDER_LOCK = "flowtrace.lock"
-#: Appended to a single-file output's name for its manifest and lock.
-BESIDE_MANIFEST = ".flowtrace.json"
-BESIDE_LOCK = ".flowtrace.lock"
 #: Least disk space set aside for the manifest's last update (see ManifestRecorder.reserve).
 RESERVE_BYTES = 64 * 1024
-#: Output suffixes that mean one file (anything else is a folder).
-SINGLE_FILE_SUFFIXES = (".tif", ".tiff", ".mp4", ".avi", ".mov", ".mkv")
-
-
-#: Outputs that are folders but one array: manifest and lock beside them, as for a file.
-ARRAY_SUFFIXES = (".zarr",)
 
 
 def is_folder_output(out) -> bool:
@@ -102,6 +101,10 @@ def lock_path(out) -> Path:
     """Where the lock of output ``out`` lives."""
     p = Path(out)
     return p / FOLDER_LOCK if is_folder_output(p) else p.with_name(p.name + BESIDE_LOCK)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def _now() -> str:
@@ -172,8 +175,6 @@ class Manifest:
 
     def write(self, path) -> None:
         """Replace the file ``path`` with this manifest, atomically."""
-        from ..io.writers import write_atomically
-
         self.updated = _now()
         data = json.dumps(self.to_dict(), indent=1, allow_nan=False).encode()
         write_atomically(Path(path), data)
@@ -187,6 +188,9 @@ class Manifest:
         mine, theirs = _plain(self), _plain(other)
         for data in (mine, theirs):
             data["output"].pop("path", None)
+            # An option a manifest does not name had its default (a manifest written
+            # before the option existed).
+            data["options"] = {**_option_defaults(), **data["options"]}
         found = []
         for key in self.IDENTITY:
             a, b = mine[key], theirs[key]
@@ -197,6 +201,13 @@ class Manifest:
             elif a != b:
                 found.append(f"{_label(key)} {a!r} -> {b!r}")
         return found
+
+
+def _option_defaults() -> dict:
+    """The default of every recorded run option, as JSON holds it."""
+    from ..options import RunOptions, recorded_options
+
+    return recorded_options(RunOptions())
 
 
 def _plain(manifest: Manifest) -> dict:
@@ -234,17 +245,29 @@ def read_manifest(out) -> Manifest | None:
     """
     path = manifest_path(out)
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _not_a_manifest(path) from None
         raise FlowtraceError(f"cannot read the manifest {path} ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise _not_a_manifest(path)
+        raw = fh.read()
     try:
         return Manifest.from_dict(json.loads(raw))
     except (ValueError, TypeError, KeyError) as exc:
         raise FlowtraceError(
             f"the manifest {path} is unreadable ({exc}); run again without resume to start "
             "that output over") from None
+
+
+def _not_a_manifest(path: Path) -> FlowtraceError:
+    return FlowtraceError(
+        f"the manifest {path} is {describe_entry(path)}, which flowtrace neither follows nor "
+        f"reads; delete {path} and run again")
 
 
 def source_identity(location, files, n_frames: int) -> dict:
@@ -338,12 +361,13 @@ class ManifestRecorder:
         a killed run's is removed as debris) is given up when an update
         finds no space.
         """
-        from ..io.own_files import temp_path
-
-        spare = temp_path(self.path.with_name(self.path.name + ".reserve"))
+        try:
+            fd, spare = create_temp(self.path.with_name(self.path.name + RESERVE))
+        except OSError:
+            return  # no room even for its name: nothing to give up later
         size = max(RESERVE_BYTES, 4 * len(json.dumps(self.manifest.to_dict())))
         try:
-            with open(spare, "wb") as fh:
+            with os.fdopen(fd, "wb") as fh:
                 fh.write(bytes(size))
         except OSError:
             spare.unlink(missing_ok=True)  # no room even for that: nothing to give up later

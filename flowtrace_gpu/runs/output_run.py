@@ -6,7 +6,7 @@ machine needs:
 1. the output's lock (:mod:`flowtrace_gpu.runs.lock`), so two runs never write
    into one output;
 2. removal of temporary files left there by dead runs
-   (:func:`flowtrace_gpu.io.own_files.remove_stale`);
+   (:func:`flowtrace_gpu.runs.stale.remove_stale`);
 3. the manifest (:mod:`flowtrace_gpu.runs.manifest`), written before the first
    image and updated as images complete, and, with ``resume=True``, the
    images still to write: those the manifest does not list complete, or
@@ -26,6 +26,7 @@ starts it over (with a note), and resuming one that is complete does nothing.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -33,9 +34,9 @@ from pathlib import Path
 
 from ..engine.pipeline import FrameReadError
 from ..errors import FlowtraceError, IncompleteRunError, RunInterrupted
-from ..io.own_files import remove_stale
 from .lock import OutputLock
 from .manifest import Manifest, ManifestRecorder, lock_path, manifest_path, read_manifest, to_ranges
+from .stale import remove_stale
 
 log = logging.getLogger("flowtrace_gpu")
 
@@ -43,16 +44,6 @@ log = logging.getLogger("flowtrace_gpu")
 FOLDER_KINDS = ("png", "tiff")
 #: Output kinds resumable image by image: those, and a zarr array (one chunk file per image).
 PER_IMAGE_KINDS = FOLDER_KINDS + ("zarr",)
-
-
-def source_files(source) -> list[Path]:
-    """Every file ``source`` reads (frames of a folder; a recording and its header)."""
-    source = getattr(source, "source", source)  # through a GrayscaleSource
-    files = getattr(source, "files", None)
-    if files is not None:
-        return [Path(f) for f in files]
-    return [getattr(source, a) for a in ("path", "header")
-            if isinstance(getattr(source, a, None), Path)]
 
 
 def refuse_overwriting_input(out: Path, image_paths, read) -> None:
@@ -227,9 +218,10 @@ class OutputRun:
         try:
             self.lock.acquire()
         except OSError as exc:
+            fix = ("choose an output you can write to" if exc.errno in (errno.EACCES, errno.EPERM,
+                   errno.EROFS) else "make room or choose another output")
             raise FlowtraceError(
-                f"cannot lock the output: {describe_os_error(exc, self.lock.path)}; make room "
-                "or choose another output") from None
+                f"cannot lock the output: {describe_os_error(exc, self.lock.path)}; {fix}") from None
         try:
             self._remove_debris()
             self._start_record()

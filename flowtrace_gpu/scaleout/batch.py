@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config
-from ..errors import FlowtraceError
-from ..extras import require_dask
+from ..errors import FlowtraceError, require_dask
 from ..options import FLOWTRACE, registry, split
 
 #: What a recording's task did.

@@ -28,11 +28,13 @@ import numpy as np
 from .. import config
 from ..backends import AUTO_ORDER, Backend, get_backend
 from ..engine.pipeline import trace_frames
+from ..engine.plan import plan_run
 from ..engine.saturation import LevelShare, run_tops
-from ..errors import FlowtraceError
-from ..extras import require_dask
+from ..errors import FlowtraceError, require_dask
 from ..io.grayscale import GrayscaleSource, luma
+from ..io.selection import select
 from ..io.sources import ArraySource
+from ..io.writers import ArrayWriter
 from ..kernels.saturate import RUN_BINS, level
 from ..options import FLOWTRACE_DASK, split, whole
 
@@ -44,7 +46,8 @@ def flowtrace_dask(frames, frames_to_merge, frames_to_skip=1, *, subtract_first=
                    subtract_median=False, take_diff=False, diff_order=1, add_first_frame=False,
                    color_series=False, colormap=None, fade_tails=False, invert_color=False,
                    windows="sliding", normalize="frame", saturate=0.0, bit_depth=None,
-                   grayscale=False, block=None, backend="auto", device=None):
+                   grayscale=False, start=0, stop=None, crop=None, window_step=1, block=None,
+                   backend="auto", device=None):
     """Pathline images of a dask array of frames, as a lazy dask array.
 
     The result equals ``flowtrace_array(frames.compute(), ...)`` in shape,
@@ -68,6 +71,11 @@ grayscale
         images. ``normalize='global'`` computes the peak of every block
         first (a first compute, before this call returns), then returns
         the graph that writes with that one scale.
+    start, stop, crop, window_step
+        As for :func:`flowtrace_gpu.flowtrace_array`: the result equals
+        ``flowtrace_dask(frames[start:stop, top:top+height, left:left+width], ...)``
+        sliced ``[::window_step]``; the frames are sliced in the graph, so a
+        task reads only the region.
     block : int, optional
         Images per output chunk, at least ``frames_to_merge - 1`` (each
         task also reads the F-1 frames after its block, so the reading
@@ -103,8 +111,6 @@ grayscale
     >>> images.compute().dtype
     dtype('uint8')
     """
-    from ..api import _plan
-
     da = require_dask("dask.array", "flowtrace_dask")
     config.validate()
     options, run = split(locals(), FLOWTRACE_DASK)
@@ -114,14 +120,18 @@ grayscale
             f"got {run.backend!r}")
     x = as_dask_array(frames)
     skip = run.frames_to_skip
-    source = ArraySource(x, skip)  # shape and dtype only: nothing is read
+    # Shape and dtype only (nothing is read); the range and crop checked against them.
+    source = select(ArraySource(x), run.start, run.stop, skip, run.crop)
     if options.grayscale and len(source.frame_shape) == 3:
         source = GrayscaleSource(source)
-    plan, sequence, n_out = _plan(source, frames_to_merge, skip, options)
+    # Every window is traced, then every window_step-th kept (the result's slice).
+    plan, sequence, _, n_out, _ = plan_run(source, frames_to_merge, skip, options)
     f = plan.frames_to_merge
 
-    if skip > 1:
-        x = x[::skip]
+    x = x[run.start:run.stop:skip]
+    if run.crop is not None:
+        top, left, height, width = run.crop
+        x = x[:, top:top + height, left:left + width]
     if isinstance(source, GrayscaleSource):
         x = x.rechunk({3: -1}).map_blocks(luma, drop_axis=3, dtype=x.dtype)
     if len(sequence) < x.shape[0]:  # windows='original' never reads frame F
@@ -140,9 +150,10 @@ grayscale
 
     out_ndim = 1 + len(plan.out_shape)
     new_axis = (3,) if out_ndim > x.ndim else None
-    return _map_windows(da, _block_images, x, f, plan=plan,
-                        chunks=(out_chunks,) + tuple((s,) for s in plan.out_shape),
-                        new_axis=new_axis, dtype=plan.image_dtype, token="flowtrace", **task)
+    images = _map_windows(da, _block_images, x, f, plan=plan,
+                          chunks=(out_chunks,) + tuple((s,) for s in plan.out_shape),
+                          new_axis=new_axis, dtype=plan.image_dtype, token="flowtrace", **task)
+    return images if run.window_step == 1 else images[::run.window_step]
 
 
 def global_scale(da, x, plan, out_chunks, task) -> float:
@@ -184,8 +195,9 @@ def _map_windows(da, func, x, f, *, dtype, chunks, **kwargs):
 def _block_images(frames, *, plan, backend, device):
     """A task: the images of the windows that start in this block."""
     engine = get_backend(backend, device)
+    images = np.empty((len(frames) - plan.frames_to_merge + 1,) + plan.out_shape, plan.out_dtype)
     with parallel_kernel_guard(engine):
-        return trace_frames(frames, plan, engine)
+        return trace_frames(frames, plan, engine, ArrayWriter(images))
 
 
 def _image_peaks(frames, *, plan, backend, device):
@@ -199,7 +211,7 @@ def _image_peaks(frames, *, plan, backend, device):
 def _level_share(frames, block_info=None, *, plan, tops, before, backend, device):
     """A task: this block's share of the run histogram, as a (1, bins) array."""
     engine = get_backend(backend, device)
-    share = LevelShare(tops, before[block_info[None]["chunk-location"][0]], engine.name)
+    share = LevelShare(tops, before[block_info[None]["chunk-location"][0]], engine)
     with parallel_kernel_guard(engine):
         return trace_frames(frames, plan, engine, share)[None]
 

@@ -30,9 +30,9 @@ Layout of one run (one :class:`CupyProjector`)::
 * A projection is handed back with the caller's current stream ordered
   after it (an event), so the caller may use it on its own stream.
 
-The backend is split by job, as ``cupyx.scipy.ndimage`` is: ``_cupy_device``
-finds CuPy and a device, ``_cupy_memory`` plans and checks device memory,
-``_cupy_kernels`` holds the CUDA sources, their memoized builders and their
+The backend is split by job, as ``cupyx.scipy.ndimage`` is: ``device``
+finds CuPy and a device, ``memory`` plans and checks device memory,
+``kernels`` holds the CUDA sources, their memoized builders and their
 NumPy twins; this module holds the runtimes, the projector and the backend.
 
 With ``xp=numpy`` (:class:`HostRuntime`) streams, events and pinned memory
@@ -49,12 +49,11 @@ import functools
 import numpy as np
 
 from ... import config
-from ...engine.plan import WeightMode
 from ...errors import FlowtraceError
+from ...kernels.colors import WeightMode
 from ...kernels.stretch import to_dtype
 from ...kernels.window import needs_stack, prepare_stack, stack_shape
-from .. import BackendUnavailable
-from ..base import Backend
+from ..base import Backend, BackendUnavailable
 from .device import device_ordinal, probe
 from .kernels import CudaKernels, HostKernels
 from .memory import N_STAGING, check_device_memory, median_without_stack, ring_slots, uses_median_kernel
@@ -216,7 +215,7 @@ class CupyProjector:
     Notes
     -----
     Ring, staging, the stack buffer, weights and the float64 projection are
-    allocated once (the buffers :func:`._cupy_memory.estimate_device_bytes`
+    allocated once (the buffers :func:`.memory.estimate_device_bytes`
     counts). :meth:`project` returns a new image each call, as the protocol
     asks, from CuPy's memory pool, which hands the block of an image already
     downloaded and dropped back to the next one: no ``cudaMalloc`` per frame.
@@ -362,8 +361,8 @@ class CupyProjector:
 class BatchedCupyProjector(CupyProjector):
     """A :class:`CupyProjector` that takes frames and gives images ``batch`` at a time.
 
-    One frame at a time, a 1 MP frame costs ~0.5 ms of Python in some
-    fifteen CuPy calls against ~0.1 ms of kernel (README, "On a GPU").
+    One frame at a time, a frame costs far more Python in some fifteen CuPy
+    calls than kernel time (``python bench/bench_io_threads.py --profile cupy``).
     In batches, frames go up in one copy per batch and images come down in
     one: :meth:`push_many` and :meth:`project_many`, which the pipeline calls
     when ``batch > 1``. Without a stack (no ordered step but

@@ -1,7 +1,7 @@
 """Internal to the cupy backend: find CuPy and a CUDA device, or say why not.
 
 Nothing here runs at import time; :func:`probe` imports CuPy and asks CUDA
-only when called (by ``cupy_backend.load`` or ``CupyBackend()``).
+only when called (by ``backend.load`` or ``CupyBackend()``).
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import importlib
 
 from ... import config
 from ...errors import FlowtraceError
-from .. import BackendUnavailable
+from ..base import BackendUnavailable
 
 INSTALL_HINT = "install flowtrace-gpu[gpu] (CuPy for CUDA 12)"
 OTHER_BACKENDS = "or use backend='numba' or backend='numpy'"
 
 
 def _import_cupy():
-    """The ``cupy`` module (imported on first call)."""
+    """The ``cupy`` module (imported when first needed)."""
     return importlib.import_module("cupy")
 
 

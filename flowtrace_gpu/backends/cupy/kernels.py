@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ...engine.plan import WeightMode
+from ...kernels.colors import WeightMode
 from ...kernels.stretch import scale_to_uint8
 
 # --------------------------------------------------------------------------

@@ -1,12 +1,12 @@
 """The sliding median that chooses its method per block of pixels, on the data at hand.
 
 :class:`AdaptiveMedian` keeps the state of
-:mod:`kernels.numba_median_adaptive` (uint8 frames): every block of pixels
+:mod:`kernels.numba.median_adaptive` (uint8 frames): every block of pixels
 runs the band histogram or the blocked sorted window and switches when its
 measured band recount rate says the other is cheaper by more than the
 ``median_switch`` tolerance. It exposes the window's two middle order
 statistics as ``lo`` and ``hi`` after each ``push``, like the other
-sliding-median states (:mod:`.numba_median_state`).
+sliding-median states (:mod:`.median_state`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ... import config
 from .median_state import SlidingMedian
 
 #: The cost model, per pixel per frame, in nanoseconds on one thread of the
-#: development machine (bench/bench_median.py, README "Performance"): the
+#: development machine (bench/bench_median.py): the
 #: band histogram's pass, its recount of a pixel (fixed + per frame of F),
 #: the sorted window's merge (fixed + per frame of F). Only their ratios
 #: matter: they decide when a block switches.
@@ -37,15 +37,6 @@ def _kernels():
     from ...kernels.numba import median_adaptive as numba_median_adaptive
 
     return numba_median_adaptive
-
-
-def band_can_win(f: int, bins: int = 16) -> bool:
-    """Whether the band can be the cheaper method at F (a rate of 0) by the tolerance.
-
-    Below that F the sorted window always wins and adapting costs for nothing.
-    """
-    band = COSTS["band_narrow" if bins <= 8 else "band"]
-    return band * config.get("median_switch") < COSTS["sorted"] + COSTS["sorted_f"] * f
 
 
 class AdaptiveMedian(SlidingMedian):
@@ -116,7 +107,7 @@ class AdaptiveMedian(SlidingMedian):
         ``lo``/``hi`` are valid from ``t = F - 1`` on. ``fused``: the
         arguments ``(half, pre, suf, has_suffix, is_max, ioffset2,
         block_peak)`` with which the update also forms twice the
-        ``subtract_median`` projection (:func:`kernels.numba_median_adaptive
+        ``subtract_median`` projection (:func:`kernels.numba.median_adaptive
         .adaptive_update`).
         """
         if t < self.f - 1:

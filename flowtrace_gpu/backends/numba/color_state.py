@@ -1,7 +1,7 @@
 """Weighted projections (``color_series``, ``fade_tails``) of the Numba backend, certified.
 
 Three methods, all in float32 and all giving the NumPy reference's bytes
-(:mod:`kernels.numba_color` explains how):
+(:mod:`kernels.numba.color` explains how):
 
 * :class:`BruteColor` multiplies every frame of the window by its weights
   (any weights: colormaps, fades, RGB frames): O(F) per pixel;
@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from ... import config
+from ...kernels.colors import WeightMode
 
 #: float32 unit roundoff.
 U32 = 2.0 ** -24
@@ -155,8 +156,6 @@ def records_plan(plan):
     position and fitted by :func:`fit_weights`. ``cls`` is 0 where the
     weights never fall (the newest record dominates), 1 where they never grow.
     """
-    from ...engine.plan import WeightMode
-
     if not brute_applies(plan) or plan.weight_mode == WeightMode.CHANNELS:
         return None
     weights = _weights(plan)
@@ -241,9 +240,7 @@ class _CertifiedColor:
         self.w64 = _weights(plan)
         self.wmax = self.w64.max(axis=0)
         self.ring = np.empty((f, self.npix), self.xdtype)
-        from ...engine.plan import WeightMode
-
-        # Each frame's largest value; of each channel on RGB frames with colors,
+            # Each frame's largest value; of each channel on RGB frames with colors,
         # whose channels take different weights.
         self.per_value = plan.weight_mode == WeightMode.CHANNELS
         self.fmax = np.zeros((f, 3 if self.per_value else 1), np.float64)
@@ -434,7 +431,7 @@ class ShiftedColor:
     Holds no frames: its owner keeps the window's ring and median and
     passes them to :meth:`image`; :meth:`note` records each frame's
     extremes, which bound the shifted values. Three passes (kernels in
-    :mod:`kernels.numba_color_shifted`): every value's projection in float32 and
+    :mod:`kernels.numba.color_shifted`): every value's projection in float32 and
     each block's largest; the image's exact peak, recomputed in float64
     for the pixels with a value within the error bound of the largest; the
     8-bit image, recomputing in float64 the pixels with a value too close
@@ -475,9 +472,7 @@ class ShiftedColor:
         nonzero = self.w64 != 0  # where a weight is 0, so is its float32 twin
         self.wrel = float((np.abs(self.w32.astype(np.float64) - self.w64)[nonzero]
                            / np.abs(self.w64[nonzero])).max(initial=0.0))
-        from ...engine.plan import WeightMode
-
-        # RGB frames with colors: value p takes column p % 3, one output value per value
+            # RGB frames with colors: value p takes column p % 3, one output value per value
         self.per_value = plan.weight_mode == WeightMode.CHANNELS
         self.ncol = 1 if self.per_value else self.w64.shape[1]
         self.offset = float(plan.invert_offset) if opts.invert_color else 0.0
@@ -575,7 +570,7 @@ class ShiftedColor:
         c, err, subnormal = self._bounds()
         if scale is None:
             # Only values within 3 c'' |top| of the float32 top can hold the exact peak
-            # (c'' = c / (1 - c); the module notes of kernels.numba_color_shifted).
+            # (c'' = c / (1 - c); the module notes of kernels.numba.color_shifted).
             top = float(self.peaks.max())
             if top == 0.0 and not subnormal:
                 # A float32 B of 0 is an exact 0 (the bound is relative), and the

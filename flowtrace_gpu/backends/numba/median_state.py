@@ -1,15 +1,15 @@
 """Sliding-median state of the Numba backend: one small class per method.
 
-Each class owns the per-pixel state its kernels in :mod:`kernels.numba_median`
+Each class owns the per-pixel state its kernels in :mod:`kernels.numba.median`
 keep, and after :meth:`SlidingMedian.push` exposes the window's two middle
 order statistics as ``lo`` and ``hi``; NumPy's median is their mean.
-:func:`make_median` validates the method and picks one for ``'auto'``
-(:func:`auto_method`). The projector (:mod:`.numba_projectors`) owns the
-ring of raw frames the methods read the leaving frame from.
+:func:`resolve_method` validates the method and picks one for ``'auto'``
+(:func:`auto_method`); the projectors (:mod:`.projectors`) build the
+state and own the ring of raw frames the methods read the leaving frame from.
 
 Two methods: the band histogram (uint8 frames; its cost does not grow with
 F) and the blocked sorted window (any dtype); and on uint8 frames over
-longer windows, 'auto' takes :class:`~.numba_adaptive_median.AdaptiveMedian`,
+longer windows, 'auto' takes :class:`~.adaptive_median.AdaptiveMedian`,
 which runs one or the other per block of pixels, as the data asks.
 """
 
@@ -27,23 +27,20 @@ from ... import config
 # "median_sorted_bytes" (sorted_block); "median_band_min_f", the shortest window for
 # which 'auto' lets blocks of uint8 frames run the band histogram (the
 # adaptive median; below it the sorted window, fused with the projection,
-# is never more than the ``median_switch`` tolerance slower: the measured
-# crossover is F = 30-45, bench/bench_median.py, README "Performance");
+# is never more than the ``median_switch`` tolerance slower: see
+# bench/bench_median.py for the crossover);
 # "band_bins", the band's width of the 'band' method (8 bins: 2550 rebuilds
 # per 1 MP frame at F = 30 where 16 bins need 241).
 
-# A full 256-bin histogram and a scalar insertion sort were removed: 'auto'
-# never picked them, and at F = 300, where they might win, they were slower
-# (bench/bench_median.py, 512x512, one thread: 11.5 and 59 ms per frame
-# against the band's 3.2 ms on uint8; the sort 89 ms against the blocked
-# window's 24 ms on uint16). Only on int8 frames at F >~ 400, which the
-# band cannot count, did the histogram win.
+# No full 256-bin histogram and no scalar insertion sort: 'auto' would not
+# pick them, and even at long windows they lose to the band and the blocked
+# window (bench/bench_median.py).
 METHODS = ("auto", "band", "blocked", "adaptive")
 
 
 @functools.cache
 def _kernels():
-    """:mod:`kernels.numba_median`, imported on first use (cached: see numba_projectors)."""
+    """:mod:`kernels.numba.median`, imported on first use (cached: see numba_projectors)."""
     from ...kernels.numba import median as numba_median
 
     return numba_median
@@ -72,31 +69,6 @@ def resolve_method(method: str, f: int, dtype: np.dtype) -> str:
     if method in ("band", "adaptive") and (dtype != np.uint8 or f > 65535):
         raise ValueError(f"the {method} median needs uint8 frames and F <= 65535")
     return method
-
-
-def make_median(method: str, f: int, npix: int, dtype: np.dtype, chunk: int) -> SlidingMedian:
-    """The sliding-median state for windows of ``f`` frames of ``npix`` values.
-
-    Parameters
-    ----------
-    method : {'auto', 'band', 'blocked', 'adaptive'}
-    f : int
-        Frames per window.
-    npix : int
-        Values per frame (pixels times channels).
-    dtype : numpy.dtype
-        Storage dtype of the frames.
-    chunk : int
-        Values per parallel task (caps the block size).
-    """
-    chosen = resolve_method(method, f, np.dtype(dtype))
-    if chosen == "band":
-        return BandMedian(f, npix, dtype, chunk)
-    if chosen == "adaptive":
-        from .adaptive_median import AdaptiveMedian
-
-        return AdaptiveMedian(f, npix, block=min(chunk, config.get("median_block")))
-    return BlockedMedian(f, npix, dtype, chunk)
 
 
 class SlidingMedian:
@@ -129,7 +101,7 @@ class SlidingMedian:
         raise NotImplementedError
 
     def _band_state(self, nblocks: int, bins: int, block: int) -> None:
-        """Allocate the band histogram's state (:func:`kernels.numba_median.band_update`,
+        """Allocate the band histogram's state (:func:`kernels.numba.median.band_update`,
         also run by the adaptive median's band blocks) and ``lo``/``hi``."""
         npix = self.npix
         self.count_type = np.uint8 if self.f <= 255 else np.uint16
@@ -148,7 +120,7 @@ class BandMedian(SlidingMedian):
 
     Attributes ``band`` (counts, ``(blocks, bins, block)``), ``base`` (each
     pixel's first bin) and ``below`` (the window's values under ``base``)
-    are the state :func:`kernels.numba_median.band_update` keeps.
+    are the state :func:`kernels.numba.median.band_update` keeps.
     """
 
     method = "band"
@@ -191,7 +163,7 @@ class BlockedMedian(SlidingMedian):
     """The window kept sorted per pixel, blocked so that a frame is one SIMD merge.
 
     ``srt[c, k, j]`` is the k-th smallest value of pixel ``c * block + j``'s
-    window (:func:`kernels.numba_median.blocked_update`).
+    window (:func:`kernels.numba.median.blocked_update`).
 
     After :meth:`fuse`, ``push`` writes twice the ``subtract_median``
     projection to ``half`` (and per-block peaks to ``block_peak``) instead

@@ -11,7 +11,7 @@ class                          when
 =============================  ================================================
 :class:`CertifiedColorProjector` ``color_series`` or ``fade_tails`` alone on
                                unsigned frames, 8-bit output (float32 paths
-                               of :mod:`.numba_color_state`)
+                               of :mod:`.color_state`)
 :class:`ShiftedColorProjector` the same after ``subtract_first``,
                                ``subtract_median``, ``invert_color``,
                                ``add_first_frame`` or ``take_diff`` (order
@@ -46,7 +46,7 @@ and the shifts drop out.
 Memory, P = values per frame (pixels x channels), s = bytes per value: ring
 ``F * P * s`` (where a path needs the window's frames), sliding buffer
 ``(F - d + 1) * P`` values of the difference dtype, and the median state
-(:mod:`.numba_median_state`).
+(:mod:`.median_state`).
 """
 
 from __future__ import annotations
@@ -57,12 +57,37 @@ import math
 import numpy as np
 
 from ... import config
-from ...engine.plan import WeightMode
+from ...kernels.colors import WeightMode
+from ...kernels.stretch import finalize
+from .adaptive_median import AdaptiveMedian
 from .color_state import ShiftedColor, color_method, make_color
-from .median_state import make_median, resolve_method
+from .median_state import BandMedian, BlockedMedian, SlidingMedian, resolve_method
 
-# scale_mode of the kernels (kernels.numba_project.project_sliding).
+# scale_mode of the kernels (kernels.numba.project.project_sliding).
 _PEAK, _FIXED, _RAW = 0, 1, 2
+
+
+def make_median(method: str, f: int, npix: int, dtype: np.dtype, chunk: int) -> SlidingMedian:
+    """The sliding-median state for windows of ``f`` frames of ``npix`` values.
+
+    Parameters
+    ----------
+    method : {'auto', 'band', 'blocked', 'adaptive'}
+    f : int
+        Frames per window.
+    npix : int
+        Values per frame (pixels times channels).
+    dtype : numpy.dtype
+        Storage dtype of the frames.
+    chunk : int
+        Values per parallel task (caps the block size).
+    """
+    chosen = resolve_method(method, f, np.dtype(dtype))
+    if chosen == "band":
+        return BandMedian(f, npix, dtype, chunk)
+    if chosen == "adaptive":
+        return AdaptiveMedian(f, npix, block=min(chunk, config.get("median_block")))
+    return BlockedMedian(f, npix, dtype, chunk)
 
 
 @functools.cache
@@ -128,11 +153,11 @@ def choose_projector(plan, median: str = "auto", color: str = "auto") -> type[Nu
     ----------
     plan : flowtrace_gpu.engine.plan.TracePlan
     median : {'auto', 'band', 'blocked', 'adaptive'}
-        Sliding-median method (:func:`.numba_median_state.resolve_method`);
+        Sliding-median method (:func:`.median_state.resolve_method`);
         only the blocked sorted window can be fused with the projection.
     color : {'auto', 'brute', 'records', 'exact'}
         Method of the certified color paths
-        (:func:`.numba_color_state.color_method`), where they apply;
+        (:func:`.color_state.color_method`), where they apply;
         'exact' takes the float64 pass (a benchmark's yardstick).
     """
     opts = plan.options
@@ -181,7 +206,7 @@ class NumbaProjector:
         Values per parallel task (default: the ``numba_chunk`` setting);
         tests shrink it so tiny frames span many chunks.
     median : {'auto', 'band', 'blocked', 'adaptive'}
-        Sliding-median method (:mod:`.numba_median_state`), for the paths
+        Sliding-median method (:mod:`.median_state`), for the paths
         that subtract the median.
     """
 
@@ -253,8 +278,6 @@ class NumbaProjector:
         self._project(out.reshape(-1))
         if self.scale_mode != _RAW:
             return out
-        from ...kernels.stretch import finalize
-
         image = finalize(self.proj.reshape(self.plan.out_shape), self.plan, np)
         return image.copy() if image.base is self.proj else image
 
@@ -266,7 +289,7 @@ class NumbaProjector:
 class _SlidingExtreme(NumbaProjector):
     """Base of the paths built on the sliding maximum (minimum) of the window.
 
-    Keeps van Herk's block buffer (:mod:`kernels.numba_sliding`) of the
+    Keeps van Herk's block buffer (:mod:`kernels.numba.sliding`) of the
     frames, or of their ``diff_order``-th differences, in a dtype holding
     them exactly, so comparisons are exact; each frame's extreme is kept
     too (see :meth:`PlainProjector._scale`). Subclasses that form the
@@ -312,7 +335,7 @@ class _SlidingExtreme(NumbaProjector):
         return self.buf, self.prefix, s1, self.ring, x0slot
 
     def _float_projection(self, out, sub_first: bool, sub_median: bool) -> None:
-        """The float64 projection (kernels.numba_project.project_sliding), stretched."""
+        """The float64 projection (kernels.numba.project.project_sliding), stretched."""
         _, nproj = _kernels()
         nproj.project_sliding(
             *self._state(), self.lo, self.hi, sub_first, sub_median,
@@ -408,7 +431,7 @@ def _half_f32_range(half: np.ndarray, offset: float) -> tuple[int, int]:
 
     Values are 8-bit, so twice the projection, its shifts and
     ``2 * offset - h`` stay within this range; the float32 stretch is
-    checked on all of it (kernels.numba_project.f32_stretch_exact).
+    checked on all of it (kernels.numba.project.f32_stretch_exact).
     """
     if half.dtype != np.int16:
         return 1, 0
@@ -483,12 +506,12 @@ class FusedAdaptiveMedianProjector(_SlidingExtreme):
     """``subtract_median`` formed inside the adaptive median's update (uint8 frames).
 
     Applies where :class:`FusedMedianProjector` would, when the median
-    method is the adaptive one (:class:`~.numba_adaptive_median.AdaptiveMedian`:
+    method is the adaptive one (:class:`~.adaptive_median.AdaptiveMedian`:
     ``'auto'`` on uint8 frames from ``median_band_min_f``).
 
     Each block of pixels runs the band histogram or the sorted window; while
     the block is in cache the update forms twice the projection in integers
-    (``kernels.numba_median_adaptive.adaptive_update`` with ``fuse``), the
+    (``kernels.numba.median_adaptive.adaptive_update`` with ``fuse``), the
     window's maximum (minimum) taken from the sorted window's top (bottom)
     row or, in band blocks, from the sliding extreme this path keeps.
     Exact as :class:`HalfUnitProjector`, of which these are the integers.
@@ -498,8 +521,6 @@ class FusedAdaptiveMedianProjector(_SlidingExtreme):
 
     def __init__(self, plan, chunk=None, median="auto"):
         super().__init__(plan, chunk, median)
-        from .adaptive_median import AdaptiveMedian
-
         self.median_state = AdaptiveMedian(self.f, self.npix,
                                            block=min(self.chunk, config.get("median_block")))
         self.half = np.empty(self.npix, half_dtype(plan))
@@ -572,10 +593,10 @@ class CertifiedColorProjector(NumbaProjector):
 
     Applies to ``color_series`` and ``fade_tails`` without the first-frame,
     median and difference steps or ``invert_color``, on unsigned (or bool)
-    frames, with 8-bit output (:func:`.numba_color_state.brute_applies`).
-    Holds a :class:`~.numba_color_state.BruteColor` (any weights: O(F) per
+    frames, with 8-bit output (:func:`.color_state.brute_applies`).
+    Holds a :class:`~.color_state.BruteColor` (any weights: O(F) per
     value) or, for weights monotone in the position and long windows, a
-    :class:`~.numba_color_state.RecordsColor` (each pixel's candidate
+    :class:`~.color_state.RecordsColor` (each pixel's candidate
     frames: about the same cost at every F).
 
     Exact because every product is formed in float32 with a known error
@@ -583,7 +604,7 @@ class CertifiedColorProjector(NumbaProjector):
     the bound cannot carry it across a rounding boundary; the others (a few
     in ten thousand) are recomputed in float64 as
     :func:`kernels.window.trace_window` does, and the stretch's peak comes
-    exactly from the frames' maxima (:mod:`kernels.numba_color_stretch`).
+    exactly from the frames' maxima (:mod:`kernels.numba.color_stretch`).
     """
 
     keeps_median = False
@@ -613,9 +634,9 @@ class ShiftedColorProjector(NumbaProjector):
     ``subtract_median``, ``invert_color``, ``add_first_frame`` or
     ``take_diff`` (or on signed frames), on integer frames of at most 16
     bits, or on float frames without a shift or a difference, with 8-bit output
-    (:func:`.numba_color_state.shifted_applies`). Keeps the window's ring
+    (:func:`.color_state.shifted_applies`). Keeps the window's ring
     and median like the exact paths; the image comes from a
-    :class:`~.numba_color_state.ShiftedColor`: O(F) per value in float32,
+    :class:`~.color_state.ShiftedColor`: O(F) per value in float32,
     each value decided from it where its error bound allows, the rest and
     the image's peak recomputed in float64.
     """

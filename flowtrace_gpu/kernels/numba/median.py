@@ -203,8 +203,8 @@ def _merge_block(s, xo, xv, prev, m):
     if f == 1:
         s[0, :m] = xv
     else:
-        # The row loops live in helpers: inlined in the prange body,
-        # Numba 0.68 left them scalar (20x slower).
+        # The row loops live in helpers: inlined in the prange body, Numba
+        # leaves them scalar.
         _first_row(s[0], s[1], xo, xv, prev, m)
         for k in range(1, f - 1):
             _mid_row(s[k], s[k + 1], xo, xv, prev, m)
@@ -218,7 +218,7 @@ def _block_half(s, k1, k2, is_max, ioffset2, h, m):
     The window's maximum (minimum) is its top (bottom) row, so the
     projection needs no sliding extreme: ``h = 2 * max - lo - hi``, or for
     ``invert_color`` ``2 * offset - (2 * min - lo - hi)``, the same integers
-    :func:`kernels.numba_project.project_sliding_half` forms. Returns the
+    :func:`kernels.numba.project.project_sliding_half` forms. Returns the
     largest ``h``.
     """
     top = s[s.shape[0] - 1] if is_max else s[0]
@@ -242,7 +242,7 @@ def blocked_update_half(xold, xnew, srt, k1, k2, is_max, ioffset2, half, block_p
     ``half`` and half the largest value of each block to ``block_peak``
     while the block is in cache, instead of the order statistics: the
     projection is then only the stretch
-    (:func:`kernels.numba_project.stretch_half`). With ``update`` False
+    (:func:`kernels.numba.project.stretch_half`). With ``update`` False
     the rows are only read (the first window, after
     :func:`blocked_build`). Integer frames of at most 16 bits.
     """
@@ -448,8 +448,7 @@ def band_block(ring, skip, xv, first, m, s, bs, bl, lo_c, hi_c, sc, cs, idx, k1,
     else:
         _band_prep(ring[skip, first:first + m], xv, bs, bl, sc[0], sc[1], cs,
                    sc[2], sc[3], ct, m)
-        # One bin per call: fusing four bins per pass ran 1.6x faster in
-        # L1 but 10 % slower here, where the pass is memory-bound.
+        # One bin per call: the pass is memory-bound, so fusing bins does not pay.
         for k in range(s.shape[0]):
             _band_row(s[k], np.uint8(k), sc[0], sc[1], cs, sc[2], sc[3], ct(k1), ct(k2),
                       ct, m)

@@ -1,6 +1,6 @@
 """An exact sliding median (uint8) that picks its method per block of pixels as it runs.
 
-:mod:`kernels.numba_median` has two fast methods with opposite weak spots:
+:mod:`kernels.numba.median` has two fast methods with opposite weak spots:
 the blocked sorted window costs O(F) per pixel whatever the data; the band
 histogram costs O(K) (K bins around the median) but recounts a pixel from
 the ring, O(F), whenever its median leaves the band -- rare on video, where
@@ -63,7 +63,7 @@ def _virtual_band(lo, hi, base, flag, consts, m):
 def _extreme_half(pre, suf, has_suffix, lo, hi, is_max, ioffset2, h, m):
     """Twice the median-subtracted projection from the sliding extreme ``ext(pre, suf)``.
 
-    The integers of :func:`kernels.numba_median._block_half`, with the
+    The integers of :func:`kernels.numba.median._block_half`, with the
     window's maximum (minimum) from van Herk's prefix and suffix instead of
     a sorted top row. Returns the largest ``h``.
     """
@@ -112,11 +112,11 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
         The entering frame.
     srt : ndarray, shape (nblocks, F, B), uint8
         Sorted windows of the blocks in mode :data:`SORTED` (see
-        :func:`kernels.numba_median.blocked_update`).
+        :func:`kernels.numba.median.blocked_update`).
     sscratch : ndarray, shape (nblocks, B), uint8
     band, base, below, scratch, csum, bad
         The band histograms of the blocks in mode :data:`BAND` (see
-        :func:`kernels.numba_median.band_update`); ``base`` also tracks the
+        :func:`kernels.numba.median.band_update`); ``base`` also tracks the
         band's place in the sorted blocks.
     k1, k2 : int
         Order statistics written to ``lo`` and ``hi``, shape (P,), uint8.
@@ -143,7 +143,7 @@ def adaptive_update(ring, skip, xnew, srt, sscratch, band, base, below, k1, k2, 
         (minimum with ``is_max`` False, then ``ioffset2 - ...``) is the
         sorted window's top (bottom) row, or in band blocks van Herk's
         ``ext(pre, suf)`` (``suf`` only where ``has_suffix``; see
-        :func:`kernels.numba_sliding.ext_push`). Else those are dummies.
+        :func:`kernels.numba.sliding.ext_push`). Else those are dummies.
     """
     n = xnew.shape[0]
     f = ring.shape[0]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ...engine.plan import WeightMode
+from ..colors import WeightMode
 
 # --- the 8-bit stretch -----------------------------------------------------------
 
@@ -241,7 +241,7 @@ def project_plain_scaled(buf, prefix, s1, is_max, offset, scale, out, chunk, use
 
     The peak of a max projection is the largest of its frames' maxima (and
     of a min projection, ``offset`` minus the smallest minimum), which
-    :func:`kernels.numba_sliding.ext_push` returns as each frame enters; so
+    :func:`kernels.numba.sliding.ext_push` returns as each frame enters; so
     the caller passes ``scale`` and no scratch image is written and read
     back. The same float operations as :func:`project_plain`, or with
     ``use32`` in float32 where :func:`f32_stretch_exact` showed them equal
@@ -307,7 +307,7 @@ def project_sliding(buf, prefix, s1, ring, x0slot, lo, hi,
     Parameters
     ----------
     buf, prefix : ndarray
-        State of :func:`kernels.numba_sliding.ext_push`, shapes (L, P), (P,).
+        State of :func:`kernels.numba.sliding.ext_push`, shapes (L, P), (P,).
     s1 : int
         Block position of the newest value plus one; ``buf[s1]`` is the
         previous block's suffix extreme when ``s1 < L``.
@@ -316,7 +316,7 @@ def project_sliding(buf, prefix, s1, ring, x0slot, lo, hi,
         with ``sub_first`` or ``add_first``).
     lo, hi : ndarray, shape (P,)
         Middle order statistics of the raw window (``sub_median`` only;
-        see :mod:`kernels.numba_median`).
+        see :mod:`kernels.numba.median`).
     sub_first, sub_median, add_first : bool
         The options, as applied to the raw window.
     is_max : bool

@@ -52,7 +52,7 @@ def ext_push(y, buf, prefix, s, is_max, chunk, chunk_ext):
         The largest (``is_max``) or smallest value of ``y``, as float64:
         the window's extreme is the extreme of its frames' extremes, which
         lets the projection stretch in one pass (see
-        :func:`kernels.numba_project.project_plain_scaled`).
+        :func:`kernels.numba.project.project_plain_scaled`).
     """
     n = y.shape[0]
     nchunks = (n + chunk - 1) // chunk
