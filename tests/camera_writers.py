@@ -1,4 +1,4 @@
-"""Camera files written by the tests, from the documented layouts (not by the readers' code)."""
+"""Camera and video files written by the tests, from the documented layouts (not by the readers' code)."""
 
 import struct
 
@@ -57,4 +57,25 @@ def write_cine(path, frames, fps=1000, bottom_up=True, compression=0, bi_compres
     bitmap = struct.pack("<IiiHHIIiiII", 40, w, h if bottom_up else -h, 1, bits, bi_compression,
                          len(images[0]), 0, 0, 0, 0)
     path.write_bytes(header + bitmap + bytes(setup) + struct.pack(f"<{n}q", *offsets) + b"".join(images))
+    return path
+
+
+def write_ffv1(path, frames, fps=25):
+    """A lossless FFV1 video (MKV or AVI by the suffix) of 8-bit gray, 16-bit gray or RGB frames."""
+    import av
+
+    frames = np.asarray(frames)
+    h, w = frames.shape[1:3]
+    if frames.ndim == 4:
+        pix_fmt, fmt = "bgr0", "rgb24"
+    else:
+        pix_fmt = fmt = "gray" if frames.dtype == np.uint8 else "gray16le"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=fmt)):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
     return path

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 import tifffile
-from test_long_runs import ENOSPC, fail_at
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_batch
 from flowtrace_gpu.cli import _batch_parser, main
@@ -18,6 +17,7 @@ from flowtrace_gpu.scaleout.batch import DONE, FAILED, SKIPPED, BatchFailed
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import assert_same_images
+from faults import ENOSPC, fail_at
 
 distributed = pytest.importorskip("distributed")
 

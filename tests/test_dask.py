@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_properties import movies
 
 from flowtrace_gpu import FlowtraceError, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.options import NORMALIZE_MODES  # noqa: E402
@@ -18,6 +17,7 @@ from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import BACKENDS
 from naive import naive_trace_ext
+from strategies import movies
 
 dask = pytest.importorskip("dask", reason="flowtrace_dask needs the [dask] extra")
 da = pytest.importorskip("dask.array", reason="flowtrace_dask needs the [dask] extra")
@@ -57,10 +57,10 @@ def test_dask_equals_flowtrace_array(case):
     except FlowtraceError as exc:  # e.g. saturate with normalize='none': refused alike
         with pytest.raises(FlowtraceError, match=re.escape(str(exc)[:30])):
             flowtrace_dask(frames_dask, f, skip, block=block, backend=backend, **options)
-        return
-    lazy = flowtrace_dask(frames_dask, f, skip, block=block, backend=backend, **options)
-    assert lazy.shape == expected.shape and lazy.dtype == expected.dtype
-    assert_same(threaded(lazy), expected)
+    else:
+        lazy = flowtrace_dask(frames_dask, f, skip, block=block, backend=backend, **options)
+        assert lazy.shape == expected.shape and lazy.dtype == expected.dtype
+        assert_same(threaded(lazy), expected)
 
 
 # (N, F, input chunk, block): chunks shorter than F-1, equal to it, ragged tails,

@@ -35,9 +35,9 @@ from flowtrace_gpu.runs.output_run import OutputRun
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import assert_same_images, read_png
+from faults import ENOSPC, fail_at
 
 ROOT = Path(__file__).resolve().parents[1]
-ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 # ------------------------------------------------------------------ helpers
@@ -96,23 +96,6 @@ def assert_manifest_true(out: Path, names) -> Manifest:
 def one_line(err: str) -> str:
     assert err.count("\n") == 1 and "Traceback" not in err, err
     return err.strip()
-
-
-def fail_at(original, at: int, exc: BaseException, persist: bool = False):
-    """``original`` whose ``at``-th call (0-based) raises ``exc`` (and, if ``persist``,
-    every later one: a disk that stays full). A plain function, so it binds as a method."""
-    calls = []
-    lock = threading.Lock()
-
-    def wrapper(*args, **kwargs):
-        with lock:
-            n = len(calls)
-            calls.append(n)
-        if n == at or (persist and n > at):
-            raise exc
-        return original(*args, **kwargs)
-
-    return wrapper
 
 
 def stop_at_image(k: int, d: Path, out: Path, monkeypatch) -> None:

@@ -40,7 +40,7 @@ from flowtrace_gpu.kernels.numba import project as nproj  # noqa: E402
 from flowtrace_gpu.kernels.numba import sliding as nsl  # noqa: E402
 from flowtrace_gpu.options import TraceOptions  # noqa: E402
 
-from naive import naive_stretch, naive_to_dtype, naive_trace_ext  # noqa: E402
+from numba_shared import naive_images, stream  # noqa: E402
 
 FLAGS = ("invert_color", "take_diff", "subtract_median", "subtract_first",
          "add_first_frame", "color_series")
@@ -67,44 +67,6 @@ def make_frames(rng, n, shape, dtype, style="full"):
     else:
         lo = hi = int(rng.integers(0, 5))
     return rng.integers(lo, hi, (n,) + shape, endpoint=True, dtype=np.int64).astype(dtype)
-
-
-def naive_images(frames, plan):
-    """Every window's output by ``tests/naive.py``, as ``plan`` asks for it."""
-    opts = plan.options
-    # naive takes the invert offset as a bit depth: 255, 2**16 - 1, ... all are 2**b - 1
-    bits = int(plan.invert_offset + 1).bit_length() - 1
-    assert 2.0 ** bits - 1 == plan.invert_offset
-    # The weights themselves (test_scaling checks how plan.colors is built):
-    # colors times fade are one multiplier in the package, as here.
-    weights = plan.colors
-    colors = weights if weights is not None and weights.ndim == 2 else None
-    # float64 frames and normalize='none': naive's float64 projections, unrounded
-    projections = naive_trace_ext(
-        np.asarray(frames, np.float64), plan.frames_to_merge, normalize="none",
-        colors=colors, fade_tails=weights is not None and weights.ndim == 1, bit_depth=bits,
-        invert_color=opts.invert_color, take_diff=opts.take_diff,
-        diff_order=opts.diff_order, subtract_median=opts.subtract_median,
-        subtract_first=opts.subtract_first, add_first_frame=opts.add_first_frame)
-    if plan.scaling == "frame":
-        return [naive_stretch(p) for p in projections]
-    if plan.scaling == "fixed":
-        scale = 255.0 / plan.peak if plan.peak != 0 else 1.0
-        return [np.floor(np.clip(p * scale, 0, 255) + 0.5).astype(np.uint8)
-                for p in projections]
-    # + 0.0: raw output has no negative zeros (kernels.stretch.to_dtype)
-    if plan.scaling == "none":
-        return [naive_to_dtype(p + 0.0, plan.out_dtype) for p in projections]
-    return [p + 0.0 for p in projections]
-
-
-def stream(projector, frames, f):
-    images = []
-    for i, frame in enumerate(frames):
-        projector.push(frame)
-        if i >= f - 1:
-            images.append(projector.project())
-    return images
 
 
 def check_projector(projector, frames):

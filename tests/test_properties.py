@@ -4,41 +4,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from flowtrace_gpu import flowtrace_array
-from flowtrace_gpu.options import step_flags
 
 from conftest import BACKENDS
 from naive import naive_trace, naive_trace_ext
-
-#: Every on/off step of the registry: a new one fails here until the oracle knows it.
-OPTION_NAMES = step_flags()
-
-
-@st.composite
-def movies(draw):
-    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
-    n = draw(st.integers(1, 9))
-    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 7))
-    shape = (n, h, w) + ((3,) if draw(st.booleans()) else ())
-    if dtype == np.float32:
-        elements = st.floats(-300, 300, width=32, allow_nan=False)
-    else:
-        elements = st.integers(0, np.iinfo(dtype).max)
-    frames = draw(arrays(dtype, shape, elements=elements))
-    skip = draw(st.integers(1, 3))
-    kept = len(range(0, n, skip))
-    f = draw(st.integers(1, kept))
-    options = {name: draw(st.booleans()) for name in OPTION_NAMES}
-    if options["take_diff"]:
-        if f < 2:
-            options["take_diff"] = False
-        else:
-            options["diff_order"] = draw(st.integers(1, f - 1))
-    options["windows"] = draw(st.sampled_from(["original", "sliding"]))
-    options["normalize"] = draw(st.sampled_from(["frame", "global"]))
-    return frames, f, skip, options
+from strategies import movies
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -13,27 +13,9 @@ from flowtrace_gpu.kernels import saturate as ks
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from conftest import BACKENDS
-from naive import naive_trace_ext
+from naive import exact_level, naive_saturated, naive_trace_ext
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
-
-
-def exact_level(values, percent):
-    """The smallest value with at least (100 - percent) % of the values at or below it."""
-    flat = np.sort(np.asarray(values, np.float64).reshape(-1))
-    wanted = max(1, int(np.ceil((1 - percent / 100) * flat.size)))
-    return flat[wanted - 1]
-
-
-def naive_saturated(projections, percent, per_image=True):
-    """Scale projections so the exact percentile maps to 255 (the definition, by sorting)."""
-    out = []
-    run_level = exact_level(projections, percent)
-    for proj in projections:
-        lv = exact_level(proj, percent) if per_image else run_level
-        scaled = proj * (255.0 / lv) if lv > 0 else proj
-        out.append(np.floor(np.clip(scaled, 0, 255) + 0.5).astype(np.uint8))
-    return np.array(out)
 
 
 def _float_projections(movie, f, **options):
@@ -185,3 +167,33 @@ def test_histogram_of_a_subnormal_top_warns_of_nothing():
         warnings.simplefilter("error")
         counts = ks.histogram(np.array([0.0, 5e-324, 1.0]), np.float64(5e-324), 4096, np)
     assert counts[0] == 1 and counts[-1] == 2 and counts.sum() == 3
+
+
+@pytest.mark.parametrize("new_top", [4.5, 6.0, 8.0, 13.7, 4000.0])
+def test_rebin_moves_each_bin_to_the_bin_holding_its_upper_edge(new_top):
+    # Counted at its upper edge, a bin's values land where a level read afterwards is
+    # at or above every one of them (and at most one new bin above).
+    bins, top = 8, 4.0
+    for k in range(bins):
+        counts = np.zeros(bins, np.int64)
+        counts[k] = 3
+        moved = ks.rebin(counts, top, new_top)
+        assert moved.sum() == 3 and np.count_nonzero(moved) == 1
+        j = int(np.argmax(moved))
+        upper, width = (k + 1) * top / bins, new_top / bins
+        assert j * width <= upper * (1 + 1e-12) and upper <= (j + 1) * width * (1 + 1e-12), (k, j)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_global_saturate_level_is_at_most_the_brightest_value(backend):
+    # Images of peaks 450 then 510: the run histogram's range grows to 450, then to
+    # 1.25 * 450 = 562.5 > 510, so the bin holding 510 ends above it. Saturating (almost)
+    # nothing, the level is the brightest value itself, 510, where 1 * 255 / 510 = 0.5
+    # rounds up: a level at the bin's upper edge would round those pixels down.
+    movie = np.zeros((2, 4, 4), np.uint16)
+    movie[0, 0, 0] = 450
+    movie[1, 0, 0] = 510
+    movie[:, 1:, :] = np.array([1, 3, 5, 7])
+    got = flowtrace_array(movie, 1, normalize="global", saturate=1e-6, backend=backend)
+    np.testing.assert_array_equal(got, naive_trace_ext(movie, 1, normalize="global"))
+    assert got[1, 0, 0] == 255 and got[0, 1, 0] == 1  # 0.5 rounds half up

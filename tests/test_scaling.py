@@ -9,7 +9,7 @@ from hypothesis.extra.numpy import arrays
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array
 
 from conftest import BACKENDS
-from naive import naive_colors, naive_trace, naive_trace_ext
+from naive import naive_colormap, naive_colors, naive_trace, naive_trace_ext, naive_weights
 
 
 def _movie(dtype=np.uint16, shape=(16, 6, 7), seed=0, high=4095):
@@ -60,6 +60,29 @@ def test_none_with_median_clips_negatives(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_none_keeps_the_negative_values_of_signed_frames(backend):
+    movie = np.random.default_rng(3).integers(-3000, 1000, (12, 5, 6)).astype(np.int16)
+    for kw in ({}, {"take_diff": True}):
+        got = flowtrace_array(movie, 4, normalize="none", backend=backend, **kw)
+        assert got.dtype == np.int16 and got.min() < 0
+        np.testing.assert_array_equal(got, naive_trace_ext(movie, 4, normalize="none", **kw))
+    inverted = flowtrace_array(movie, 4, normalize="none", invert_color=True, backend=backend)
+    np.testing.assert_array_equal(  # 32767 - min, clipped to int16
+        inverted, naive_trace_ext(movie, 4, normalize="none", invert_color=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_invert_of_8_bit_frames_is_255_minus_min_signed_too(backend):
+    # 255 for every 8-bit dtype, as the original (int8's maximum is 127).
+    rng = np.random.default_rng(4)
+    for dtype in (np.uint8, np.int8):
+        info = np.iinfo(dtype)
+        movie = rng.integers(info.min, info.max, (9, 4, 5), endpoint=True).astype(dtype)
+        got = flowtrace_array(movie, 3, invert_color=True, backend=backend)
+        np.testing.assert_array_equal(got, naive_trace(movie, 3, invert_color=True))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bit_depth_sets_the_invert_offset(backend):
     movie = _movie(np.uint16, high=1023)
     got = flowtrace_array(movie, 4, invert_color=True, bit_depth=10, normalize="none",
@@ -80,6 +103,19 @@ def test_fade_tails(backend):
     assert image[2, 2] == 0 and image[0, 0] == 255
 
 
+@pytest.mark.parametrize("colormap", [None, [(0, 0, 255), (0, 255, 0), (255, 0, 0)]])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_colors_with_fade_weigh_each_frame_by_their_product(backend, colormap):
+    # Frame j of K: its color times j / (K - 1), the oldest frame gone, the newest whole.
+    movie = _movie(np.uint8, high=255)
+    got = flowtrace_array(movie, 6, color_series=True, colormap=colormap, fade_tails=True,
+                          backend=backend)
+    weights = naive_weights(6, color_series=True, colormap=colormap, fade_tails=True)
+    assert not weights[0].any() and np.array_equal(weights[-1], naive_weights(
+        6, color_series=True, colormap=colormap)[-1])
+    np.testing.assert_array_equal(got, naive_trace_ext(movie, 6, colors=weights))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_colormap_from_colors(backend):
     movie = _movie(np.uint8, high=255)
@@ -92,12 +128,41 @@ def test_colormap_from_colors(backend):
     np.testing.assert_array_equal(hexes, got)
 
 
-def test_colormap_by_matplotlib_name():
+@pytest.mark.parametrize("name", ["viridis", "plasma", "coolwarm"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_colormap_by_matplotlib_name(backend, name):
     matplotlib = pytest.importorskip("matplotlib", reason="matplotlib is an optional extra")
     movie = _movie(np.uint8, high=255)
-    got = flowtrace_array(movie, 5, color_series=True, colormap="viridis", backend="numpy")
-    colors = matplotlib.colormaps["viridis"](np.linspace(0, 1, 5))[:, :3]
+    got = flowtrace_array(movie, 5, color_series=True, colormap=name, backend=backend)
+    colors = matplotlib.colormaps[name](np.linspace(0, 1, 5))[:, :3]  # matplotlib's own values
     np.testing.assert_array_equal(got, naive_trace_ext(movie, 5, colors=colors))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_frame_windows_take_the_first_color_and_no_fade(backend):
+    # K = 1 (F = 1, or F = 2 with take_diff): the colormap's first color, a fade of 1.
+    movie = _movie(np.uint8, high=255)
+    stops = [(0, 0, 255), (255, 0, 0)]
+    for f, kw in ((1, {}), (2, {"take_diff": True})):
+        got = flowtrace_array(movie, f, color_series=True, colormap=stops, backend=backend, **kw)
+        first = np.array([[0.0, 0.0, 1.0]])
+        np.testing.assert_array_equal(got, naive_trace_ext(movie, f, colors=first, **kw))
+        faded = flowtrace_array(movie, f, fade_tails=True, backend=backend, **kw)
+        np.testing.assert_array_equal(faded, flowtrace_array(movie, f, backend=backend, **kw))
+        assert faded.max() == 255
+
+
+def test_colors_in_0_to_1_keep_a_channel_of_1():
+    # A triple whose largest channel is at most 1 is in 0-1: (0, 0, 1) is blue, as bright
+    # as '#0000ff', beside a color whose channels are all below 1.
+    movie = _movie(np.uint8, high=255)
+    stops = [(0, 0, 1), (0.5, 0.25, 0)]
+    got = flowtrace_array(movie, 4, color_series=True, colormap=stops, backend="numpy")
+    np.testing.assert_array_equal(got, naive_trace_ext(movie, 4, colors=naive_colormap(stops, 4)))
+    raw = flowtrace_array(movie, 1, color_series=True, colormap=stops, normalize="none",
+                          backend="numpy")  # one-frame windows: the first color, raw values
+    np.testing.assert_array_equal(raw[..., 2], movie)  # times blue 1.0
+    assert not raw[..., :2].any()
 
 
 def test_default_ramp_is_the_originals_under_every_normalization():

@@ -2,10 +2,11 @@
 
 import numpy as np
 import pytest
-from test_long_runs import ENOSPC, fail_at
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array, flowtrace_dask
 from flowtrace_gpu.synthetic import synthetic_movie
+
+from faults import ENOSPC, fail_at
 
 da = pytest.importorskip("dask.array", reason="flowtrace_dask needs the [dask] extra")
 zarr = pytest.importorskip("zarr", minversion="3.1.3",

@@ -1,4 +1,4 @@
-"""The certified color paths (and the robust median) against the per-window oracles.
+"""The Numba backend's exact fast paths: certified colors and the robust median, byte for byte.
 
 Blocks and list capacities are shrunk so that a few pixels span many
 blocks and candidate lists overflow; every image is compared byte for byte
@@ -24,9 +24,9 @@ from flowtrace_gpu.engine.plan import TracePlan  # noqa: E402
 from flowtrace_gpu.options import TraceOptions  # noqa: E402
 from flowtrace_gpu.synthetic import synthetic_movie  # noqa: E402
 
-from naive import naive_trace_ext  # noqa: E402
-from test_numba_kernels import naive_images  # noqa: E402
-from test_numba_kernels import stream as stream_frames  # noqa: E402
+from naive import naive_trace_ext, naive_weights  # noqa: E402
+from numba_shared import naive_images  # noqa: E402
+from numba_shared import stream as stream_frames  # noqa: E402
 
 STYLES = ("particles", "noise", "levels", "fading")
 
@@ -74,15 +74,6 @@ def reference(plan, frames):
     return images
 
 
-def oracle_colors(opts, k):
-    """The naive oracle's weights for ``colormap`` (colors, resolved to 0-1): evenly spaced
-    along the colors, linearly interpolated."""
-    stops = np.array(opts.colormap, np.float64)
-    positions = np.linspace(0.0, 1.0, k)
-    anchors = np.linspace(0.0, 1.0, len(stops))
-    return np.stack([np.interp(positions, anchors, stops[:, c]) for c in range(3)], axis=1)
-
-
 def check(state, frames):
     """Every image equals the NumPy reference byte for byte, and the naive oracle."""
     plan = state.plan
@@ -92,16 +83,18 @@ def check(state, frames):
     assert len(got) == len(ref) == len(frames) - plan.frames_to_merge + 1
     for i, (g, r) in enumerate(zip(got, ref)):
         assert g.tobytes() == r.tobytes(), f"window {i} of {plan}: {np.argwhere(g != r)[:5]}"
-    if plan.scaling != "frame" or opts.colormap == "viridis":
+    if plan.scaling != "frame":
         return got
-    colors = oracle_colors(opts, plan.frames_to_merge) if opts.colormap else None
-    naive = naive_trace_ext(frames, plan.frames_to_merge, color_series=opts.color_series,
-                            colors=colors, fade_tails=opts.fade_tails)
-    # The oracle multiplies by the color, then by the fade; the package by their
-    # product (plan.colors): one rounding apart, so one level at most.
-    tol = 1 if opts.color_series and opts.fade_tails else 0
-    diff = np.abs(np.array(got, np.int16) - naive.astype(np.int16))
-    assert diff.max(initial=0) <= tol
+    # The oracle's own colors (a colormap name: matplotlib's values), times the fade:
+    # one multiplier per frame and channel, as the package applies them.
+    weights = naive_weights(plan.stack_length, color_series=opts.color_series,
+                            colormap=opts.colormap, fade_tails=opts.fade_tails)
+    colors = weights if weights is not None and weights.ndim == 2 else None
+    naive = naive_trace_ext(frames, plan.frames_to_merge, colors=colors,
+                            fade_tails=weights is not None and weights.ndim == 1)
+    assert len(naive) == len(got)
+    for i, (g, e) in enumerate(zip(got, naive)):
+        assert g.tobytes() == e.tobytes(), f"window {i} of {plan}: {np.argwhere(g != e)[:5]}"
     return got
 
 

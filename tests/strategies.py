@@ -1,0 +1,36 @@
+"""Hypothesis strategies shared by the test files."""
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from flowtrace_gpu.options import step_flags
+
+#: Every on/off step of the registry: a new one fails here until the oracle knows it.
+OPTION_NAMES = step_flags()
+
+
+@st.composite
+def movies(draw):
+    """(frames, F, frames_to_skip, options): small movies of every dtype, every step at random."""
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
+    n = draw(st.integers(1, 9))
+    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 7))
+    shape = (n, h, w) + ((3,) if draw(st.booleans()) else ())
+    if dtype == np.float32:
+        elements = st.floats(-300, 300, width=32, allow_nan=False)
+    else:
+        elements = st.integers(0, np.iinfo(dtype).max)
+    frames = draw(arrays(dtype, shape, elements=elements))
+    skip = draw(st.integers(1, 3))
+    kept = len(range(0, n, skip))
+    f = draw(st.integers(1, kept))
+    options = {name: draw(st.booleans()) for name in OPTION_NAMES}
+    if options["take_diff"]:
+        if f < 2:
+            options["take_diff"] = False
+        else:
+            options["diff_order"] = draw(st.integers(1, f - 1))
+    options["windows"] = draw(st.sampled_from(["original", "sliding"]))
+    options["normalize"] = draw(st.sampled_from(["frame", "global"]))
+    return frames, f, skip, options
