@@ -17,7 +17,10 @@ settings.register_profile("dev", max_examples=25, **_COMMON)
 settings.register_profile("thorough", max_examples=500, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+#: The repository, and the shared data beside it (the original's outputs, real camera files).
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference"
+REAL = ROOT.parent / "shared" / "real"
 
 
 @pytest.fixture(autouse=True)

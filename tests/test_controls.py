@@ -8,7 +8,6 @@ written, and a resumed run with all three is bit-exact.
 """
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,10 +28,9 @@ from flowtrace_gpu.options import step_flags
 from flowtrace_gpu.runs.manifest import read_manifest
 
 from camera_writers import pack_bits, write_cine
-from conftest import BACKENDS
+from conftest import BACKENDS, REAL
 from naive import naive_trace_ext
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 #: numpy, numba, and the cupy backend on NumPy, one frame at a time and batched.
 ENGINES = list(BACKENDS) + ["standin", "standin-batched"]
 

@@ -27,7 +27,8 @@ import tifffile
 
 from flowtrace_gpu.synthetic import synthetic_movie
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 PAGES = [README, *sorted(DOCS.rglob("*.md"))]
@@ -301,7 +302,7 @@ SCANNED = [README, *DOCS.rglob("*.md"), *DOCS.rglob("*.py"), *(ROOT / "flowtrace
            *(ROOT / "bench" / "published").glob("*.json"), ROOT / "Makefile", ROOT / "pyproject.toml",
            *(ROOT / ".ci").iterdir(),
            # this file holds the pattern's own examples
-           *(p for p in (ROOT / "tests").glob("*.py") if p.name != Path(__file__).name)]
+           *(p for p in (ROOT / "tests").rglob("*.py") if p.name != Path(__file__).name)]
 
 
 def test_notebook_pattern_catches_the_talk():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
-FILES = sorted(TESTS.glob("*.py"))
+FILES = sorted(TESTS.rglob("*.py"))
 
 
 def _is_property(node):

@@ -9,7 +9,7 @@ Source: the ``cine-handler`` package 0.1.1 (PyPI, module
 "copied from Vision Research 10-bit unpack C implementation"; the same values
 appear in other readers of the format (pycine, NASA's upsp). Verified here:
 the 914 codes present in the Phantom test file ``chart1.cine`` map exactly to
-the values cine-handler decoded (``tests/test_camera_files.py``), the table
+the values cine-handler decoded (``tests/io/test_camera_files.py``), the table
 is non-decreasing and ends at 4095.
 """
 

@@ -87,7 +87,7 @@ def isal_stream(data, level: int = 1) -> bytes:
     third byte's position from the address of its state instead of the
     data, so where the caller's stack lies (the thread, the process's
     address layout) decides whether a few matches near the start are found:
-    a valid stream, different bytes (tests/test_png.py shows both). A stream
+    a valid stream, different bytes (tests/io/test_png.py shows both). A stream
     that starts with history skips that path, so the first byte goes in a
     stored block of its own and is ISA-L's dictionary for the rest: the
     window spans blocks, every reader inflates it, and it costs 6 bytes.

@@ -1,6 +1,5 @@
 """saturate=P: the stretch maps the (100-P)th percentile to 255, on every backend."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +11,8 @@ from flowtrace_gpu.engine.saturation import LevelRecorder
 from flowtrace_gpu.kernels import saturate as ks
 from flowtrace_gpu.synthetic import synthetic_movie
 
-from conftest import BACKENDS
+from conftest import BACKENDS, REAL
 from naive import exact_level, naive_saturated, naive_trace_ext
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 
 
 def _float_projections(movie, f, **options):

@@ -21,7 +21,9 @@ import tifffile
 
 from flowtrace_gpu.synthetic import synthetic_movie
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import ROOT
+
+REPO = ROOT
 NOTICE = "compiling CPU kernels for"
 
 pytestmark = pytest.mark.slow

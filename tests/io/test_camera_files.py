@@ -8,7 +8,6 @@ skip, with the reason, where that folder is absent.
 
 import shutil
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from flowtrace_gpu.io.packed import unpack_10bit, unpack_12bit
 from flowtrace_gpu.io.phantom_p10 import P10_TO_12BIT
 
 from camera_writers import pack_bits, write_cine
+from conftest import REAL
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 PATTERN_OF_CFA = {3: "GBRG", 4: "RGGB", 5: "GRBG", 6: "BGGR"}
 
 

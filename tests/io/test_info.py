@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +11,8 @@ import tifffile
 from flowtrace_gpu import FlowtraceError, recording_info
 
 from camera_writers import write_cine
-from conftest import read_png
+from conftest import REAL, read_png
 from naive import naive_trace_ext
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 
 
 def cli(*args, cwd=None):

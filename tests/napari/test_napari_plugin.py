@@ -28,9 +28,9 @@ from flowtrace_gpu.runs.manifest import lock_path, read_manifest
 from flowtrace_gpu.synthetic import synthetic_movie
 
 from camera_writers import write_cine
+from conftest import REAL, ROOT
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
-MANIFEST = Path(__file__).resolve().parents[1] / "flowtrace_gpu" / "napari" / "napari.yaml"
+MANIFEST = ROOT / "flowtrace_gpu" / "napari" / "napari.yaml"
 #: Numba compiles the preview's kernels on first use: seconds on a busy machine.
 SETTLE_MS = 180_000
 

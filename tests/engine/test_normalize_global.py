@@ -5,7 +5,7 @@ in the middle or at the end of the run, so a peak taken from the wrong
 images (the first, the last, those of one block) scales every image wrongly.
 Every image is compared with tests/naive.py; with ``saturate`` the level is
 the exact percentile of all images within one level (the run histogram's
-bin), as in tests/test_saturate.py.
+bin), as in tests/engine/test_saturation.py.
 """
 
 import numpy as np

@@ -34,11 +34,8 @@ from flowtrace_gpu.runs.manifest import Manifest, read_manifest, to_ranges
 from flowtrace_gpu.runs.output_run import OutputRun
 from flowtrace_gpu.synthetic import synthetic_movie
 
-from conftest import assert_same_images, read_png
+from conftest import ROOT, assert_same_images, read_png
 from faults import ENOSPC, fail_at
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 # ------------------------------------------------------------------ helpers
 
