@@ -20,6 +20,7 @@ the option sets (default, subtract_median, color_series).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -106,7 +107,12 @@ def original_steady_state(files, f, out, k, options) -> float:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir()
         seconds[n] = timed(lambda: run_original(files, f, out, max_outputs=n, **options))
-    return max(seconds[2 * k] - seconds[k], 1e-9) / k
+    difference = seconds[2 * k] - seconds[k]
+    if difference <= 0:  # noise larger than k outputs' work: no figure rather than a wrong one
+        print(f"original: {2 * k} outputs took no longer than {k}; raise --baseline-frames",
+              file=sys.stderr)
+        return math.nan
+    return difference / k
 
 
 def main(argv=None):

@@ -10,18 +10,24 @@ from flowtrace_gpu.options import step_flags
 OPTION_NAMES = step_flags()
 
 
-@st.composite
-def movies(draw):
-    """(frames, F, frames_to_skip, options): small movies of every dtype, every step at random."""
+def small_movie(draw, max_frames: int, max_height: int, max_width: int) -> np.ndarray:
+    """A small (n, h, w) or (n, h, w, 3) movie of uint8, uint16 or float32 values."""
     dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
-    n = draw(st.integers(1, 9))
-    h, w = draw(st.integers(1, 5)), draw(st.integers(1, 7))
+    n = draw(st.integers(1, max_frames))
+    h, w = draw(st.integers(1, max_height)), draw(st.integers(1, max_width))
     shape = (n, h, w) + ((3,) if draw(st.booleans()) else ())
     if dtype == np.float32:
         elements = st.floats(-300, 300, width=32, allow_nan=False)
     else:
         elements = st.integers(0, np.iinfo(dtype).max)
-    frames = draw(arrays(dtype, shape, elements=elements))
+    return draw(arrays(dtype, shape, elements=elements))
+
+
+@st.composite
+def movies(draw):
+    """(frames, F, frames_to_skip, options): small movies of every dtype, every step at random."""
+    frames = small_movie(draw, 9, 5, 7)
+    n = len(frames)
     skip = draw(st.integers(1, 3))
     kept = len(range(0, n, skip))
     f = draw(st.integers(1, kept))

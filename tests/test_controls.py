@@ -14,7 +14,6 @@ import pytest
 import tifffile
 from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from flowtrace_gpu import FlowtraceError, flowtrace, flowtrace_array
 from flowtrace_gpu.backends.cupy import backend as cb
@@ -30,6 +29,7 @@ from flowtrace_gpu.runs.manifest import read_manifest
 from camera_writers import pack_bits, write_cine
 from conftest import BACKENDS, REAL
 from naive import naive_trace_ext
+from strategies import small_movie
 
 #: numpy, numba, and the cupy backend on NumPy, one frame at a time and batched.
 ENGINES = list(BACKENDS) + ["standin", "standin-batched"]
@@ -55,13 +55,8 @@ def real(name):
 @st.composite
 def selections(draw):
     """A movie, F, skip, options, and a valid (start, stop, crop, window_step)."""
-    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
-    n = draw(st.integers(1, 14))
-    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 7))
-    shape = (n, h, w) + ((3,) if draw(st.booleans()) else ())
-    elements = (st.floats(-300, 300, width=32, allow_nan=False) if dtype == np.float32
-                else st.integers(0, int(np.iinfo(dtype).max)))
-    movie = draw(arrays(dtype, shape, elements=elements))
+    movie = small_movie(draw, 14, 6, 7)
+    n, h, w = movie.shape[:3]
     start = draw(st.integers(0, n - 1))
     stop = draw(st.one_of(st.none(), st.integers(start + 1, n + 3)))
     skip = draw(st.integers(1, 3))

@@ -70,12 +70,7 @@ def _hooks():
 
 
 def _report():
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import report
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-    return report
+    return _hooks()._report()
 
 
 # ------------------------------------------------------------------ examples run
