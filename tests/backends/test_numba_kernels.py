@@ -108,7 +108,8 @@ def test_sliding_extreme_kernels(is_max, length, dtype):
             got = prefix if s == length - 1 else (np.maximum if is_max else np.minimum)(
                 buf[s + 1], prefix)
             np.testing.assert_array_equal(got, ext(window, axis=0))
-        if s == length - 1:  # the completed block became suffix extremes
+        if s == length - 1:  # the completed block becomes suffix extremes
+            nsl.ext_suffix(buf, is_max, chunk)
             for k in range(1, length):
                 np.testing.assert_array_equal(buf[k], ext(ys[t - length + 1 + k:t + 1], axis=0))
 

@@ -322,9 +322,10 @@ class _SlidingExtreme(NumbaProjector):
         else:
             return
         s = self.n_y % self.length
-        # at s == length - 1 the block also becomes suffix extremes
         self.frame_ext[s] = nsl.ext_push(y, self.buf, self.prefix, s, self.is_max,
                                          self.chunk, self.chunk_ext)
+        if s == self.length - 1 and self.length > 2:
+            nsl.ext_suffix(self.buf, self.is_max, self.chunk)
         self.n_y += 1
 
     def _state(self) -> tuple:

@@ -9,8 +9,8 @@ ends at position ``s`` of the current block is the previous block from
 One buffer of L frames, ``buf``, holds both halves: slot ``s`` keeps the
 previous block's suffix extreme until step ``s`` of the current block, which
 no longer needs it and overwrites it with the current block's raw value.
-When a block completes, :func:`ext_push` turns it into suffix extremes in
-place, backwards, in the same parallel pass. That is about three comparisons per value whatever L: one
+When a block completes, :func:`ext_suffix` turns it into suffix extremes in
+place, backwards. That is about three comparisons per value whatever L: one
 for the running prefix, one for the answer, one (amortized) for the suffix
 scan. State: ``buf`` (L frames) and ``prefix`` (one frame), in the values'
 own dtype, so comparisons are exact.
@@ -28,11 +28,6 @@ from numba import njit, prange
 @njit(parallel=True, cache=True, nogil=True)
 def ext_push(y, buf, prefix, s, is_max, chunk, chunk_ext):
     """Push one frame of values at block position ``s``; return its extreme.
-
-    At the block's last position (``s == L - 1``) the completed block then
-    becomes suffix extremes: ``buf[s]`` is the extreme of the block's values
-    ``s .. L-1`` for ``s >= 1`` (slot 0 is never read as a suffix). One
-    parallel kernel, not two: each costs a second or so to compile.
 
     Parameters
     ----------
@@ -97,8 +92,6 @@ def ext_push(y, buf, prefix, s, is_max, chunk, chunk_ext):
                 pre[i] = v if v < q else q
                 e = v if v < e else e
         chunk_ext[c] = np.float64(e)
-        if s == buf.shape[0] - 1:
-            _suffix(buf, start, stop, is_max)
     ext = chunk_ext[0]
     for c in range(1, nchunks):
         v = chunk_ext[c]
@@ -107,22 +100,32 @@ def ext_push(y, buf, prefix, s, is_max, chunk, chunk_ext):
     return ext
 
 
-@njit(cache=True, nogil=True)
-def _suffix(buf, start, stop, is_max):
-    """Suffix extremes of a completed block, values ``start:stop``, in place (backwards)."""
-    for s in range(buf.shape[0] - 2, 0, -1):
-        row = buf[s, start:stop]
-        nxt = buf[s + 1, start:stop]
-        if is_max:
-            for i in range(stop - start):
-                a = row[i]
-                b = nxt[i]
-                row[i] = b if b > a else a
-        else:
-            for i in range(stop - start):
-                a = row[i]
-                b = nxt[i]
-                row[i] = b if b < a else a
+@njit(parallel=True, cache=True, nogil=True)
+def ext_suffix(buf, is_max, chunk):
+    """Turn a completed block into suffix extremes, in place.
+
+    After this, ``buf[s]`` is the extreme of the block's values ``s .. L-1``
+    for ``s >= 1`` (slot 0 is never read as a suffix, so it is left alone).
+    """
+    nblock = buf.shape[0]
+    n = buf.shape[1]
+    nchunks = (n + chunk - 1) // chunk
+    for c in prange(nchunks):
+        start = c * chunk
+        stop = min(start + chunk, n)
+        for s in range(nblock - 2, 0, -1):
+            row = buf[s, start:stop]
+            nxt = buf[s + 1, start:stop]
+            if is_max:
+                for i in range(stop - start):
+                    a = row[i]
+                    b = nxt[i]
+                    row[i] = b if b > a else a
+            else:
+                for i in range(stop - start):
+                    a = row[i]
+                    b = nxt[i]
+                    row[i] = b if b < a else a
 
 
 @njit(parallel=True, cache=True, nogil=True)
