@@ -31,6 +31,11 @@ class _LazyBar:
             self._bar = self._make()
         self._bar.update(n)
 
+    @property
+    def n(self) -> int:
+        """Images counted so far."""
+        return 0 if self._bar is None else self._bar.n
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()

@@ -161,6 +161,7 @@ class Pathlines(Container):
             widget.changed.connect(self._request)
         source.changed.connect(self._source_changed)
         trace.changed.connect(self.open_trace_all)
+        self._gone = False
         self._viewer_events = [(viewer.dims.events.current_step, self._request),
                                (viewer.layers.events.inserted, self._layers_changed),
                                (viewer.layers.events.removed, self._layers_changed)]
@@ -174,6 +175,7 @@ class Pathlines(Container):
         for event, handler in self._viewer_events:
             event.disconnect(handler)
         self._viewer_events = []
+        self._gone = True  # a preview still running finds no widget to update
 
     # ---------------------------------------------------------------- layers
 
@@ -245,7 +247,11 @@ class Pathlines(Container):
 
     def _start(self):
         generation = self._wanted
-        layer = self.source_layer.value
+        try:
+            layer = self.source_layer.value
+        except RuntimeError:  # the Qt widget is gone (the viewer closed meanwhile)
+            self._disconnect()
+            return
         if layer is None or layer not in self.viewer.layers:
             self._settle(generation, "open a recording (an image layer with time on axis 0)")
             return
@@ -271,7 +277,7 @@ class Pathlines(Container):
         worker.start()
 
     def _returned(self, generation, key, image, layer):
-        if generation != self._wanted:
+        if self._gone or generation != self._wanted:
             return  # overtaken: a newer request is waiting
         if isinstance(image, FlowtraceError):  # e.g. a frame the file cannot give
             self._errored(generation, image)
@@ -287,14 +293,14 @@ class Pathlines(Container):
         self._settle(generation, f"window: frames {start}..{stop - 1} of {layer.name}")
 
     def _errored(self, generation, exc):
-        if generation == self._wanted:
+        if not self._gone and generation == self._wanted:
             message = str(exc) if isinstance(exc, FlowtraceError) else f"{type(exc).__name__}: {exc}"
             self._shown_key = None
             self._settle(generation, message)
 
     def _finished(self):
         self._worker = None
-        if self._settled_at != self._wanted:
+        if not self._gone and self._settled_at != self._wanted:
             self._start()
 
     def _settle(self, generation: int, message: str):
