@@ -31,6 +31,11 @@ def movies(draw):
     skip = draw(st.integers(1, 3))
     kept = len(range(0, n, skip))
     f = draw(st.integers(1, kept))
+    return frames, f, skip, step_options(draw, f)
+
+
+def step_options(draw, f: int) -> dict:
+    """Every on/off step at random, a valid diff_order, both window schemes, frame or global scale."""
     options = {name: draw(st.booleans()) for name in OPTION_NAMES}
     if options["take_diff"]:
         if f < 2:
@@ -39,4 +44,4 @@ def movies(draw):
             options["diff_order"] = draw(st.integers(1, f - 1))
     options["windows"] = draw(st.sampled_from(["original", "sliding"]))
     options["normalize"] = draw(st.sampled_from(["frame", "global"]))
-    return frames, f, skip, options
+    return options

@@ -23,13 +23,12 @@ from flowtrace_gpu.io import tiff_stack as tiff_module
 from flowtrace_gpu.io.bayer import demosaic
 from flowtrace_gpu.io.formats import open_source
 from flowtrace_gpu.io.phantom_p10 import P10_TO_12BIT
-from flowtrace_gpu.options import step_flags
 from flowtrace_gpu.runs.manifest import read_manifest
 
 from camera_writers import pack_bits, write_cine
 from conftest import BACKENDS, REAL
 from naive import naive_trace_ext
-from strategies import small_movie
+from strategies import small_movie, step_options
 
 #: numpy, numba, and the cupy backend on NumPy, one frame at a time and batched.
 ENGINES = list(BACKENDS) + ["standin", "standin-batched"]
@@ -66,14 +65,7 @@ def selections(draw):
     crop = draw(st.one_of(st.none(), st.tuples(st.just(top), st.just(left),
                                                st.integers(1, h - top), st.integers(1, w - left))))
     step = draw(st.integers(1, 6))
-    options = {name: draw(st.booleans()) for name in step_flags()}
-    if options["take_diff"]:
-        if f < 2:
-            options["take_diff"] = False
-        else:
-            options["diff_order"] = draw(st.integers(1, f - 1))
-    options["windows"] = draw(st.sampled_from(["original", "sliding"]))
-    options["normalize"] = draw(st.sampled_from(["frame", "global"]))
+    options = step_options(draw, f)
     return movie, f, skip, options, dict(start=start, stop=stop, crop=crop, window_step=step)
 
 
